@@ -1,0 +1,208 @@
+"""Evaluate a raw-feature SavedModel on the eval split and decide whether it may ship.
+
+The gate takes absolute thresholds per metric and, when a baseline model is given, change thresholds
+against it. It always decides ("pass" or "fail") and gives a reason for every check.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kubeline.errors import InvalidInputError
+from kubeline.schema import NUMERIC, Schema
+
+MODEL_METADATA = "assets.extra/kubeline_model.json"
+# Every metric is higher-is-better except these.
+LOWER_IS_BETTER = {"log_loss"}
+METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted", "recall_weighted",
+           "f1_weighted", "roc_auc", "log_loss")
+MISSING_SLICE = "(missing)"
+MAX_ROC_POINTS = 200
+
+
+@dataclass
+class Evaluation:
+    metrics: dict
+    slices: dict
+    confusion_matrix: list[list[int]]
+    classes: list[str]
+    roc: dict
+    decision: str
+    reasons: list[str]
+    baseline_metrics: dict | None = None
+    predictions: pd.DataFrame = field(repr=False, default=None)
+
+
+def load_model(model_dir: str):
+    """Loads a SavedModel written by the train step; returns (serving function, schema)."""
+    import tensorflow as tf
+
+    metadata_path = Path(model_dir) / MODEL_METADATA
+    if not metadata_path.is_file():
+        raise InvalidInputError("model", f"'{model_dir}' is not a model written by the kubeline train step "
+                                f"(no {MODEL_METADATA})", "pass the train step's model output")
+    metadata = json.loads(metadata_path.read_text())
+    return tf.saved_model.load(model_dir).signatures[metadata["signature"]], Schema.from_dict(metadata["schema"])
+
+
+def raw_tensors(frame: pd.DataFrame, schema: Schema) -> dict:
+    """Raw feature columns as the serving signature takes them: NaN / "" for missing values."""
+    import tensorflow as tf
+
+    tensors = {}
+    for feature in schema.features:
+        if feature.name not in frame.columns:
+            raise InvalidInputError(f"column '{feature.name}'", "the model needs it but the data lacks it",
+                                    "evaluate on data with the model's features")
+        column = frame[feature.name]
+        if feature.kind == NUMERIC:
+            tensors[feature.name] = tf.constant(pd.to_numeric(column).astype("float32").to_numpy())
+        else:
+            tensors[feature.name] = tf.constant(column.where(column.notna(), "").astype(str).to_numpy())
+    return tensors
+
+
+def predict(serve, schema: Schema, frame: pd.DataFrame) -> np.ndarray:
+    """Class probabilities, one row per input row."""
+    return serve(**raw_tensors(frame, schema))["probabilities"].numpy()
+
+
+def compute_metrics(y_true: np.ndarray, probabilities: np.ndarray, num_classes: int) -> dict:
+    from sklearn import metrics as skm
+
+    y_pred = probabilities.argmax(axis=1)
+    labels = list(range(num_classes))
+    result = {"accuracy": skm.accuracy_score(y_true, y_pred)}
+    for average in ("macro", "weighted"):
+        # Averaged over the classes present in y_true or y_pred, so a slice is not penalised for
+        # classes it does not contain.
+        precision, recall, f1, _ = skm.precision_recall_fscore_support(
+            y_true, y_pred, average=average, zero_division=0)
+        result.update({f"precision_{average}": precision, f"recall_{average}": recall, f"f1_{average}": f1})
+    present = np.unique(y_true)
+    if len(present) < 2:
+        result["roc_auc"] = float("nan")
+    elif num_classes == 2:
+        result["roc_auc"] = skm.roc_auc_score(y_true, probabilities[:, 1])
+    else:
+        result["roc_auc"] = skm.roc_auc_score(y_true, probabilities, multi_class="ovr", labels=labels)
+    result["log_loss"] = skm.log_loss(y_true, np.clip(probabilities, 1e-7, 1.0), labels=labels)
+    return {name: round(float(value), 6) for name, value in result.items()}
+
+
+def roc_points(y_true: np.ndarray, probabilities: np.ndarray) -> dict:
+    """The micro-averaged one-vs-rest ROC curve, thinned to at most MAX_ROC_POINTS points."""
+    from sklearn.metrics import roc_curve
+
+    one_hot = np.eye(probabilities.shape[1])[y_true]
+    fpr, tpr, thresholds = roc_curve(one_hot.ravel(), probabilities.ravel())
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), MAX_ROC_POINTS)).astype(int))
+    return {"fpr": fpr[keep].round(6).tolist(), "tpr": tpr[keep].round(6).tolist(),
+            "thresholds": np.clip(thresholds[keep], 0.0, 1.0).round(6).tolist()}
+
+
+def check_thresholds(thresholds: dict, field_name: str) -> None:
+    unknown = sorted(set(thresholds) - set(METRICS))
+    if unknown:
+        raise InvalidInputError(field_name, f"unknown metrics {unknown}", f"use names from {list(METRICS)}")
+    for name, value in thresholds.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise InvalidInputError(f"{field_name}.{name}", f"{value!r} is not a number", "give a number")
+
+
+def gate(metrics: dict, thresholds: dict, change_thresholds: dict, baseline: dict | None) -> tuple[str, list[str]]:
+    """Checks absolute thresholds and, with a baseline, the largest allowed worsening per metric."""
+    reasons, passed = [], True
+    for name, bound in sorted(thresholds.items()):
+        value = metrics[name]
+        ok = value <= bound if name in LOWER_IS_BETTER else value >= bound
+        passed &= ok
+        relation = "<=" if name in LOWER_IS_BETTER else ">="
+        reasons.append(f"{'ok' if ok else 'FAILED'}: {name} {value:.4f} {relation} {bound} required")
+    if change_thresholds and baseline is None:
+        reasons.append("skipped: change thresholds given but no baseline model")
+    for name, allowed in sorted((change_thresholds if baseline else {}).items()):
+        worsening = metrics[name] - baseline[name] if name in LOWER_IS_BETTER else baseline[name] - metrics[name]
+        ok = worsening <= allowed
+        passed &= ok
+        reasons.append(f"{'ok' if ok else 'FAILED'}: {name} {metrics[name]:.4f} vs baseline {baseline[name]:.4f}, "
+                       f"worse by {max(worsening, 0):.4f}, at most {allowed} allowed")
+    if not reasons:
+        reasons.append("ok: no thresholds configured")
+    return ("pass" if passed else "fail"), reasons
+
+
+def evaluate(model_dir: str, eval_path: str, thresholds: dict, change_thresholds: dict | None = None,
+             baseline_model_dir: str = "", slice_feature: str = "") -> Evaluation:
+    """Computes metrics, per-slice metrics, the confusion matrix and ROC, then applies the gate."""
+    change_thresholds = change_thresholds or {}
+    check_thresholds(thresholds, "thresholds")
+    check_thresholds(change_thresholds, "change_thresholds")
+    serve, schema = load_model(model_dir)
+    if slice_feature and slice_feature not in schema.categorical:
+        raise InvalidInputError("slice_feature", f"'{slice_feature}' is not a categorical feature of the model",
+                                f"choose one of {schema.categorical} or leave it empty")
+    frame = pd.read_parquet(eval_path)
+    class_index = {name: i for i, name in enumerate(schema.classes)}
+    y_true = frame[schema.label].astype(str).map(class_index).to_numpy()
+    probabilities = predict(serve, schema, frame)
+    metrics = compute_metrics(y_true, probabilities, len(schema.classes))
+
+    slices = {}
+    if slice_feature:
+        values = frame[slice_feature].where(frame[slice_feature].notna(), MISSING_SLICE).astype(str)
+        for value in sorted(values.unique()):
+            mask = (values == value).to_numpy()
+            part = compute_metrics(y_true[mask], probabilities[mask], len(schema.classes))
+            slices[value] = {"rows": int(mask.sum()), **{k: part[k] for k in ("accuracy", "f1_macro", "log_loss")}}
+
+    baseline_metrics = None
+    if baseline_model_dir:
+        baseline_serve, baseline_schema = load_model(baseline_model_dir)
+        if baseline_schema.classes != schema.classes:
+            raise InvalidInputError("baseline_model", f"its classes {baseline_schema.classes} differ from the "
+                                    f"candidate's {schema.classes}", "compare models trained for the same label")
+        baseline_metrics = compute_metrics(y_true, predict(baseline_serve, baseline_schema, frame),
+                                           len(schema.classes))
+    decision, reasons = gate(metrics, thresholds, change_thresholds, baseline_metrics)
+
+    from sklearn.metrics import confusion_matrix
+
+    y_pred = probabilities.argmax(axis=1)
+    predictions = frame.assign(predicted=[schema.classes[i] for i in y_pred],
+                               **{f"p_{name}": probabilities[:, i] for i, name in enumerate(schema.classes)})
+    return Evaluation(metrics=metrics, slices=slices,
+                      confusion_matrix=confusion_matrix(y_true, y_pred, labels=range(len(schema.classes))).tolist(),
+                      classes=schema.classes, roc=roc_points(y_true, probabilities), decision=decision,
+                      reasons=reasons, baseline_metrics=baseline_metrics, predictions=predictions)
+
+
+def write(evaluation: Evaluation, out_dir: str) -> None:
+    """Writes evaluation.json and predictions.parquet (offline predictions, kept for parity checks)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    body = {k: getattr(evaluation, k) for k in ("decision", "reasons", "metrics", "baseline_metrics", "slices",
+                                                 "classes", "confusion_matrix", "roc")}
+    (out / "evaluation.json").write_text(json.dumps(body, indent=2))
+    evaluation.predictions.to_parquet(out / "predictions.parquet", index=False)
+
+
+def render_report(evaluation: Evaluation) -> str:
+    lines = [f"# Evaluation: {evaluation.decision.upper()}", "", *(f"- {r}" for r in evaluation.reasons), "",
+             "| metric | value | baseline |", "| --- | --- | --- |"]
+    for name, value in evaluation.metrics.items():
+        baseline = evaluation.baseline_metrics[name] if evaluation.baseline_metrics else ""
+        lines.append(f"| {name} | {value} | {baseline} |")
+    lines += ["", "## Confusion matrix (rows: true, columns: predicted)", "",
+              "| | " + " | ".join(evaluation.classes) + " |", "|---" * (len(evaluation.classes) + 1) + "|"]
+    for name, row in zip(evaluation.classes, evaluation.confusion_matrix):
+        lines.append(f"| **{name}** | " + " | ".join(str(v) for v in row) + " |")
+    if evaluation.slices:
+        lines += ["", "## Slices", "", "| slice | rows | accuracy | f1_macro | log_loss |", "| --- | --- | --- | --- | --- |"]
+        for value, s in evaluation.slices.items():
+            lines.append(f"| {value} | {s['rows']} | {s['accuracy']} | {s['f1_macro']} | {s['log_loss']} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,174 @@
+"""Train a Keras classifier on tf.Transform output and export a raw-feature SavedModel.
+
+The exported SavedModel embeds the transform graph: its ``serving_default`` signature takes one
+batched tensor per raw feature (float32 for numeric features with NaN for missing values, string
+for categorical ones with "" for missing) and returns ``probabilities`` and ``label``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from kubeline.errors import InvalidInputError
+from kubeline.schema import NUMERIC, Schema
+
+MODEL_METADATA = "assets.extra/kubeline_model.json"
+SIGNATURE = "serving_default"
+
+
+@dataclass
+class HParams:
+    learning_rate: float = 0.01
+    hidden_units: int = 16
+    num_layers: int = 2
+    dropout: float = 0.1
+    batch_size: int = 32
+    epochs: int = 100
+    early_stopping_patience: int = 10
+
+    def __post_init__(self):
+        checks = {
+            "learning_rate": (self.learning_rate > 0, "a positive number such as 0.01"),
+            "hidden_units": (self.hidden_units >= 1, "at least 1"),
+            "num_layers": (self.num_layers >= 0, "0 or more"),
+            "dropout": (0 <= self.dropout < 1, "in [0, 1)"),
+            "batch_size": (self.batch_size >= 1, "at least 1"),
+            "epochs": (self.epochs >= 1, "at least 1"),
+            "early_stopping_patience": (self.early_stopping_patience >= 0, "0 (off) or more epochs"),
+        }
+        for name, (ok, expected) in checks.items():
+            if not ok:
+                raise InvalidInputError(name, f"{getattr(self, name)} is out of range", f"use {expected}")
+
+
+@dataclass
+class TrainResult:
+    objective: dict
+    epochs_run: int
+    devices: str
+
+
+def configure_devices(seed: int):
+    """Seeds everything; picks MirroredStrategy and mixed precision when GPUs are present."""
+    import numpy as np
+    import tensorflow as tf
+
+    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+    random.seed(seed)
+    np.random.seed(seed)
+    tf.keras.utils.set_random_seed(seed)
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        tf.keras.mixed_precision.set_global_policy("mixed_float16")
+        return tf.distribute.MirroredStrategy(), f"{len(gpus)} GPU(s), mixed_float16"
+    tf.config.experimental.enable_op_determinism()
+    tf.keras.mixed_precision.set_global_policy("float32")
+    return tf.distribute.get_strategy(), "CPU"
+
+
+def read_transformed(data_dir: str, tft_output, label: str, batch_size: int, shuffle_seed: int | None = None):
+    import tensorflow as tf
+
+    files = sorted(str(p) for p in Path(data_dir).glob("*.tfrecord.gz"))
+    if not files:
+        raise InvalidInputError("transformed data", f"no .tfrecord.gz files in '{data_dir}'",
+                                "pass the output of the transform step")
+    spec = tft_output.transformed_feature_spec()
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(10_000, seed=shuffle_seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).map(lambda records: tf.io.parse_example(records, spec))
+    return dataset.map(lambda features: (model_inputs(features, label), features[label])).prefetch(2)
+
+
+def model_inputs(transformed: dict, label: str) -> dict:
+    """The transformed features as the model takes them: every feature but the label, shaped [batch, 1]."""
+    import tensorflow as tf
+
+    return {name: tf.reshape(value, [-1, 1]) for name, value in transformed.items() if name != label}
+
+
+def build_model(tft_output, label: str, num_classes: int, hparams: HParams):
+    """An MLP over the transformed features; vocabulary-coded integers are one-hot encoded."""
+    import tensorflow as tf
+
+    keras = tf.keras
+    inputs, encoded = {}, []
+    for feature in tft_output.transformed_metadata.schema.feature:
+        if feature.name == label:
+            continue
+        if feature.HasField("int_domain"):
+            inputs[feature.name] = keras.Input(shape=(1,), name=feature.name, dtype="int64")
+            encoded.append(keras.layers.CategoryEncoding(num_tokens=feature.int_domain.max + 1,
+                                                         output_mode="one_hot")(inputs[feature.name]))
+        elif feature.type == 1:  # BYTES
+            raise InvalidInputError("module_file", f"preprocessing_fn returns '{feature.name}' as strings",
+                                    "map strings to integers, e.g. with tft.compute_and_apply_vocabulary")
+        else:
+            inputs[feature.name] = keras.Input(shape=(1,), name=feature.name, dtype="float32")
+            encoded.append(inputs[feature.name])
+    x = keras.layers.Concatenate()(encoded) if len(encoded) > 1 else encoded[0]
+    for _ in range(hparams.num_layers):
+        x = keras.layers.Dense(hparams.hidden_units, activation="relu")(x)
+        if hparams.dropout:
+            x = keras.layers.Dropout(hparams.dropout)(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.Adam(hparams.learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def train(transformed_train_dir: str, transformed_eval_dir: str, transform_graph_dir: str, model_dir: str,
+          hparams: HParams, seed: int = 42) -> TrainResult:
+    """Fits the model (validating on the eval split) and exports the raw-feature SavedModel to ``model_dir``."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    schema = Schema.load(Path(transform_graph_dir) / "raw_schema.json")
+    strategy, devices = configure_devices(seed)
+    tft_output = tft.TFTransformOutput(transform_graph_dir)
+    train_data = read_transformed(transformed_train_dir, tft_output, schema.label, hparams.batch_size, seed)
+    eval_data = read_transformed(transformed_eval_dir, tft_output, schema.label, hparams.batch_size)
+    with strategy.scope():
+        model = build_model(tft_output, schema.label, len(schema.classes), hparams)
+    callbacks = []
+    if hparams.early_stopping_patience:
+        callbacks.append(tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=hparams.early_stopping_patience,
+                                                          restore_best_weights=True))
+    history = model.fit(train_data, validation_data=eval_data, epochs=hparams.epochs, callbacks=callbacks, verbose=0)
+    loss, accuracy = model.evaluate(eval_data, verbose=0)
+    export(model, tft_output, schema, model_dir, hparams)
+    return TrainResult({"accuracy": float(accuracy), "loss": float(loss)}, len(history.history["loss"]), devices)
+
+
+def export(model, tft_output, schema: Schema, model_dir: str, hparams: HParams) -> None:
+    """Saves a SavedModel whose signature maps raw features to probabilities and the label."""
+    import tensorflow as tf
+
+    signature = {f.name: tf.TensorSpec([None], tf.float32 if f.kind == NUMERIC else tf.string, name=f.name)
+                 for f in schema.features}
+
+    class ServingModule(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.tft_layer = tft_output.transform_features_layer()
+            self.classes = tf.constant(schema.classes)
+
+        @tf.function(input_signature=[signature])
+        def serve(self, features):
+            transformed = self.tft_layer(features)
+            probabilities = self.model(model_inputs(transformed, schema.label), training=False)
+            return {"probabilities": probabilities,
+                    "label": tf.gather(self.classes, tf.argmax(probabilities, axis=1))}
+
+    module = ServingModule()
+    tf.saved_model.save(module, model_dir, signatures={SIGNATURE: module.serve})
+    metadata = {"schema": json.loads(schema.to_json()), "signature": SIGNATURE, "hparams": asdict(hparams)}
+    metadata_path = Path(model_dir) / MODEL_METADATA
+    metadata_path.parent.mkdir(parents=True, exist_ok=True)
+    metadata_path.write_text(json.dumps(metadata, indent=2))

@@ -1,0 +1,11 @@
+"""The error a user can fix: it names the field and says what to do."""
+
+
+class InvalidInputError(ValueError):
+    """Bad data, config or request. The message names the field, the problem and the fix."""
+
+    def __init__(self, field: str, problem: str, fix: str):
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{field}: {problem}. Fix: {fix}")
