@@ -20,7 +20,7 @@ PACKAGE_DIRS = {
     "kubeline.components": "components",
     "kubeline.pipelines": "pipelines",
 }
-COMPONENTS = ["ingest", "transform", "train", "evaluate"]
+COMPONENTS = ["ingest", "transform", "train", "evaluate", "push"]
 
 # Light core: enough to import every component and compile every pipeline (no TensorFlow).
 CORE = [

@@ -1,0 +1,21 @@
+"""Kubeline's KFP components, named as in google_cloud_pipeline_components:
+
+    from kubeline.components import IngestOp, TransformOp, TrainOp, EvaluateOp, PushOp
+
+Each lives in its own folder (``components/<name>/component.py`` over a plain-Python ``core.py``).
+Importing them needs only kfp; heavy imports live in component bodies. They load lazily, because a
+component body running in its container imports a core module of this package while kfp.dsl is in its
+runtime mode (no ``dsl.component`` there).
+"""
+import importlib
+
+_COMPONENTS = {"IngestOp": "ingest", "TransformOp": "transform", "TrainOp": "train", "EvaluateOp": "evaluate",
+               "PushOp": "push"}
+__all__ = list(_COMPONENTS)
+
+
+def __getattr__(name: str):
+    if name in _COMPONENTS:
+        folder = _COMPONENTS[name]
+        return getattr(importlib.import_module(f"kubeline.components.{folder}.component"), folder)
+    raise AttributeError(f"module 'kubeline.components' has no attribute '{name}'")

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -28,6 +29,14 @@ def split_uri(uri: str, field: str = "uri") -> tuple[str, str]:
     if parsed.scheme == "file":
         return "file", parsed.path
     return "file", uri
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def gcs_client():
@@ -71,3 +80,24 @@ def fetch(uri: str, dest_dir: str | Path, field: str = "uri") -> Path:
                                 "check the credentials and that the caller may read the object") from None
     return dest
 
+
+
+def fetch_dir(uri: str, dest_dir: str | Path, field: str = "uri") -> Path:
+    """Makes the folder at ``uri`` available locally: local folders in place, gs:// prefixes downloaded."""
+    scheme, path = split_uri(uri, field)
+    if scheme == "file":
+        local = Path(path)
+        if not local.is_dir():
+            raise InvalidInputError(field, f"cannot read '{uri}': no such folder", "check the path")
+        return local
+    bucket_name, prefix = path.split("/", 1)
+    prefix = prefix.rstrip("/") + "/"
+    dest = Path(dest_dir)
+    blobs = [b for b in gcs_client().list_blobs(bucket_name, prefix=prefix) if not b.name.endswith("/")]
+    if not blobs:
+        raise InvalidInputError(field, f"cannot read '{uri}': no objects under it", "check the bucket and prefix")
+    for blob in blobs:
+        target = dest / blob.name[len(prefix):]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob.download_to_filename(str(target))
+    return dest

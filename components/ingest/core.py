@@ -5,7 +5,6 @@ Plain Python over pandas; the KFP component in component.py only adapts artifact
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import tempfile
@@ -56,7 +55,7 @@ def ingest(data_uri: str, label: str, train_path: str, eval_path: str, schema_pa
                                 "give the share of unknown values tolerated, e.g. 0.01")
     with tempfile.TemporaryDirectory() as work_dir:
         local = storage.fetch(data_uri, work_dir, field="data_uri")
-        digest = sha256_file(local)
+        digest = storage.sha256_file(local)
         frame = read_table(local, data_uri)
     frame = select_columns(frame, label, drop_columns or [])
     labelled = frame[frame[label].notna()]
@@ -77,14 +76,6 @@ def ingest(data_uri: str, label: str, train_path: str, eval_path: str, schema_pa
     Path(statistics_path).write_text(json.dumps(statistics, indent=2))
     Path(report_path).write_text(render_report(statistics, anomalies, data_uri))
     return IngestResult(digest, len(clean), len(train), len(evaluation), dropped, schema, statistics, anomalies)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_table(local: Path, uri: str) -> pd.DataFrame:

@@ -1,0 +1,66 @@
+"""KFP component: evaluate the model and apply the gate."""
+from kfp import dsl
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output, OutputPath
+
+from kubeline import images
+
+
+@dsl.component(base_image=images.TF, install_kfp_package=False)
+def evaluate(
+    model: Input[Model],
+    eval_data: Input[Dataset],
+    evaluation: Output[Artifact],
+    evaluation_report: Output[Markdown],
+    metrics: Output[Metrics],
+    classification_metrics: Output[ClassificationMetrics],
+    reasons: OutputPath(str),
+    thresholds: dict = {"accuracy": 0.9},
+    change_thresholds: dict = {},
+    baseline_model_uri: str = "",
+    slice_feature: str = "",
+) -> str:
+    """Evaluates the SavedModel on the raw evaluation split and decides whether it may ship.
+
+    Args:
+        model: SavedModel from train.
+        eval_data: Evaluation split (Parquet) from ingest.
+        evaluation: evaluation.json (metrics, slices, confusion matrix, ROC, decision) and
+            predictions.parquet (the offline predictions).
+        evaluation_report: The evaluation as a Markdown report.
+        metrics: Scalar metrics for the KFP UI.
+        classification_metrics: Confusion matrix and ROC curve for the KFP UI.
+        reasons: JSON list with one line per check of the gate.
+        thresholds: Absolute bounds per metric: a minimum, or a maximum for log_loss.
+            Metrics: accuracy, precision_macro, recall_macro, f1_macro, precision_weighted,
+            recall_weighted, f1_weighted, roc_auc, log_loss.
+        change_thresholds: Largest allowed worsening per metric against the baseline (0: no worse).
+        baseline_model_uri: Local path, file:// or gs:// URI of a baseline SavedModel; empty for none.
+        slice_feature: A categorical feature to report per-value metrics for; empty for none.
+
+    Returns:
+        The decision, "pass" or "fail" (the task's single ``Output``, which dsl.If tests).
+    """
+    import json
+    import tempfile
+
+    from kubeline import storage
+    from kubeline.components.evaluate.core import evaluate as run_evaluate, render_report, write
+
+    with tempfile.TemporaryDirectory() as work_dir:
+        baseline = (str(storage.fetch_dir(baseline_model_uri, work_dir, field="baseline_model_uri"))
+                    if baseline_model_uri else "")
+        result = run_evaluate(model.path, eval_data.path, thresholds, change_thresholds, baseline, slice_feature)
+    write(result, evaluation.path)
+    with open(evaluation_report.path, "w") as handle:
+        handle.write(render_report(result))
+    for name, value in result.metrics.items():
+        metrics.log_metric(name, value)
+    classification_metrics.log_confusion_matrix(result.classes, result.confusion_matrix)
+    classification_metrics.log_roc_curve(result.roc["fpr"], result.roc["tpr"], result.roc["thresholds"])
+    evaluation.metadata.update({"decision": result.decision, "reasons": result.reasons})
+    print(f"evaluate: decision {result.decision}")
+    for reason in result.reasons:
+        print(f"  {reason}")
+    with open(reasons, "w") as handle:
+        handle.write(json.dumps(result.reasons))
+    return result.decision

@@ -1,0 +1,64 @@
+"""KFP component: train the classifier and export the raw-feature SavedModel."""
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+from kubeline import images
+
+
+@dsl.component(base_image=images.TF_GPU, install_kfp_package=False)
+def train(
+    transformed_train: Input[Dataset],
+    transformed_eval: Input[Dataset],
+    transform_graph: Input[Artifact],
+    model: Output[Model],
+    metrics: Output[Metrics],
+    learning_rate: float = 0.01,
+    hidden_units: int = 16,
+    num_layers: int = 2,
+    dropout: float = 0.1,
+    batch_size: int = 32,
+    epochs: int = 100,
+    early_stopping_patience: int = 10,
+    seed: int = 42,
+) -> NamedTuple("TrainOutputs", accuracy=float, loss=float):
+    """Trains a Keras MLP on tf.Transform output; the SavedModel embeds the transform graph.
+
+    Uses a MirroredStrategy and mixed precision when GPUs are present. Prints the objective as
+    name=value lines (Katib's StdOut metrics collector format).
+
+    Args:
+        transformed_train: Transformed training split from transform.
+        transformed_eval: Transformed evaluation split from transform (validation and early stopping).
+        transform_graph: tf.Transform output from transform.
+        model: SavedModel whose serving_default signature takes raw feature values.
+        metrics: Validation accuracy and loss.
+        learning_rate: Adam learning rate.
+        hidden_units: Units per hidden layer.
+        num_layers: Number of hidden layers.
+        dropout: Dropout rate after each hidden layer.
+        batch_size: Batch size.
+        epochs: Maximum epochs.
+        early_stopping_patience: Epochs without val_loss improvement before stopping; 0 turns it off.
+        seed: Seed for weights, shuffling and dropout.
+
+    Returns:
+        accuracy: Validation accuracy.
+        loss: Validation loss.
+    """
+    from collections import namedtuple
+
+    from kubeline.components.train.core import HParams, train as run_train
+
+    hparams = HParams(learning_rate=learning_rate, hidden_units=hidden_units, num_layers=num_layers,
+                      dropout=dropout, batch_size=batch_size, epochs=epochs,
+                      early_stopping_patience=early_stopping_patience)
+    result = run_train(transformed_train.path, transformed_eval.path, transform_graph.path, model.path, hparams,
+                       seed=seed)
+    for name, value in result.objective.items():
+        metrics.log_metric(name, value)
+        print(f"{name}={value}")
+    model.metadata.update({"framework": "tensorflow", "signature": "serving_default", "devices": result.devices,
+                           "epochs_run": result.epochs_run})
+    return namedtuple("TrainOutputs", ["accuracy", "loss"])(result.objective["accuracy"], result.objective["loss"])

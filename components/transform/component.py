@@ -1,0 +1,50 @@
+"""KFP component: tf.Transform preprocessing on Beam."""
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Output
+
+from kubeline import images
+
+
+@dsl.component(base_image=images.TF, install_kfp_package=False)
+def transform(
+    train_data: Input[Dataset],
+    eval_data: Input[Dataset],
+    schema: Input[Artifact],
+    transform_graph: Output[Artifact],
+    transformed_train: Output[Dataset],
+    transformed_eval: Output[Dataset],
+    module_file: str = "",
+    beam_runner: str = "DirectRunner",
+    beam_pipeline_args: list = [],
+):
+    """Analyzes the training split with tf.Transform and transforms both splits.
+
+    Args:
+        train_data: Training split (Parquet) from ingest.
+        eval_data: Evaluation split (Parquet) from ingest.
+        schema: Schema JSON from ingest.
+        transform_graph: The tf.Transform output (transform_fn, transformed_metadata, raw_schema.json).
+        transformed_train: Transformed training split (gzipped TFRecords of tf.Examples).
+        transformed_eval: Transformed evaluation split (gzipped TFRecords of tf.Examples).
+        module_file: Path or URI of a Python file defining preprocessing_fn(inputs); empty for the
+            default (z-scored numerics with missing indicators, vocabularies for categoricals).
+        beam_runner: Beam runner: DirectRunner here, DataflowRunner, FlinkRunner or SparkRunner on a cluster.
+        beam_pipeline_args: Extra Beam pipeline options, e.g. ["--project=p", "--region=r"].
+    """
+    import os
+    import tempfile
+
+    from kubeline import storage
+    from kubeline.components.transform.core import run_isolated
+
+    for artifact in (transform_graph, transformed_train, transformed_eval):
+        os.makedirs(artifact.path, exist_ok=True)
+    with tempfile.TemporaryDirectory() as work_dir:
+        module_path = str(storage.fetch(module_file, work_dir, field="module_file")) if module_file else ""
+        summary = run_isolated(schema_path=schema.path, train_path=train_data.path, eval_path=eval_data.path,
+                               transform_graph_dir=transform_graph.path,
+                               transformed_train_dir=transformed_train.path,
+                               transformed_eval_dir=transformed_eval.path, module_file=module_path,
+                               runner=beam_runner, beam_pipeline_args=beam_pipeline_args)
+    transform_graph.metadata.update(summary)
+    print(f"transform: {len(summary['transformed_features'])} transformed features on {beam_runner}")

@@ -1,0 +1,83 @@
+"""The ``kubeline`` command: run the pipeline locally, compile pipelines."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from kubeline.errors import InvalidInputError
+
+EXIT_USER_ERROR = 2
+EXIT_GATE_FAILED = 3
+
+
+def parse_set(items: list[str]) -> dict:
+    overrides = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise InvalidInputError("--set", f"'{item}' is not NAME=VALUE", "write e.g. --set epochs=50")
+        try:
+            overrides[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[name] = raw
+    return overrides
+
+
+def cmd_run(args) -> int:
+    if not args.local:
+        raise InvalidInputError("--local", "only local runs are started from this command",
+                                "add --local, or upload pipelines/compiled/training_pipeline.yaml in the Kubeflow "
+                                "UI / submit it with kfp.Client (README: Run on a cluster)")
+    if args.data and not args.label:
+        raise InvalidInputError("--label", "--data needs the column to predict", "add --label COLUMN")
+    from kubeline.local_run import render_summary, run_local
+
+    try:
+        summary = run_local(args.output_dir, args.data or "", args.label or "", parse_set(args.set),
+                            enable_caching=args.cache)
+    except RuntimeError as err:
+        print(f"\nkubeline: the pipeline failed: {err}\nThe failing step's log is above.", file=sys.stderr)
+        return 1
+    print(render_summary(summary))
+    return 0 if summary["gate"]["decision"] == "pass" else EXIT_GATE_FAILED
+
+
+def cmd_compile(args) -> int:
+    from kubeline.pipelines.compile import compile_all
+
+    for path in compile_all(args.out_dir) if args.out_dir else compile_all():
+        print(f"compiled {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the training pipeline")
+    run.add_argument("--local", action="store_true", help="run on this machine with kfp.local")
+    run.add_argument("--data", help="CSV or Parquet path or URI (default: the Palmer penguins CSV)")
+    run.add_argument("--label", help="column to predict (default with penguins: species)")
+    run.add_argument("--output-dir", default="runs/latest", help="where outputs and summary.json go")
+    run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                     help="set a pipeline parameter (JSON value), e.g. --set epochs=50 "
+                          "--set 'thresholds={\"accuracy\": 0.95}'")
+    run.add_argument("--cache", action="store_true", help="reuse outputs of unchanged steps from earlier runs")
+    run.set_defaults(func=cmd_run)
+    compile_cmd = commands.add_parser("compile", help="compile every pipeline to YAML")
+    compile_cmd.add_argument("--out-dir", help="default: pipelines/compiled in the package")
+    compile_cmd.set_defaults(func=cmd_compile)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InvalidInputError as err:
+        print(f"kubeline: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

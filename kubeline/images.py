@@ -1,0 +1,20 @@
+"""The container images components run in on a cluster: one tag, tied to the package version.
+
+The registry comes from ``KUBELINE_IMAGE_REGISTRY`` when components are imported (that is, at compile
+time); the committed YAML under pipelines/compiled uses the default. Dockerfiles: components/Dockerfile.
+"""
+import os
+
+from kubeline import __version__
+
+DEFAULT_REGISTRY = "ghcr.io/kubeline"
+REGISTRY = os.environ.get("KUBELINE_IMAGE_REGISTRY", DEFAULT_REGISTRY).rstrip("/")
+
+
+def image(flavor: str) -> str:
+    return f"{REGISTRY}/kubeline-{flavor}:{__version__}"
+
+
+DATA = image("data")  # pandas, pyarrow, google-cloud-storage: ingest
+TF = image("tf")  # + TensorFlow, tf.Transform, Beam: transform, evaluate
+TF_GPU = image("tf-gpu")  # TensorFlow with CUDA: train

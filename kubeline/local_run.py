@@ -1,0 +1,139 @@
+"""Run the training pipeline on this machine with kfp.local and summarise where everything is."""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from kubeline.errors import InvalidInputError
+
+PENGUINS_LABEL = "species"
+SUMMARY_FILE = "summary.json"
+STEP_OUTPUTS = {
+    "ingest": ["schema", "statistics", "statistics_report", "train_data", "eval_data"],
+    "transform": ["transform_graph", "transformed_train", "transformed_eval"],
+    "train": ["model", "metrics"],
+    "evaluate": ["evaluation", "evaluation_report", "metrics", "classification_metrics"],
+}
+
+
+def penguins_csv() -> Path:
+    """The raw Palmer penguins CSV shipped by the palmerpenguins package (missing values included)."""
+    import palmerpenguins
+
+    return Path(palmerpenguins.__file__).parent / "data" / "penguins.csv"
+
+
+def pipeline_parameters() -> dict:
+    from kubeline.pipelines import training_pipeline
+
+    return {name: p.default for name, p in inspect.signature(training_pipeline.pipeline_func).parameters.items()}
+
+
+def check_overrides(overrides: dict) -> None:
+    known = pipeline_parameters()
+    for name, value in overrides.items():
+        if name not in known or name in ("data_uri", "label", "model_root"):
+            raise InvalidInputError(f"--set {name}", "not a pipeline parameter this option may set",
+                                    f"use one of {sorted(set(known) - {'data_uri', 'label', 'model_root'})}")
+        default = known[name]
+        if default is not inspect.Parameter.empty and not isinstance(value, type(default)):
+            if not (isinstance(default, float) and isinstance(value, int)):
+                raise InvalidInputError(f"--set {name}", f"{value!r} is a {type(value).__name__}, expected a "
+                                        f"{type(default).__name__} like {default!r}", "give a JSON value of that type")
+
+
+def preflight(data_uri: str, label: str, overrides: dict) -> None:
+    """Validates the data and options in this process, so mistakes fail in a second with a clear message."""
+    from kubeline.components.ingest.core import ingest
+
+    check_overrides(overrides)
+    keys = ("eval_fraction", "seed", "drop_columns", "max_unknown_fraction")
+    with tempfile.TemporaryDirectory() as scratch:
+        paths = [os.path.join(scratch, name) for name in ("train", "eval", "schema", "report", "stats")]
+        schema = None
+        if overrides.get("schema_uri"):
+            from kubeline import storage
+            from kubeline.schema import Schema
+
+            schema = Schema.load(storage.fetch(overrides["schema_uri"], scratch, field="schema_uri"))
+        ingest(data_uri, label, *paths, given_schema=schema, **{k: overrides[k] for k in keys if k in overrides})
+
+
+def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overrides: dict | None = None,
+              enable_caching: bool = False) -> dict:
+    """Runs the training pipeline with kfp.local and writes ``summary.json`` into ``output_dir``."""
+    from kfp import local
+
+    from kubeline.pipelines import training_pipeline
+
+    overrides = dict(overrides or {})
+    output = Path(output_dir).resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    if not data_uri:
+        # A copy beside the outputs: kfp.local rewrites "python3" inside arguments, which corrupts
+        # paths into site-packages such as .../lib/python3.11/...
+        data_uri = str(output / "data" / "penguins.csv")
+        Path(data_uri).parent.mkdir(exist_ok=True)
+        shutil.copyfile(penguins_csv(), data_uri)
+        label = label or PENGUINS_LABEL
+        overrides.setdefault("slice_feature", "island")
+    if not label:
+        raise InvalidInputError("--label", "no label column given for --data", "name the column to predict")
+    preflight(data_uri, label, overrides)
+    pipeline_root = output / "pipeline_root"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
+               enable_caching=enable_caching)
+    started = time.time()
+    before = set(pipeline_root.glob("*")) if pipeline_root.exists() else set()
+    training_pipeline(data_uri=data_uri, label=label, model_root=f"file://{output / 'models'}", **overrides)
+    run_dir = max(set(pipeline_root.glob("*")) - before, key=lambda p: p.stat().st_mtime)
+    summary = summarize(run_dir, data_uri, label, time.time() - started)
+    (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    summary["summary_file"] = str(output / SUMMARY_FILE)
+    return summary
+
+
+def _task_outputs(task_dir: Path) -> dict:
+    path = task_dir / "executor_output.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def summarize(run_dir: Path, data_uri: str, label: str, seconds: float) -> dict:
+    """Collects metrics, the gate decision and every output's location from a kfp.local run folder."""
+    outputs = {f"{step}.{name}": str(run_dir / step / name) for step, names in STEP_OUTPUTS.items()
+               for name in names if (run_dir / step / name).exists()}
+    ingest_out = _task_outputs(run_dir / "ingest").get("parameterValues", {})
+    evaluation = json.loads((run_dir / "evaluate" / "evaluation" / "evaluation.json").read_text())
+    pushed = _task_outputs(run_dir / "push").get("parameterValues")
+    return {
+        "pipeline": "kubeline-training",
+        "run_dir": str(run_dir),
+        "wall_seconds": round(seconds, 1),
+        "data": {"uri": data_uri, "label": label, "sha256": ingest_out.get("dataset_sha256"),
+                 "rows": ingest_out.get("rows")},
+        "metrics": evaluation["metrics"],
+        "gate": {"decision": evaluation["decision"], "reasons": evaluation["reasons"]},
+        "pushed_model": ({"uri": pushed["model_uri"], "version": int(pushed["version"])} if pushed else None),
+        "outputs": outputs,
+    }
+
+
+def render_summary(summary: dict) -> str:
+    lines = ["", "=" * 72, f"kubeline-training finished in {summary['wall_seconds']} s",
+             f"data: {summary['data']['uri']} ({summary['data']['rows']} rows, label '{summary['data']['label']}')",
+             "metrics (eval split): " + ", ".join(f"{k}={v:.4f}" for k, v in summary["metrics"].items()),
+             f"gate: {summary['gate']['decision'].upper()}", *(f"  {r}" for r in summary["gate"]["reasons"])]
+    if summary["pushed_model"]:
+        lines.append(f"pushed model: {summary['pushed_model']['uri']} (version {summary['pushed_model']['version']})")
+    else:
+        lines.append("pushed model: none (the gate did not pass)")
+    lines.append("outputs:")
+    lines += [f"  {name}: {path}" for name, path in summary["outputs"].items()]
+    lines.append(f"summary: {summary['summary_file']}")
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""The training pipeline: ingest -> transform -> train -> evaluate -> (gate passed) push."""
+from kfp import dsl
+
+from kubeline.components import EvaluateOp, IngestOp, PushOp, TrainOp, TransformOp
+
+
+@dsl.pipeline(name="kubeline-training",
+              description="Ingest and validate tabular data, tf.Transform it, train a Keras classifier, "
+                          "evaluate it behind a gate and push a passing model to versioned storage.")
+def training_pipeline(
+    data_uri: str,
+    model_root: str,
+    label: str = "species",
+    model_name: str = "penguins",
+    schema_uri: str = "",
+    eval_fraction: float = 0.2,
+    seed: int = 42,
+    drop_columns: list = [],
+    max_unknown_fraction: float = 0.01,
+    module_file: str = "",
+    beam_runner: str = "DirectRunner",
+    beam_pipeline_args: list = [],
+    learning_rate: float = 0.01,
+    hidden_units: int = 16,
+    num_layers: int = 2,
+    dropout: float = 0.1,
+    batch_size: int = 32,
+    epochs: int = 100,
+    early_stopping_patience: int = 10,
+    accelerator_type: str = "nvidia.com/gpu",
+    accelerator_count: int = 0,
+    thresholds: dict = {"accuracy": 0.9},
+    change_thresholds: dict = {},
+    baseline_model_uri: str = "",
+    slice_feature: str = "",
+):
+    """Trains and gates a classifier; the model is pushed only when the gate passes.
+
+    Args:
+        data_uri: Local path, file:// or gs:// URI of the raw CSV or Parquet data.
+        model_root: file:// or gs:// root under which pushed model versions are stored.
+        label: Column to predict.
+        model_name: Name under which versions are stored.
+        schema_uri: Schema JSON to apply instead of inferring one; empty to infer.
+        eval_fraction: Share of rows for evaluation, in (0, 1).
+        seed: Seed for the split and for training.
+        drop_columns: Columns to ignore.
+        max_unknown_fraction: Share of rows outside the schema that is tolerated.
+        module_file: Python file defining preprocessing_fn(inputs); empty for the default.
+        beam_runner: Beam runner for tf.Transform.
+        beam_pipeline_args: Extra Beam pipeline options.
+        learning_rate: Adam learning rate.
+        hidden_units: Units per hidden layer.
+        num_layers: Hidden layers.
+        dropout: Dropout rate.
+        batch_size: Batch size.
+        epochs: Maximum epochs.
+        early_stopping_patience: Early stopping patience in epochs; 0 turns it off.
+        accelerator_type: Accelerator resource for the train step on a cluster.
+        accelerator_count: Accelerators for the train step; 0 trains on CPU.
+        thresholds: Gate bounds per metric (a maximum for log_loss, a minimum otherwise).
+        change_thresholds: Largest allowed worsening per metric against the baseline.
+        baseline_model_uri: Baseline SavedModel for change thresholds; empty for none.
+        slice_feature: Categorical feature for per-slice metrics; empty for none.
+    """
+    ingest_task = IngestOp(data_uri=data_uri, label=label, schema_uri=schema_uri, eval_fraction=eval_fraction,
+                         seed=seed, drop_columns=drop_columns, max_unknown_fraction=max_unknown_fraction)
+    transform_task = TransformOp(train_data=ingest_task.outputs["train_data"],
+                               eval_data=ingest_task.outputs["eval_data"], schema=ingest_task.outputs["schema"],
+                               module_file=module_file, beam_runner=beam_runner,
+                               beam_pipeline_args=beam_pipeline_args)
+    train_task = TrainOp(transformed_train=transform_task.outputs["transformed_train"],
+                       transformed_eval=transform_task.outputs["transformed_eval"],
+                       transform_graph=transform_task.outputs["transform_graph"], learning_rate=learning_rate,
+                       hidden_units=hidden_units, num_layers=num_layers, dropout=dropout, batch_size=batch_size,
+                       epochs=epochs, early_stopping_patience=early_stopping_patience, seed=seed)
+    train_task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_count)
+    evaluate_task = EvaluateOp(model=train_task.outputs["model"], eval_data=ingest_task.outputs["eval_data"],
+                             thresholds=thresholds, change_thresholds=change_thresholds,
+                             baseline_model_uri=baseline_model_uri, slice_feature=slice_feature)
+    with dsl.If(evaluate_task.outputs["Output"] == "pass", name="gate-passed"):
+        push_task = PushOp(model=train_task.outputs["model"], evaluation=evaluate_task.outputs["evaluation"],
+                         model_root=model_root, model_name=model_name)
+        push_task.set_caching_options(False)
