@@ -17,6 +17,7 @@ from kubeline.schema import NUMERIC, Schema
 
 MODEL_METADATA = "assets.extra/kubeline_model.json"
 SIGNATURE = "serving_default"
+CACHE_LIMIT_BYTES = 256 << 20  # compressed transformed data cached in memory up to this size
 
 
 @dataclass
@@ -78,6 +79,8 @@ def read_transformed(data_dir: str, tft_output, label: str, batch_size: int, shu
                                 "pass the output of the transform step")
     spec = tft_output.transformed_feature_spec()
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if sum(os.path.getsize(f) for f in files) <= CACHE_LIMIT_BYTES:
+        dataset = dataset.cache()  # records parsed once, not once per epoch
     if shuffle_seed is not None:
         dataset = dataset.shuffle(10_000, seed=shuffle_seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size).map(lambda records: tf.io.parse_example(records, spec))

@@ -1,0 +1,113 @@
+"""Shared fixtures: the penguin data through each real step, and a GCS emulator on 127.0.0.1."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def gcs(tmp_path_factory):
+    """gcp-storage-emulator (in memory) on 127.0.0.1; yields a real google-cloud-storage client."""
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("gcs") / "emulator.log", "w")
+    process = subprocess.Popen([str(BIN / "gcp-storage-emulator"), "start", "--host", "127.0.0.1", "--port",
+                                str(port), "--in-memory"], stdout=log, stderr=subprocess.STDOUT)
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_port(port, process)
+        from kubeline.storage import gcs_client
+
+        yield gcs_client()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+        if previous is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = previous
+
+
+@pytest.fixture
+def bucket(gcs, request):
+    name = f"kubeline-{request.node.name.lower().replace('_', '-')[:40]}-{time.time_ns() % 10**6}"
+    return gcs.create_bucket(name)
+
+
+@pytest.fixture(scope="session")
+def penguins_csv(tmp_path_factory) -> Path:
+    from kubeline.local_run import penguins_csv as shipped
+
+    path = tmp_path_factory.mktemp("data") / "penguins.csv"
+    shutil.copyfile(shipped(), path)
+    return path
+
+
+def ingest_into(out_dir: Path, data_uri, label="species", **kwargs):
+    from kubeline.components.ingest.core import ingest
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: str(out_dir / name) for name in ("train.parquet", "eval.parquet", "schema.json", "report.md",
+                                                    "statistics.json")}
+    result = ingest(str(data_uri), label, paths["train.parquet"], paths["eval.parquet"], paths["schema.json"],
+                    paths["report.md"], paths["statistics.json"], **kwargs)
+    return result, paths
+
+
+@pytest.fixture(scope="session")
+def penguin_splits(tmp_path_factory, penguins_csv):
+    result, paths = ingest_into(tmp_path_factory.mktemp("ingest"), penguins_csv)
+    return result, paths
+
+
+@pytest.fixture(scope="session")
+def transformed(tmp_path_factory, penguin_splits):
+    from kubeline.components.transform.core import run_isolated
+
+    _, paths = penguin_splits
+    out = tmp_path_factory.mktemp("transform")
+    dirs = {name: out / name for name in ("graph", "train", "eval")}
+    for path in dirs.values():
+        path.mkdir()
+    summary = run_isolated(schema_path=paths["schema.json"], train_path=paths["train.parquet"],
+                           eval_path=paths["eval.parquet"], transform_graph_dir=str(dirs["graph"]),
+                           transformed_train_dir=str(dirs["train"]), transformed_eval_dir=str(dirs["eval"]))
+    return summary, dirs
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory, transformed):
+    from kubeline.components.train.core import HParams, train
+
+    _, dirs = transformed
+    model_dir = tmp_path_factory.mktemp("model") / "model"
+    result = train(str(dirs["train"]), str(dirs["eval"]), str(dirs["graph"]), str(model_dir), HParams())
+    return result, model_dir

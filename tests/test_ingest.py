@@ -1,0 +1,176 @@
+"""Ingest/validate on real files: penguins, Parquet, gs:// through the GCS emulator, and bad input."""
+import hashlib
+import json
+
+import pandas as pd
+import pytest
+from conftest import ingest_into
+
+from kubeline.errors import InvalidInputError
+from kubeline.schema import Schema
+
+
+def test_penguins_schema_statistics_and_split(penguin_splits, penguins_csv):
+    result, paths = penguin_splits
+    schema = Schema.load(paths["schema.json"])
+    assert schema.label == "species" and schema.classes == ["Adelie", "Chinstrap", "Gentoo"]
+    assert schema.categorical == ["island", "sex"]
+    assert schema.numeric == ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
+    assert schema.feature("sex").nullable and not schema.feature("island").nullable
+    assert schema.feature("sex").domain == ["female", "male"]
+    assert schema.feature("flipper_length_mm").min == 172.0 and schema.feature("flipper_length_mm").max == 231.0
+
+    assert result.digest == hashlib.sha256(penguins_csv.read_bytes()).hexdigest()
+    assert (result.rows, result.train_rows, result.eval_rows) == (344, 275, 69)
+    stats = json.loads(open(paths["statistics.json"]).read())
+    assert stats["features"]["sex"]["missing"] == 11
+    assert stats["features"]["bill_length_mm"]["missing"] == 2
+    assert stats["label"]["counts"] == {"Adelie": 152, "Chinstrap": 68, "Gentoo": 124}
+    report = open(paths["report.md"]).read()
+    assert "| sex | 333 | 11 | 2 |" in report and result.digest in report
+
+    train, evaluation = pd.read_parquet(paths["train.parquet"]), pd.read_parquet(paths["eval.parquet"])
+    assert list(train.columns) == schema.feature_names + ["species"]
+    # Stratified: each class keeps its share in the eval split.
+    assert evaluation["species"].value_counts().to_dict() == {"Adelie": 30, "Gentoo": 25, "Chinstrap": 14}
+    assert train["sex"].isna().sum() + evaluation["sex"].isna().sum() == 11
+
+
+def test_split_is_deterministic_per_seed(tmp_path, penguins_csv):
+    _, first = ingest_into(tmp_path / "a", penguins_csv, seed=7)
+    _, second = ingest_into(tmp_path / "b", penguins_csv, seed=7)
+    _, other = ingest_into(tmp_path / "c", penguins_csv, seed=8)
+    read = lambda p: pd.read_parquet(p["eval.parquet"])  # noqa: E731
+    pd.testing.assert_frame_equal(read(first), read(second))
+    assert not read(first).equals(read(other))
+
+
+def test_parquet_and_given_schema(tmp_path, penguins_csv, penguin_splits):
+    parquet = tmp_path / "penguins.parquet"
+    pd.read_csv(penguins_csv).to_parquet(parquet)
+    given = Schema.load(penguin_splits[1]["schema.json"])
+    result, paths = ingest_into(tmp_path / "out", parquet, given_schema=given)
+    assert result.rows == 344
+    assert Schema.load(paths["schema.json"]) == given
+
+
+def test_reads_gs_uri_through_emulator(tmp_path, bucket, penguins_csv):
+    bucket.blob("raw/penguins.csv").upload_from_filename(str(penguins_csv))
+    result, _ = ingest_into(tmp_path, f"gs://{bucket.name}/raw/penguins.csv")
+    assert result.digest == hashlib.sha256(penguins_csv.read_bytes()).hexdigest()
+    assert result.rows == 344
+
+
+def test_tolerated_unknown_values_are_reported(tmp_path, penguins_csv, penguin_splits):
+    frame = pd.read_csv(penguins_csv)
+    frame.loc[0, "island"] = "Anvers"
+    path = tmp_path / "one_unknown.csv"
+    frame.to_csv(path, index=False)
+    given = Schema.load(penguin_splits[1]["schema.json"])
+    result, paths = ingest_into(tmp_path / "out", path, given_schema=given, max_unknown_fraction=0.01)
+    assert result.anomalies == ["island: 1 values outside the schema domain, e.g. ['Anvers']"]
+    assert "Anvers" in open(paths["report.md"]).read()
+
+
+def test_rows_without_label_are_dropped_and_counted(tmp_path, penguins_csv):
+    frame = pd.read_csv(penguins_csv)
+    frame.loc[:4, "species"] = None
+    path = tmp_path / "unlabelled.csv"
+    frame.to_csv(path, index=False)
+    result, _ = ingest_into(tmp_path / "out", path)
+    assert (result.rows, result.dropped_rows) == (339, 5)
+
+
+def write_csv(tmp_path, text, name="data.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def penguins_variant(tmp_path, penguins_csv, change):
+    frame = pd.read_csv(penguins_csv)
+    frame = change(frame)
+    path = tmp_path / "variant.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+BAD_INPUTS = {
+    "missing_label": (lambda t, p: (p, {"label": "kind"}), "label: no column named 'kind'"),
+    "single_class": (lambda t, p: (penguins_variant(t, p, lambda f: f[f.species == "Adelie"]), {}),
+                     "has a single class ['Adelie']"),
+    "empty_file": (lambda t, p: (write_csv(t, ""), {}), "is empty"),
+    "header_only": (lambda t, p: (write_csv(t, "a,b,species\n"), {}), "has a header but no data rows"),
+    "duplicate_columns": (lambda t, p: (write_csv(t, "a,a,species\n1,2,x\n"), {}), "duplicate column names"),
+    "all_null_column": (lambda t, p: (penguins_variant(t, p, lambda f: f.assign(note=None)), {}),
+                        "column 'note': every value is missing. Fix: drop it (drop_columns=['note'])"),
+    "text_in_numeric_column": (lambda t, p: (penguins_variant(
+        t, p, lambda f: f.astype({"body_mass_g": object}).assign(body_mass_g=lambda g: g.body_mass_g.where(
+            g.index != 3, "heavy"))), {}), "column 'body_mass_g': mostly numbers but also holds text values"),
+    "eval_fraction_zero": (lambda t, p: (p, {"eval_fraction": 0.0}), "eval_fraction: 0.0 is outside (0, 1)"),
+    "eval_fraction_one": (lambda t, p: (p, {"eval_fraction": 1.0}), "eval_fraction: 1.0 is outside (0, 1)"),
+    "missing_file": (lambda t, p: (t / "nope.csv", {}), "no such file"),
+    "unsupported_scheme": (lambda t, p: ("s3://bucket/penguins.csv", {}), "unsupported URI scheme 's3'"),
+    "unknown_format": (lambda t, p: (write_csv(t, "a,species\n1,x\n", "data.json"), {}),
+                       "cannot tell the format"),
+    "malformed_csv": (lambda t, p: (write_csv(t, "a,species\n1,x\n2,y,3,4\n"), {}), "is not well-formed CSV"),
+    "unknown_drop_column": (lambda t, p: (p, {"drop_columns": ["nope"]}), "drop_columns: ['nope'] are not columns"),
+    "label_dropped": (lambda t, p: (p, {"drop_columns": ["species"]}), "the label 'species' cannot be dropped"),
+    "invalid_column_name": (lambda t, p: (penguins_variant(t, p, lambda f: f.rename(columns={"year": "year (c)"})),
+                                          {}), "column 'year (c)': the name cannot be a model input name"),
+    "identifier_column": (lambda t, p: (penguins_variant(t, p, lambda f: f.assign(tag=[f"id{i}" for i in f.index])),
+                                        {}), "look like an identifier"),
+    "unknown_tolerance": (lambda t, p: (p, {"max_unknown_fraction": 1.5}), "max_unknown_fraction: 1.5"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_fails_with_a_clear_message_and_writes_nothing(case, tmp_path, penguins_csv):
+    make, expected = BAD_INPUTS[case]
+    data_uri, kwargs = make(tmp_path, penguins_csv)
+    label = kwargs.pop("label", "species")
+    out = tmp_path / "out"
+    with pytest.raises(InvalidInputError) as error:
+        ingest_into(out, data_uri, label=label, **kwargs)
+    assert expected in str(error.value)
+    assert "Fix: " in str(error.value)
+    assert list(out.iterdir()) == []
+
+
+GIVEN_SCHEMA_CASES = {
+    "unknown_categories_beyond_tolerance": (
+        lambda f: f.assign(island=f.island.where(f.index % 10 != 0, "Anvers")),
+        "column 'island': 35 values outside the schema domain, e.g. ['Anvers']: 10.2% of rows, more than the 1.0%"),
+    "out_of_range_beyond_tolerance": (lambda f: f.assign(body_mass_g=f.body_mass_g * 10),
+                                      "values outside the schema range"),
+    "missing_schema_column": (lambda f: f.drop(columns=["sex"]), "columns ['sex']: are in the schema but not in"),
+    "nulls_in_non_nullable": (lambda f: f.assign(island=f.island.where(f.index != 0, None)),
+                              "column 'island': 1 missing values, but the schema says it is never missing"),
+    "unknown_label": (lambda f: f.assign(species=f.species.where(f.index != 0, "Emperor")),
+                      "values ['Emperor'] are not among the schema classes"),
+    "text_in_numeric": (lambda f: f.astype({"year": object}).assign(year=f.year.astype(object).where(
+        f.index != 0, "two thousand")), "numeric in the schema but holds 1 non-numeric values"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GIVEN_SCHEMA_CASES))
+def test_data_that_breaks_a_given_schema_is_refused(case, tmp_path, penguins_csv, penguin_splits):
+    change, expected = GIVEN_SCHEMA_CASES[case]
+    given = Schema.load(penguin_splits[1]["schema.json"])
+    out = tmp_path / "out"
+    with pytest.raises(InvalidInputError, match="Fix: ") as error:
+        ingest_into(out, penguins_variant(tmp_path, penguins_csv, change), given_schema=given)
+    assert expected in str(error.value)
+    assert list(out.iterdir()) == []
+
+
+def test_missing_gs_object_is_a_clear_error(tmp_path, bucket):
+    with pytest.raises(InvalidInputError, match="no such bucket or object"):
+        ingest_into(tmp_path, f"gs://{bucket.name}/missing.csv")
+
+
+def test_malformed_schema_is_refused():
+    with pytest.raises(InvalidInputError, match="malformed schema"):
+        Schema.from_dict({"label": "species"})
+    with pytest.raises(InvalidInputError, match="schema.features.x.kind: unknown kind 'text'"):
+        Schema.from_dict({"label": "y", "classes": ["a", "b"], "features": [{"name": "x", "kind": "text"}]})

@@ -1,0 +1,59 @@
+"""Training on the transformed penguins and the raw-feature SavedModel it exports."""
+import json
+import math
+
+import pytest
+
+from kubeline.components.train.core import MODEL_METADATA, HParams
+from kubeline.errors import InvalidInputError
+
+RAW_ROWS = {
+    "island": ["Biscoe", "Dream", "Torgersen", ""],
+    "bill_length_mm": [47.5, 39.5, 40.3, math.nan],
+    "bill_depth_mm": [14.2, 17.8, 18.0, 17.0],
+    "flipper_length_mm": [215.0, 188.0, 195.0, 200.0],
+    "body_mass_g": [5050.0, 3300.0, 3250.0, math.nan],
+    "sex": ["female", "female", "", "male"],
+    "year": [2008.0, 2009.0, 2007.0, 2008.0],
+}
+
+
+def test_exported_model_predicts_from_raw_values(trained_model):
+    import tensorflow as tf
+
+    result, model_dir = trained_model
+    assert result.objective["accuracy"] >= 0.95 and result.devices == "CPU"
+    serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    inputs = {name: tf.constant(values) for name, values in RAW_ROWS.items()}
+    outputs = serve(**inputs)
+    labels = [v.decode() for v in outputs["label"].numpy()]
+    assert labels[:3] == ["Gentoo", "Adelie", "Adelie"]
+    probabilities = outputs["probabilities"].numpy()
+    assert probabilities.shape == (4, 3)
+    assert abs(probabilities.sum(axis=1) - 1).max() < 1e-5
+    metadata = json.loads((model_dir / MODEL_METADATA).read_text())
+    assert metadata["schema"]["classes"] == ["Adelie", "Chinstrap", "Gentoo"]
+
+
+def test_training_is_reproducible(tmp_path, transformed, trained_model):
+    import numpy as np
+    import tensorflow as tf
+
+    from kubeline.components.train.core import train
+
+    _, dirs = transformed
+    again = tmp_path / "again"
+    result = train(str(dirs["train"]), str(dirs["eval"]), str(dirs["graph"]), str(again), HParams())
+    assert result.objective == trained_model[0].objective
+    inputs = {name: tf.constant(values) for name, values in RAW_ROWS.items()}
+    first = tf.saved_model.load(str(trained_model[1])).signatures["serving_default"](**inputs)
+    second = tf.saved_model.load(str(again)).signatures["serving_default"](**inputs)
+    np.testing.assert_array_equal(first["probabilities"].numpy(), second["probabilities"].numpy())
+
+
+@pytest.mark.parametrize("name,value", [("learning_rate", 0.0), ("hidden_units", 0), ("dropout", 1.0),
+                                        ("batch_size", 0), ("epochs", 0), ("num_layers", -1),
+                                        ("early_stopping_patience", -1)])
+def test_bad_hyperparameters_are_refused(name, value):
+    with pytest.raises(InvalidInputError, match=f"^{name}: {value} is out of range. Fix: use "):
+        HParams(**{name: value})
