@@ -13,12 +13,6 @@ from kubeline.errors import InvalidInputError
 
 PENGUINS_LABEL = "species"
 SUMMARY_FILE = "summary.json"
-STEP_OUTPUTS = {
-    "ingest": ["schema", "statistics", "statistics_report", "train_data", "eval_data"],
-    "transform": ["transform_graph", "transformed_train", "transformed_eval"],
-    "train": ["model", "metrics"],
-    "evaluate": ["evaluation", "evaluation_report", "metrics", "classification_metrics"],
-}
 
 
 def penguins_csv() -> Path:
@@ -43,8 +37,8 @@ def check_overrides(overrides: dict) -> None:
         default = known[name]
         if default is not inspect.Parameter.empty and not isinstance(value, type(default)):
             if not (isinstance(default, float) and isinstance(value, int)):
-                raise InvalidInputError(f"--set {name}", f"{value!r} is a {type(value).__name__}, expected a "
-                                        f"{type(default).__name__} like {default!r}", "give a JSON value of that type")
+                raise InvalidInputError(f"--set {name}", f"{value!r} is not of type {type(default).__name__}",
+                                        f"give a JSON value like the default, {json.dumps(default)}")
 
 
 def preflight(data_uri: str, label: str, overrides: dict) -> None:
@@ -90,37 +84,36 @@ def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overr
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                enable_caching=enable_caching)
     started = time.time()
-    before = set(pipeline_root.glob("*")) if pipeline_root.exists() else set()
-    training_pipeline(data_uri=data_uri, label=label, model_root=f"file://{output / 'models'}", **overrides)
-    run_dir = max(set(pipeline_root.glob("*")) - before, key=lambda p: p.stat().st_mtime)
-    summary = summarize(run_dir, data_uri, label, time.time() - started)
+    before = set(pipeline_root.glob("kubeline-training-*"))
+    task = training_pipeline(data_uri=data_uri, label=label, model_root=f"file://{output / 'models'}", **overrides)
+    run_dir = max(set(pipeline_root.glob("kubeline-training-*")) - before, key=lambda p: p.stat().st_mtime)
+    summary = summarize(task.outputs, run_dir, data_uri, label, time.time() - started)
     (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     summary["summary_file"] = str(output / SUMMARY_FILE)
     return summary
 
 
-def _task_outputs(task_dir: Path) -> dict:
-    path = task_dir / "executor_output.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+def summarize(outputs: dict, run_dir: Path, data_uri: str, label: str, seconds: float) -> dict:
+    """Metrics, the gate decision and every output's location, from the pipeline's outputs.
 
-
-def summarize(run_dir: Path, data_uri: str, label: str, seconds: float) -> dict:
-    """Collects metrics, the gate decision and every output's location from a kfp.local run folder."""
-    outputs = {f"{step}.{name}": str(run_dir / step / name) for step, names in STEP_OUTPUTS.items()
-               for name in names if (run_dir / step / name).exists()}
-    ingest_out = _task_outputs(run_dir / "ingest").get("parameterValues", {})
-    evaluation = json.loads((run_dir / "evaluate" / "evaluation" / "evaluation.json").read_text())
-    pushed = _task_outputs(run_dir / "push").get("parameterValues")
+    Cached steps' outputs live in the run that produced them; the push step (never cached, inside
+    the gate's dsl.If) is read from this run's folder when it ran.
+    """
+    artifacts = {name: value.path for name, value in sorted(outputs.items()) if hasattr(value, "path")}
+    statistics = outputs["statistics"].metadata
+    evaluation = json.loads((Path(artifacts["evaluation"]) / "evaluation.json").read_text())
+    pushed_file = run_dir / "push" / "executor_output.json"
+    pushed = json.loads(pushed_file.read_text())["parameterValues"] if pushed_file.is_file() else None
     return {
         "pipeline": "kubeline-training",
         "run_dir": str(run_dir),
         "wall_seconds": round(seconds, 1),
-        "data": {"uri": data_uri, "label": label, "sha256": ingest_out.get("dataset_sha256"),
-                 "rows": ingest_out.get("rows")},
+        "data": {"uri": data_uri, "label": label, "sha256": statistics["dataset_sha256"],
+                 "rows": int(statistics["rows"])},
         "metrics": evaluation["metrics"],
         "gate": {"decision": evaluation["decision"], "reasons": evaluation["reasons"]},
         "pushed_model": ({"uri": pushed["model_uri"], "version": int(pushed["version"])} if pushed else None),
-        "outputs": outputs,
+        "outputs": artifacts,
     }
 
 

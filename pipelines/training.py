@@ -1,7 +1,14 @@
 """The training pipeline: ingest -> transform -> train -> evaluate -> (gate passed) push."""
+from typing import NamedTuple
+
 from kfp import dsl
+from kfp.dsl import Artifact, Markdown, Model
 
 from kubeline.components import EvaluateOp, IngestOp, PushOp, TrainOp, TransformOp
+
+TrainingOutputs = NamedTuple("TrainingOutputs", schema=Artifact, statistics=Artifact, statistics_report=Markdown,
+                             transform_graph=Artifact, model=Model, evaluation=Artifact, evaluation_report=Markdown,
+                             decision=str)
 
 
 @dsl.pipeline(name="kubeline-training",
@@ -33,7 +40,7 @@ def training_pipeline(
     change_thresholds: dict = {},
     baseline_model_uri: str = "",
     slice_feature: str = "",
-):
+) -> TrainingOutputs:
     """Trains and gates a classifier; the model is pushed only when the gate passes.
 
     Args:
@@ -62,6 +69,9 @@ def training_pipeline(
         change_thresholds: Largest allowed worsening per metric against the baseline.
         baseline_model_uri: Baseline SavedModel for change thresholds; empty for none.
         slice_feature: Categorical feature for per-slice metrics; empty for none.
+
+    Returns:
+        The schema, statistics, transform graph, model, evaluation and the gate decision.
     """
     ingest_task = IngestOp(data_uri=data_uri, label=label, schema_uri=schema_uri, eval_fraction=eval_fraction,
                          seed=seed, drop_columns=drop_columns, max_unknown_fraction=max_unknown_fraction)
@@ -82,3 +92,9 @@ def training_pipeline(
         push_task = PushOp(model=train_task.outputs["model"], evaluation=evaluate_task.outputs["evaluation"],
                          model_root=model_root, model_name=model_name)
         push_task.set_caching_options(False)
+    return TrainingOutputs(schema=ingest_task.outputs["schema"], statistics=ingest_task.outputs["statistics"],
+                           statistics_report=ingest_task.outputs["statistics_report"],
+                           transform_graph=transform_task.outputs["transform_graph"],
+                           model=train_task.outputs["model"], evaluation=evaluate_task.outputs["evaluation"],
+                           evaluation_report=evaluate_task.outputs["evaluation_report"],
+                           decision=evaluate_task.outputs["Output"])

@@ -1,0 +1,83 @@
+"""The main job end to end: `kubeline run --local` on penguins with kfp.local, and its CLI errors."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+KUBELINE = str(Path(sys.executable).parent / "kubeline")
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([KUBELINE, *args], capture_output=True, text=True, cwd=cwd, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def penguin_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    result = run_cli("run", "--local", "--output-dir", str(out), "--cache")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out, result
+
+
+def test_penguin_run_passes_the_gate_and_lists_every_output(penguin_run):
+    out, result = penguin_run
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["gate"]["decision"] == "pass"
+    assert summary["metrics"]["accuracy"] >= 0.95
+    assert summary["data"]["rows"] == 344 and len(summary["data"]["sha256"]) == 64
+    outputs = summary["outputs"]
+    for name in ("schema", "statistics", "statistics_report", "transform_graph", "model", "evaluation",
+                 "evaluation_report"):
+        assert Path(outputs[name]).exists(), name
+    assert Path(outputs["model"], "saved_model.pb").is_file()
+    assert Path(outputs["transform_graph"], "transform_fn", "saved_model.pb").is_file()
+    assert "## Categorical features" in Path(outputs["statistics_report"]).read_text()
+    pushed = summary["pushed_model"]
+    assert pushed["version"] == 1 and pushed["uri"] == f"file://{out / 'models' / 'penguins' / '1'}"
+    assert "gate: PASS" in result.stdout and "pushed model: file://" in result.stdout
+
+
+def test_saved_model_predicts_species_from_raw_values(penguin_run):
+    import tensorflow as tf
+
+    from kubeline.components.push.core import verify
+
+    out, _ = penguin_run
+    pushed_dir = out / "models" / "penguins" / "1"
+    verify(pushed_dir)
+    serve = tf.saved_model.load(str(pushed_dir)).signatures["serving_default"]
+    prediction = serve(island=tf.constant(["Biscoe", "Torgersen"]), bill_length_mm=tf.constant([49.0, math.nan]),
+                       bill_depth_mm=tf.constant([15.0, 18.5]), flipper_length_mm=tf.constant([222.0, 190.0]),
+                       body_mass_g=tf.constant([5300.0, 3600.0]), sex=tf.constant(["male", ""]),
+                       year=tf.constant([2008.0, 2007.0]))
+    assert [v.decode() for v in prediction["label"].numpy()] == ["Gentoo", "Adelie"]
+
+
+def test_failed_gate_skips_the_push_and_exits_3(penguin_run):
+    out, _ = penguin_run
+    result = run_cli("run", "--local", "--output-dir", str(out), "--cache", "--set",
+                     'thresholds={"accuracy": 0.999}')
+    assert result.returncode == 3, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["gate"]["decision"] == "fail" and summary["pushed_model"] is None
+    assert summary["gate"]["reasons"][0].startswith("FAILED: accuracy")
+    assert sorted(p.name for p in (out / "models" / "penguins").iterdir()) == ["1"]
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["run", "--local", "--data", "/nowhere/data.csv", "--label", "y"], "data_uri: cannot read '/nowhere/data.csv'"),
+    (["run", "--local", "--data", "x.csv"], "--label: --data needs the column to predict"),
+    (["run", "--local", "--set", "epochz=5"], "--set epochz: not a pipeline parameter"),
+    (["run", "--local", "--set", "epochs=many"], "--set epochs: 'many' is a str, expected a int"),
+    (["run", "--local", "--set", "eval_fraction=2"], "eval_fraction: 2 is outside (0, 1)"),
+    (["run", "--local", "--set", "label_smoothing"], "--set: 'label_smoothing' is not NAME=VALUE"),
+    (["run"], "--local: only local runs are started from this command"),
+])
+def test_cli_refuses_bad_options_before_running(args, expected, tmp_path):
+    result = run_cli(*args, "--output-dir", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert expected in result.stderr and "Fix: " in result.stderr
+    assert not (tmp_path / "out" / "pipeline_root").exists()

@@ -1,0 +1,87 @@
+"""Compiled pipelines: current, strictly valid PipelineSpec, images pinned, GPU requested, light to build."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from kubeline import __version__
+from kubeline.pipelines import PIPELINES
+from kubeline.pipelines.compile import COMPILED_DIR
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def compile_fresh(out_dir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KUBELINE_IMAGE_REGISTRY"}
+    subprocess.run([sys.executable, "-c", f"from kubeline.pipelines.compile import compile_all; "
+                    f"compile_all({str(out_dir)!r})"], check=True, env=env)
+
+
+@pytest.mark.parametrize("file_name", sorted(PIPELINES))
+def test_committed_yaml_is_current(file_name, tmp_path):
+    compile_fresh(tmp_path)
+    committed = (COMPILED_DIR / file_name).read_text()
+    assert (tmp_path / file_name).read_text() == committed, (
+        f"pipelines/compiled/{file_name} is stale: run `make compile` and commit the result")
+
+
+@pytest.mark.parametrize("file_name", sorted(PIPELINES))
+def test_compiled_yaml_parses_strictly_as_pipeline_spec(file_name):
+    documents = list(yaml.safe_load_all((COMPILED_DIR / file_name).read_text()))
+    spec = json_format.ParseDict(documents[0], pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=False)
+    assert spec.pipeline_info.name == "kubeline-training"
+    executors = spec.deployment_spec["executors"]
+    images = {name: executor["container"]["image"] for name, executor in executors.items()}
+    assert set(images) == {"exec-ingest", "exec-transform", "exec-train", "exec-evaluate", "exec-push"}
+    assert all(image.startswith("ghcr.io/kubeline/kubeline-") and image.endswith(f":{__version__}")
+               for image in images.values())
+    assert images["exec-train"].split("/")[-1].startswith("kubeline-tf-gpu:")
+
+
+def test_train_step_requests_the_accelerator_from_parameters():
+    spec = yaml.safe_load((COMPILED_DIR / "training_pipeline.yaml").read_text())
+    accelerator = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]["accelerator"]
+    assert accelerator == {"resourceCount": "{{$.inputs.parameters['pipelinechannel--accelerator_count']}}",
+                           "resourceType": "{{$.inputs.parameters['pipelinechannel--accelerator_type']}}"}
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert inputs["accelerator_count"]["defaultValue"] == 0.0
+
+
+def test_push_runs_only_when_the_gate_passes():
+    spec = yaml.safe_load((COMPILED_DIR / "training_pipeline.yaml").read_text())
+    condition = spec["root"]["dag"]["tasks"]["condition-1"]
+    assert condition["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--evaluate-Output'] == 'pass'"
+    assert set(spec["components"]["comp-condition-1"]["dag"]["tasks"]) == {"push"}
+
+
+def test_registry_is_configurable(tmp_path):
+    code = "from kubeline.components.train.component import train; print(train.component_spec.implementation.container.image)"
+    env = {**os.environ, "KUBELINE_IMAGE_REGISTRY": "registry.example.com/ml/"}
+    image = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert image.strip() == f"registry.example.com/ml/kubeline-tf-gpu:{__version__}"
+
+
+def test_importing_components_and_compiling_does_not_import_tensorflow_or_kserve(tmp_path):
+    code = (
+        "import sys\n"
+        "from kubeline.components import IngestOp, TransformOp, TrainOp, EvaluateOp, PushOp\n"
+        "from kubeline.pipelines.compile import compile_all\n"
+        f"compile_all({str(tmp_path)!r})\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'tensorflow_transform', 'keras',"
+        " 'kserve', 'apache_beam', 'mlflow', 'pandas'})\n"
+        "print(','.join(heavy))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
+    assert (tmp_path / "training_pipeline.yaml").is_file()
+
+
+def test_import_kserve_means_the_sdk_from_the_repo_root():
+    code = "import kserve, sys; print(kserve.__file__); print(hasattr(kserve, 'Model'))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    path, has_model = result.stdout.split()
+    assert "site-packages" in path and has_model == "True"
