@@ -2,6 +2,7 @@
 import json
 import math
 
+import pandas as pd
 import pytest
 
 from kubeline.components.transform.core import COMPLETION_MARKER, run_isolated
@@ -15,14 +16,19 @@ def read_examples(data_dir):
     return [tf.train.Example.FromString(r.numpy()) for r in records]
 
 
-def test_default_preprocessing_outputs(transformed):
+def test_default_preprocessing_outputs(transformed, penguin_splits):
     summary, dirs = transformed
     assert summary["transformed_features"] == sorted([
         "bill_length_mm", "bill_length_mm_missing", "bill_depth_mm", "bill_depth_mm_missing", "flipper_length_mm",
         "flipper_length_mm_missing", "body_mass_g", "body_mass_g_missing", "island", "sex", "species", "year"])
     assert (dirs["graph"] / COMPLETION_MARKER).is_file()
-    vocab = (dirs["graph"] / "transform_fn" / "assets" / "vocab_sex").read_text().split()
-    assert sorted(vocab) == ["__missing__", "female", "male"]
+    import tensorflow_transform as tft
+
+    domains = {f.name: (f.int_domain.min, f.int_domain.max)
+               for f in tft.TFTransformOutput(str(dirs["graph"])).transformed_metadata.schema.feature
+               if f.HasField("int_domain")}
+    # ids: the domain values in order, then missing, then unknown
+    assert domains == {"island": (0, 4), "sex": (0, 3)}
 
     train = read_examples(dirs["train"])
     assert len(train) == 275 and len(read_examples(dirs["eval"])) == 69
@@ -33,6 +39,8 @@ def test_default_preprocessing_outputs(transformed):
     missing = [f for f in values if f["body_mass_g_missing"].float_list.value[0] == 1.0]
     assert len(missing) >= 1 and all(f["body_mass_g"].float_list.value[0] == 0.0 for f in missing)
     assert {f["species"].int64_list.value[0] for f in values} == {0, 1, 2}
+    sexes = [f["sex"].int64_list.value[0] for f in values]
+    assert set(sexes) == {0, 1, 2} and sexes.count(2) == pd.read_parquet(penguin_splits[1]["train.parquet"])["sex"].isna().sum()
     assert not any(math.isnan(m) for m in masses)
 
 

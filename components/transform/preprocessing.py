@@ -4,8 +4,8 @@ A user module is a Python file that defines ``preprocessing_fn(inputs)`` (tf.Tra
 It receives a dict of raw batched tensors: float32 numerics with NaN for missing values, strings with
 "" for missing values, and the label as an int64 class index (its position in ``schema.classes``).
 It must return the label unchanged under its own name; every other output becomes a model input:
-float outputs are used as they are, integer outputs from ``tft.compute_and_apply_vocabulary`` are
-one-hot encoded by the trainer.
+float outputs are used as they are, integer outputs with a known range (``tft.compute_and_apply_vocabulary``,
+``tft.apply_buckets``, ...) are one-hot encoded by the trainer.
 """
 from __future__ import annotations
 
@@ -16,20 +16,24 @@ from typing import Callable
 from kubeline.errors import InvalidInputError
 from kubeline.schema import CATEGORICAL, NUMERIC, Schema
 
-MISSING_TOKEN = "__missing__"
 MISSING_SUFFIX = "_missing"
 
 
 def default_preprocessing_fn(schema: Schema) -> Callable:
-    """z-scores numerics (missing -> 0, plus a missing indicator), vocabularies for categoricals.
+    """z-scores numerics (missing -> 0, plus a missing indicator); categoricals index the schema's domain.
 
-    The mean and variance of every numeric feature over its present values come from one ``tft.sum``
-    over stacked columns: each analyzer is a Beam stage, and on small data those stages dominate.
+    Categorical ids: 0..n-1 for the n domain values, n for a missing value, n+1 for anything else.
+    The domain is the vocabulary the ingest step computed (or the user's schema declared), applied
+    with a static table; every tf.Transform analyzer is a set of Beam stages and on small data those
+    stages dominate. For the same reason the mean and variance of every numeric feature over its
+    present values come from one ``tft.sum`` over stacked columns.
     """
     import tensorflow as tf
     import tensorflow_transform as tft
+    from tensorflow_transform import schema_inference
 
     numeric = [f for f in schema.features if f.kind == NUMERIC]
+    categorical = [f for f in schema.features if f.kind == CATEGORICAL]
 
     def preprocessing_fn(inputs):
         outputs = {schema.label: inputs[schema.label]}
@@ -48,12 +52,17 @@ def default_preprocessing_fn(schema: Schema) -> Callable:
                 outputs[feature.name] = tf.cast(scaled[:, i], tf.float32)
                 if feature.nullable:
                     outputs[feature.name + MISSING_SUFFIX] = tf.cast(missing[:, i], tf.float32)
-        for feature in schema.features:
-            if feature.kind == CATEGORICAL:
-                raw = inputs[feature.name]
-                filled = tf.where(tf.equal(raw, ""), MISSING_TOKEN, raw)
-                outputs[feature.name] = tft.compute_and_apply_vocabulary(
-                    filled, num_oov_buckets=1, vocab_filename=f"vocab_{feature.name}")
+        for feature in categorical:
+            keys = [value for value in feature.domain if value] + [""]
+            table = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(keys, tf.range(len(keys), dtype=tf.int64)),
+                default_value=len(keys))
+            ids = table.lookup(inputs[feature.name])
+            # Records the id range as the feature's int_domain (as tft.apply_vocabulary does), which
+            # tells the trainer to one-hot encode it.
+            schema_inference.set_tensor_schema_override(ids, tf.constant(0, tf.int64),
+                                                        tf.constant(len(keys), tf.int64))
+            outputs[feature.name] = ids
         return outputs
 
     return preprocessing_fn
