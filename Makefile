@@ -17,7 +17,7 @@ run: $(STAMP)
 	$(BIN)/kubeline run --local --output-dir $(OUTPUT_DIR)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests components -q
+	$(BIN)/python -m pytest tests -q
 
 compile: $(STAMP)
 	$(BIN)/kubeline compile
