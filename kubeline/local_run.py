@@ -9,9 +9,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from kubeline import storage
 from kubeline.errors import InvalidInputError
 
 PENGUINS_LABEL = "species"
+KFP_LOCAL_REWRITES = "python3"
 SUMMARY_FILE = "summary.json"
 
 
@@ -43,18 +45,23 @@ def check_overrides(overrides: dict) -> None:
 
 def preflight(data_uri: str, label: str, overrides: dict) -> None:
     """Validates the data and options in this process, so mistakes fail in a second with a clear message."""
+    from dataclasses import fields
+
+    from kubeline.components.evaluate.core import check_thresholds
     from kubeline.components.ingest.core import ingest
+    from kubeline.components.push.core import check_model_name
+    from kubeline.components.train.core import HParams
+    from kubeline.schema import Schema
 
     check_overrides(overrides)
+    HParams(**{f.name: overrides[f.name] for f in fields(HParams) if f.name in overrides})
+    check_thresholds(overrides.get("thresholds", {}), "thresholds")
+    check_thresholds(overrides.get("change_thresholds", {}), "change_thresholds")
+    check_model_name(overrides.get("model_name", "model"))
     keys = ("eval_fraction", "seed", "drop_columns", "max_unknown_fraction")
+    schema = Schema.load_uri(overrides["schema_uri"]) if overrides.get("schema_uri") else None
     with tempfile.TemporaryDirectory() as scratch:
         paths = [os.path.join(scratch, name) for name in ("train", "eval", "schema", "report", "stats")]
-        schema = None
-        if overrides.get("schema_uri"):
-            from kubeline import storage
-            from kubeline.schema import Schema
-
-            schema = Schema.load(storage.fetch(overrides["schema_uri"], scratch, field="schema_uri"))
         ingest(data_uri, label, *paths, given_schema=schema, **{k: overrides[k] for k in keys if k in overrides})
 
 
@@ -69,16 +76,20 @@ def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overr
     output = Path(output_dir).resolve()
     output.mkdir(parents=True, exist_ok=True)
     if not data_uri:
-        # A copy beside the outputs: kfp.local rewrites "python3" inside arguments, which corrupts
-        # paths into site-packages such as .../lib/python3.11/...
-        data_uri = str(output / "data" / "penguins.csv")
-        Path(data_uri).parent.mkdir(exist_ok=True)
-        shutil.copyfile(penguins_csv(), data_uri)
+        data_uri = str(penguins_csv())
         label = label or PENGUINS_LABEL
         overrides.setdefault("slice_feature", "island")
+        overrides.setdefault("model_name", "penguins")
     if not label:
         raise InvalidInputError("--label", "no label column given for --data", "name the column to predict")
     preflight(data_uri, label, overrides)
+    if KFP_LOCAL_REWRITES in data_uri and not data_uri.startswith("gs://"):
+        # kfp.local replaces "python3" inside task arguments, which corrupts paths such as
+        # .../lib/python3.11/site-packages/...: run on a copy beside the outputs.
+        staged = output / "data" / Path(storage.split_uri(data_uri)[1]).name
+        staged.parent.mkdir(exist_ok=True)
+        shutil.copyfile(storage.split_uri(data_uri)[1], staged)
+        data_uri = str(staged)
     pipeline_root = output / "pipeline_root"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from kubeline import storage
 from kubeline.errors import InvalidInputError
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
-# Names become SavedModel signature inputs and TF op names.
-VALID_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
+# Names become SavedModel signature inputs, Keras input names and TF op names.
+VALID_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 @dataclass
@@ -84,9 +86,14 @@ class Schema:
     def load(cls, path: str | Path) -> "Schema":
         return cls.from_dict(json.loads(Path(path).read_text()))
 
+    @classmethod
+    def load_uri(cls, uri: str, field: str = "schema_uri") -> "Schema":
+        """Loads a schema JSON from a local path, file:// or gs:// URI."""
+        with tempfile.TemporaryDirectory() as work_dir:
+            return cls.load(storage.fetch(uri, work_dir, field=field))
+
 
 def check_name(name: str) -> None:
     if not VALID_NAME.match(name):
         raise InvalidInputError(f"column '{name}'", "the name cannot be a model input name",
-                                "rename the column to start with a letter and use only letters, digits, "
-                                "'_', '.' or '-'")
+                                "rename the column to start with a letter and use only letters, digits and '_'")

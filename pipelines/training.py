@@ -18,7 +18,7 @@ def training_pipeline(
     data_uri: str,
     model_root: str,
     label: str = "species",
-    model_name: str = "penguins",
+    model_name: str = "model",
     schema_uri: str = "",
     eval_fraction: float = 0.2,
     seed: int = 42,

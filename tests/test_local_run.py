@@ -75,6 +75,9 @@ def test_failed_gate_skips_the_push_and_exits_3(penguin_run):
      "--set epochs: 'many' is not of type int. Fix: give a JSON value like the default, 100"),
     (["run", "--local", "--set", "eval_fraction=2"], "eval_fraction: 2 is outside (0, 1)"),
     (["run", "--local", "--set", "label_smoothing"], "--set: 'label_smoothing' is not NAME=VALUE"),
+    (["run", "--local", "--set", "dropout=1.5"], "dropout: 1.5 is out of range"),
+    (["run", "--local", "--set", 'thresholds={"acc": 0.9}'], "thresholds: unknown metrics ['acc']"),
+    (["run", "--local", "--set", "model_name=my model"], "model_name: 'my model' is not a valid model name"),
     (["run"], "--local: only local runs are started from this command"),
 ])
 def test_cli_refuses_bad_options_before_running(args, expected, tmp_path):

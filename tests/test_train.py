@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from kubeline.components.train.core import MODEL_METADATA, HParams
+from kubeline.components.train.core import HParams
 from kubeline.errors import InvalidInputError
+from kubeline.model import METADATA_FILE
 
 RAW_ROWS = {
     "island": ["Biscoe", "Dream", "Torgersen", ""],
@@ -31,7 +32,7 @@ def test_exported_model_predicts_from_raw_values(trained_model):
     probabilities = outputs["probabilities"].numpy()
     assert probabilities.shape == (4, 3)
     assert abs(probabilities.sum(axis=1) - 1).max() < 1e-5
-    metadata = json.loads((model_dir / MODEL_METADATA).read_text())
+    metadata = json.loads((model_dir / METADATA_FILE).read_text())
     assert metadata["schema"]["classes"] == ["Adelie", "Chinstrap", "Gentoo"]
 
 

@@ -13,9 +13,8 @@ import numpy as np
 import pandas as pd
 
 from kubeline.errors import InvalidInputError
-from kubeline.schema import NUMERIC, Schema
+from kubeline.model import load_model, predict_probabilities
 
-MODEL_METADATA = "assets.extra/kubeline_model.json"
 # Every metric is higher-is-better except these.
 LOWER_IS_BETTER = {"log_loss"}
 METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted", "recall_weighted",
@@ -35,40 +34,6 @@ class Evaluation:
     reasons: list[str]
     baseline_metrics: dict | None = None
     predictions: pd.DataFrame = field(repr=False, default=None)
-
-
-def load_model(model_dir: str):
-    """Loads a SavedModel written by the train step; returns (serving function, schema)."""
-    import tensorflow as tf
-
-    metadata_path = Path(model_dir) / MODEL_METADATA
-    if not metadata_path.is_file():
-        raise InvalidInputError("model", f"'{model_dir}' is not a model written by the kubeline train step "
-                                f"(no {MODEL_METADATA})", "pass the train step's model output")
-    metadata = json.loads(metadata_path.read_text())
-    return tf.saved_model.load(model_dir).signatures[metadata["signature"]], Schema.from_dict(metadata["schema"])
-
-
-def raw_tensors(frame: pd.DataFrame, schema: Schema) -> dict:
-    """Raw feature columns as the serving signature takes them: NaN / "" for missing values."""
-    import tensorflow as tf
-
-    tensors = {}
-    for feature in schema.features:
-        if feature.name not in frame.columns:
-            raise InvalidInputError(f"column '{feature.name}'", "the model needs it but the data lacks it",
-                                    "evaluate on data with the model's features")
-        column = frame[feature.name]
-        if feature.kind == NUMERIC:
-            tensors[feature.name] = tf.constant(pd.to_numeric(column).astype("float32").to_numpy())
-        else:
-            tensors[feature.name] = tf.constant(column.where(column.notna(), "").astype(str).to_numpy())
-    return tensors
-
-
-def predict(serve, schema: Schema, frame: pd.DataFrame) -> np.ndarray:
-    """Class probabilities, one row per input row."""
-    return serve(**raw_tensors(frame, schema))["probabilities"].numpy()
 
 
 def compute_metrics(y_true: np.ndarray, probabilities: np.ndarray, num_classes: int) -> dict:
@@ -149,7 +114,7 @@ def evaluate(model_dir: str, eval_path: str, thresholds: dict, change_thresholds
     frame = pd.read_parquet(eval_path)
     class_index = {name: i for i, name in enumerate(schema.classes)}
     y_true = frame[schema.label].astype(str).map(class_index).to_numpy()
-    probabilities = predict(serve, schema, frame)
+    probabilities = predict_probabilities(serve, schema, frame)
     metrics = compute_metrics(y_true, probabilities, len(schema.classes))
 
     slices = {}
@@ -166,7 +131,7 @@ def evaluate(model_dir: str, eval_path: str, thresholds: dict, change_thresholds
         if baseline_schema.classes != schema.classes:
             raise InvalidInputError("baseline_model", f"its classes {baseline_schema.classes} differ from the "
                                     f"candidate's {schema.classes}", "compare models trained for the same label")
-        baseline_metrics = compute_metrics(y_true, predict(baseline_serve, baseline_schema, frame),
+        baseline_metrics = compute_metrics(y_true, predict_probabilities(baseline_serve, baseline_schema, frame),
                                            len(schema.classes))
     decision, reasons = gate(metrics, thresholds, change_thresholds, baseline_metrics)
 

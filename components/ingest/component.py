@@ -42,17 +42,12 @@ def ingest(
         dataset_sha256: sha256 of the input file.
         rows: Rows kept after validation.
     """
-    import tempfile
     from collections import namedtuple
 
-    from kubeline import storage
     from kubeline.components.ingest.core import ingest as run_ingest
     from kubeline.schema import Schema
 
-    given = None
-    if schema_uri:
-        with tempfile.TemporaryDirectory() as work_dir:
-            given = Schema.load(storage.fetch(schema_uri, work_dir, field="schema_uri"))
+    given = Schema.load_uri(schema_uri) if schema_uri else None
     result = run_ingest(data_uri, label, train_data.path, eval_data.path, schema.path, statistics_report.path,
                         statistics.path, given_schema=given, eval_fraction=eval_fraction, seed=seed,
                         drop_columns=drop_columns, max_unknown_fraction=max_unknown_fraction)

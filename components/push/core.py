@@ -43,11 +43,15 @@ def check_blessed(evaluation_json: str | Path) -> None:
         raise InvalidInputError("evaluation", f"the gate decided '{decision}'", "push only models that pass the gate")
 
 
-def push(model_dir: str, model_root: str, model_name: str) -> PushResult:
-    """Copies ``model_dir`` to the next free version under ``<model_root>/<model_name>/``."""
+def check_model_name(model_name: str) -> None:
     if not VALID_NAME.match(model_name):
         raise InvalidInputError("model_name", f"'{model_name}' is not a valid model name",
-                                "start with a letter and use only letters, digits, '_', '.' or '-'")
+                                "start with a letter and use only letters, digits and '_'")
+
+
+def push(model_dir: str, model_root: str, model_name: str) -> PushResult:
+    """Copies ``model_dir`` to the next free version under ``<model_root>/<model_name>/``."""
+    check_model_name(model_name)
     manifest = build_manifest(model_dir, model_name)
     scheme, path = storage.split_uri(model_root, "model_root")
     push_to = push_local if scheme == "file" else push_gcs

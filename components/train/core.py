@@ -12,11 +12,11 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from kubeline.components.transform.core import RAW_SCHEMA_FILE
 from kubeline.errors import InvalidInputError
+from kubeline.model import METADATA_FILE, SIGNATURE
 from kubeline.schema import NUMERIC, Schema
 
-MODEL_METADATA = "assets.extra/kubeline_model.json"
-SIGNATURE = "serving_default"
 CACHE_LIMIT_BYTES = 256 << 20  # compressed transformed data cached in memory up to this size
 
 
@@ -131,7 +131,7 @@ def train(transformed_train_dir: str, transformed_eval_dir: str, transform_graph
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    schema = Schema.load(Path(transform_graph_dir) / "raw_schema.json")
+    schema = Schema.load(Path(transform_graph_dir) / RAW_SCHEMA_FILE)
     strategy, devices = configure_devices(seed)
     tft_output = tft.TFTransformOutput(transform_graph_dir)
     train_data = read_transformed(transformed_train_dir, tft_output, schema.label, hparams.batch_size, seed)
@@ -172,6 +172,6 @@ def export(model, tft_output, schema: Schema, model_dir: str, hparams: HParams) 
     module = ServingModule()
     tf.saved_model.save(module, model_dir, signatures={SIGNATURE: module.serve})
     metadata = {"schema": json.loads(schema.to_json()), "signature": SIGNATURE, "hparams": asdict(hparams)}
-    metadata_path = Path(model_dir) / MODEL_METADATA
+    metadata_path = Path(model_dir) / METADATA_FILE
     metadata_path.parent.mkdir(parents=True, exist_ok=True)
     metadata_path.write_text(json.dumps(metadata, indent=2))

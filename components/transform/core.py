@@ -19,6 +19,7 @@ from kubeline.errors import InvalidInputError
 from kubeline.schema import NUMERIC, Schema
 
 COMPLETION_MARKER = "_KUBELINE_TRANSFORM_DONE"
+RAW_SCHEMA_FILE = "raw_schema.json"  # the ingest schema, kept beside the transform graph
 TRANSFORMED_PREFIX = "part"
 TRANSFORMED_SUFFIX = ".tfrecord.gz"
 
@@ -80,7 +81,7 @@ def transform(train_path: str, eval_path: str, schema: Schema, transform_graph_d
                      | f"Write{split}" >> beam.io.WriteToTFRecord(str(Path(out_dir) / TRANSFORMED_PREFIX),
                                                                  file_name_suffix=TRANSFORMED_SUFFIX))
             _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_graph_dir)
-    schema.save(Path(transform_graph_dir) / "raw_schema.json")
+    schema.save(Path(transform_graph_dir) / RAW_SCHEMA_FILE)
     output = tft.TFTransformOutput(transform_graph_dir)
     label_check(output, schema)
     summary = {"transformed_features": sorted(output.transformed_feature_spec()), "runner": runner}
