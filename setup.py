@@ -20,7 +20,7 @@ PACKAGE_DIRS = {
     "kubeline.components": "components",
     "kubeline.pipelines": "pipelines",
 }
-COMPONENTS = ["ingest", "transform", "train", "evaluate", "push"]
+COMPONENTS = ["ingest", "transform", "train", "evaluate", "track", "push"]
 
 # Light core: enough to import every component and compile every pipeline (no TensorFlow).
 CORE = [

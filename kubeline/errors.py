@@ -9,3 +9,11 @@ class InvalidInputError(ValueError):
         self.problem = problem
         self.fix = fix
         super().__init__(f"{field}: {problem}. Fix: {fix}")
+
+
+class ServiceUnavailableError(RuntimeError):
+    """A service (tracking server, storage) stayed unreachable through the retries."""
+
+    def __init__(self, service: str, detail: str, consequence: str):
+        self.service = service
+        super().__init__(f"{service} is unavailable: {detail}. {consequence}")

@@ -15,6 +15,6 @@ def image(flavor: str) -> str:
     return f"{REGISTRY}/kubeline-{flavor}:{__version__}"
 
 
-DATA = image("data")  # pandas, pyarrow, google-cloud-storage: ingest
+DATA = image("data")  # pandas, pyarrow, google-cloud-storage, mlflow: ingest, track, push
 TF = image("tf")  # + TensorFlow, tf.Transform, Beam: transform, evaluate
 TF_GPU = image("tf-gpu")  # TensorFlow with CUDA: train

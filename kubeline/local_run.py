@@ -24,6 +24,18 @@ def penguins_csv() -> Path:
     return Path(palmerpenguins.__file__).parent / "data" / "penguins.csv"
 
 
+def git_commit() -> str:
+    """The commit of the checkout this package runs from, where it is one."""
+    import subprocess
+
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
 def pipeline_parameters() -> dict:
     from kubeline.pipelines import training_pipeline
 
@@ -90,6 +102,10 @@ def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overr
         staged.parent.mkdir(exist_ok=True)
         shutil.copyfile(storage.split_uri(data_uri)[1], staged)
         data_uri = str(staged)
+    overrides.setdefault("tracking_uri", f"sqlite:///{output / 'mlflow.db'}")
+    commit = git_commit()
+    if commit:
+        os.environ.setdefault("KUBELINE_GIT_COMMIT", commit)
     pipeline_root = output / "pipeline_root"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
@@ -98,13 +114,15 @@ def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overr
     before = set(pipeline_root.glob("kubeline-training-*"))
     task = training_pipeline(data_uri=data_uri, label=label, model_root=f"file://{output / 'models'}", **overrides)
     run_dir = max(set(pipeline_root.glob("kubeline-training-*")) - before, key=lambda p: p.stat().st_mtime)
-    summary = summarize(task.outputs, run_dir, data_uri, label, time.time() - started)
+    summary = summarize(task.outputs, run_dir, data_uri, label, time.time() - started, overrides["tracking_uri"],
+                        overrides.get("model_name", pipeline_parameters()["model_name"]))
     (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     summary["summary_file"] = str(output / SUMMARY_FILE)
     return summary
 
 
-def summarize(outputs: dict, run_dir: Path, data_uri: str, label: str, seconds: float) -> dict:
+def summarize(outputs: dict, run_dir: Path, data_uri: str, label: str, seconds: float, tracking_uri: str,
+              model_name: str) -> dict:
     """Metrics, the gate decision and every output's location, from the pipeline's outputs.
 
     Cached steps' outputs live in the run that produced them; the push step (never cached, inside
@@ -123,7 +141,11 @@ def summarize(outputs: dict, run_dir: Path, data_uri: str, label: str, seconds: 
                  "rows": int(statistics["rows"])},
         "metrics": evaluation["metrics"],
         "gate": {"decision": evaluation["decision"], "reasons": evaluation["reasons"]},
-        "pushed_model": ({"uri": pushed["model_uri"], "version": int(pushed["version"])} if pushed else None),
+        "tracking": {"uri": tracking_uri, "mlflow_run_id": outputs["mlflow_run_id"]},
+        "pushed_model": ({"uri": pushed["model_uri"], "storage_version": int(pushed["storage_version"]),
+                          "registered_model": model_name, "registry_version": int(pushed["registry_version"]),
+                          "alias": "challenger" if int(pushed["registry_version"]) else None}
+                         if pushed else None),
         "outputs": artifacts,
     }
 
@@ -133,8 +155,14 @@ def render_summary(summary: dict) -> str:
              f"data: {summary['data']['uri']} ({summary['data']['rows']} rows, label '{summary['data']['label']}')",
              "metrics (eval split): " + ", ".join(f"{k}={v:.4f}" for k, v in summary["metrics"].items()),
              f"gate: {summary['gate']['decision'].upper()}", *(f"  {r}" for r in summary["gate"]["reasons"])]
-    if summary["pushed_model"]:
-        lines.append(f"pushed model: {summary['pushed_model']['uri']} (version {summary['pushed_model']['version']})")
+    pushed = summary["pushed_model"]
+    if summary["tracking"]["mlflow_run_id"]:
+        lines.append(f"MLflow run: {summary['tracking']['mlflow_run_id']} at {summary['tracking']['uri']}")
+    if pushed:
+        lines.append(f"pushed model: {pushed['uri']} (storage version {pushed['storage_version']})")
+        if pushed["registry_version"]:
+            lines.append(f"registered: models:/{pushed['registered_model']}/{pushed['registry_version']} "
+                         f"(alias {pushed['alias']})")
     else:
         lines.append("pushed model: none (the gate did not pass)")
     lines.append("outputs:")

@@ -39,6 +39,14 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def gcs_retry():
+    """Retry policy for GCS calls: google-cloud-storage's default (exponential backoff on transient
+    errors), bounded by ``KUBELINE_STORAGE_RETRY_TIMEOUT_S`` seconds (default 120)."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_timeout(float(os.environ.get("KUBELINE_STORAGE_RETRY_TIMEOUT_S", "120")))
+
+
 def gcs_client():
     """A google-cloud-storage client; anonymous against an emulator."""
     from google.cloud import storage
@@ -69,7 +77,7 @@ def fetch(uri: str, dest_dir: str | Path, field: str = "uri") -> Path:
     dest = Path(dest_dir) / Path(blob_name).name
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        gcs_client().bucket(bucket_name).blob(blob_name).download_to_filename(str(dest))
+        gcs_client().bucket(bucket_name).blob(blob_name).download_to_filename(str(dest), retry=gcs_retry())
     except gexc.NotFound:
         dest.unlink(missing_ok=True)
         raise InvalidInputError(field, f"cannot read '{uri}': no such bucket or object",
@@ -93,11 +101,12 @@ def fetch_dir(uri: str, dest_dir: str | Path, field: str = "uri") -> Path:
     bucket_name, prefix = path.split("/", 1)
     prefix = prefix.rstrip("/") + "/"
     dest = Path(dest_dir)
-    blobs = [b for b in gcs_client().list_blobs(bucket_name, prefix=prefix) if not b.name.endswith("/")]
+    blobs = [b for b in gcs_client().list_blobs(bucket_name, prefix=prefix, retry=gcs_retry())
+             if not b.name.endswith("/")]
     if not blobs:
         raise InvalidInputError(field, f"cannot read '{uri}': no objects under it", "check the bucket and prefix")
     for blob in blobs:
         target = dest / blob.name[len(prefix):]
         target.parent.mkdir(parents=True, exist_ok=True)
-        blob.download_to_filename(str(target))
+        blob.download_to_filename(str(target), retry=gcs_retry())
     return dest

@@ -1,24 +1,27 @@
-"""The training pipeline: ingest -> transform -> train -> evaluate -> (gate passed) push."""
+"""The training pipeline: ingest -> transform -> train -> evaluate -> track -> (gate passed) push."""
 from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Artifact, Markdown, Model
 
-from kubeline.components import EvaluateOp, IngestOp, PushOp, TrainOp, TransformOp
+from kubeline.components import EvaluateOp, IngestOp, PushOp, TrackOp, TrainOp, TransformOp
 
 TrainingOutputs = NamedTuple("TrainingOutputs", schema=Artifact, statistics=Artifact, statistics_report=Markdown,
                              transform_graph=Artifact, model=Model, evaluation=Artifact, evaluation_report=Markdown,
-                             decision=str)
+                             decision=str, mlflow_run_id=str)
 
 
 @dsl.pipeline(name="kubeline-training",
               description="Ingest and validate tabular data, tf.Transform it, train a Keras classifier, "
-                          "evaluate it behind a gate and push a passing model to versioned storage.")
+                          "evaluate it behind a gate, log the run to MLflow and push a passing model to "
+                          "versioned storage and the MLflow registry.")
 def training_pipeline(
     data_uri: str,
     model_root: str,
     label: str = "species",
     model_name: str = "model",
+    tracking_uri: str = "",
+    experiment_name: str = "kubeline",
     schema_uri: str = "",
     eval_fraction: float = 0.2,
     seed: int = 42,
@@ -39,6 +42,7 @@ def training_pipeline(
     thresholds: dict = {"accuracy": 0.9},
     change_thresholds: dict = {},
     baseline_model_uri: str = "",
+    baseline_from_champion: bool = False,
     slice_feature: str = "",
 ) -> TrainingOutputs:
     """Trains and gates a classifier; the model is pushed only when the gate passes.
@@ -47,7 +51,10 @@ def training_pipeline(
         data_uri: Local path, file:// or gs:// URI of the raw CSV or Parquet data.
         model_root: file:// or gs:// root under which pushed model versions are stored.
         label: Column to predict.
-        model_name: Name under which versions are stored.
+        model_name: Registered model name; also the folder under model_root.
+        tracking_uri: MLflow tracking and registry URI (sqlite:///... or http://...); empty: no tracking,
+            no registry (the model is still stored).
+        experiment_name: MLflow experiment for the run.
         schema_uri: Schema JSON to apply instead of inferring one; empty to infer.
         eval_fraction: Share of rows for evaluation, in (0, 1).
         seed: Seed for the split and for training.
@@ -67,11 +74,12 @@ def training_pipeline(
         accelerator_count: Accelerators for the train step; 0 trains on CPU.
         thresholds: Gate bounds per metric (a maximum for log_loss, a minimum otherwise).
         change_thresholds: Largest allowed worsening per metric against the baseline.
-        baseline_model_uri: Baseline SavedModel for change thresholds; empty for none.
+        baseline_model_uri: Baseline for change thresholds: a storage URI or models:/NAME@ALIAS; empty for none.
+        baseline_from_champion: Use the registry's champion of model_name as the baseline.
         slice_feature: Categorical feature for per-slice metrics; empty for none.
 
     Returns:
-        The schema, statistics, transform graph, model, evaluation and the gate decision.
+        The schema, statistics, transform graph, model, evaluation, the gate decision and the MLflow run id.
     """
     ingest_task = IngestOp(data_uri=data_uri, label=label, schema_uri=schema_uri, eval_fraction=eval_fraction,
                          seed=seed, drop_columns=drop_columns, max_unknown_fraction=max_unknown_fraction)
@@ -87,14 +95,22 @@ def training_pipeline(
     train_task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_count)
     evaluate_task = EvaluateOp(model=train_task.outputs["model"], eval_data=ingest_task.outputs["eval_data"],
                              thresholds=thresholds, change_thresholds=change_thresholds,
-                             baseline_model_uri=baseline_model_uri, slice_feature=slice_feature)
+                             baseline_model_uri=baseline_model_uri, baseline_from_champion=baseline_from_champion,
+                             tracking_uri=tracking_uri, model_name=model_name, slice_feature=slice_feature)
+    track_task = TrackOp(schema=ingest_task.outputs["schema"], statistics=ingest_task.outputs["statistics"],
+                         statistics_report=ingest_task.outputs["statistics_report"], model=train_task.outputs["model"],
+                         evaluation=evaluate_task.outputs["evaluation"],
+                         evaluation_report=evaluate_task.outputs["evaluation_report"], tracking_uri=tracking_uri,
+                         experiment_name=experiment_name)
+    track_task.set_caching_options(False)
     with dsl.If(evaluate_task.outputs["Output"] == "pass", name="gate-passed"):
         push_task = PushOp(model=train_task.outputs["model"], evaluation=evaluate_task.outputs["evaluation"],
-                         model_root=model_root, model_name=model_name)
+                         model_root=model_root, model_name=model_name, tracking_uri=tracking_uri,
+                         run_id=track_task.output)
         push_task.set_caching_options(False)
     return TrainingOutputs(schema=ingest_task.outputs["schema"], statistics=ingest_task.outputs["statistics"],
                            statistics_report=ingest_task.outputs["statistics_report"],
                            transform_graph=transform_task.outputs["transform_graph"],
                            model=train_task.outputs["model"], evaluation=evaluate_task.outputs["evaluation"],
                            evaluation_report=evaluate_task.outputs["evaluation_report"],
-                           decision=evaluate_task.outputs["Output"])
+                           decision=evaluate_task.outputs["Output"], mlflow_run_id=track_task.output)

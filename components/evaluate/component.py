@@ -17,6 +17,9 @@ def evaluate(
     thresholds: dict = {"accuracy": 0.9},
     change_thresholds: dict = {},
     baseline_model_uri: str = "",
+    baseline_from_champion: bool = False,
+    tracking_uri: str = "",
+    model_name: str = "",
     slice_feature: str = "",
 ) -> str:
     """Evaluates the SavedModel on the raw evaluation split and decides whether it may ship.
@@ -34,7 +37,13 @@ def evaluate(
             Metrics: accuracy, precision_macro, recall_macro, f1_macro, precision_weighted,
             recall_weighted, f1_weighted, roc_auc, log_loss.
         change_thresholds: Largest allowed worsening per metric against the baseline (0: no worse).
-        baseline_model_uri: Local path, file:// or gs:// URI of a baseline SavedModel; empty for none.
+        baseline_model_uri: Baseline SavedModel: a local path, file:// or gs:// URI, or a registry URI
+            models:/NAME@ALIAS or models:/NAME/VERSION; empty for none. Stored versions are verified
+            against their manifest before use.
+        baseline_from_champion: Use the registry's current champion of model_name as the baseline
+            (skipped, with a reason, while there is none).
+        tracking_uri: MLflow tracking/registry URI, for registry baselines.
+        model_name: Registered model name, for baseline_from_champion.
         slice_feature: A categorical feature to report per-value metrics for; empty for none.
 
     Returns:
@@ -43,13 +52,15 @@ def evaluate(
     import json
     import tempfile
 
-    from kubeline import storage
     from kubeline.components.evaluate.core import evaluate as run_evaluate, render_report, write
 
+    from kubeline.components.evaluate.core import fetch_baseline
+
     with tempfile.TemporaryDirectory() as work_dir:
-        baseline = (str(storage.fetch_dir(baseline_model_uri, work_dir, field="baseline_model_uri"))
-                    if baseline_model_uri else "")
-        result = run_evaluate(model.path, eval_data.path, thresholds, change_thresholds, baseline, slice_feature)
+        baseline, no_baseline = fetch_baseline(baseline_model_uri, baseline_from_champion, tracking_uri, model_name,
+                                               work_dir)
+        result = run_evaluate(model.path, eval_data.path, thresholds, change_thresholds, baseline, slice_feature,
+                              no_baseline)
     write(result, evaluation.path)
     with open(evaluation_report.path, "w") as handle:
         handle.write(render_report(result))

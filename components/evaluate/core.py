@@ -79,7 +79,8 @@ def check_thresholds(thresholds: dict, field_name: str) -> None:
             raise InvalidInputError(f"{field_name}.{name}", f"{value!r} is not a number", "give a number")
 
 
-def gate(metrics: dict, thresholds: dict, change_thresholds: dict, baseline: dict | None) -> tuple[str, list[str]]:
+def gate(metrics: dict, thresholds: dict, change_thresholds: dict, baseline: dict | None,
+         no_baseline: str = "no baseline model") -> tuple[str, list[str]]:
     """Checks absolute thresholds and, with a baseline, the largest allowed worsening per metric."""
     reasons, passed = [], True
     for name, bound in sorted(thresholds.items()):
@@ -89,7 +90,7 @@ def gate(metrics: dict, thresholds: dict, change_thresholds: dict, baseline: dic
         relation = "<=" if name in LOWER_IS_BETTER else ">="
         reasons.append(f"{'ok' if ok else 'FAILED'}: {name} {value:.4f} {relation} {bound} required")
     if change_thresholds and baseline is None:
-        reasons.append("skipped: change thresholds given but no baseline model")
+        reasons.append(f"skipped: change thresholds given but {no_baseline}")
     for name, allowed in sorted((change_thresholds if baseline else {}).items()):
         worsening = metrics[name] - baseline[name] if name in LOWER_IS_BETTER else baseline[name] - metrics[name]
         ok = worsening <= allowed
@@ -101,8 +102,37 @@ def gate(metrics: dict, thresholds: dict, change_thresholds: dict, baseline: dic
     return ("pass" if passed else "fail"), reasons
 
 
+def fetch_baseline(baseline_model_uri: str, from_champion: bool, tracking_uri: str, model_name: str,
+                   work_dir: str) -> tuple[str, str]:
+    """The baseline as a local folder (or "") and, without one, why. Registry URIs resolve to storage."""
+    from kubeline import registry, storage
+    from kubeline.components.push.core import MANIFEST, verify
+
+    if from_champion:
+        if baseline_model_uri:
+            raise InvalidInputError("baseline_from_champion", "set together with baseline_model_uri",
+                                    "choose one baseline")
+        if not (tracking_uri and model_name):
+            raise InvalidInputError("baseline_from_champion", "needs tracking_uri and model_name",
+                                    "give the registry and the registered model name")
+        baseline_model_uri = f"models:/{model_name}@{registry.CHAMPION}"
+    if not baseline_model_uri:
+        return "", "no baseline model"
+    if baseline_model_uri.startswith("models:/"):
+        try:
+            baseline_model_uri = registry.resolve(baseline_model_uri, tracking_uri)
+        except InvalidInputError:
+            if from_champion:
+                return "", f"no {registry.CHAMPION} of '{model_name}' in the registry yet"
+            raise
+    local = storage.fetch_dir(baseline_model_uri, work_dir, field="baseline_model_uri")
+    if (local / MANIFEST).is_file():
+        verify(local)
+    return str(local), ""
+
+
 def evaluate(model_dir: str, eval_path: str, thresholds: dict, change_thresholds: dict | None = None,
-             baseline_model_dir: str = "", slice_feature: str = "") -> Evaluation:
+             baseline_model_dir: str = "", slice_feature: str = "", no_baseline: str = "no baseline model") -> Evaluation:
     """Computes metrics, per-slice metrics, the confusion matrix and ROC, then applies the gate."""
     change_thresholds = change_thresholds or {}
     check_thresholds(thresholds, "thresholds")
@@ -133,7 +163,7 @@ def evaluate(model_dir: str, eval_path: str, thresholds: dict, change_thresholds
                                     f"candidate's {schema.classes}", "compare models trained for the same label")
         baseline_metrics = compute_metrics(y_true, predict_probabilities(baseline_serve, baseline_schema, frame),
                                            len(schema.classes))
-    decision, reasons = gate(metrics, thresholds, change_thresholds, baseline_metrics)
+    decision, reasons = gate(metrics, thresholds, change_thresholds, baseline_metrics, no_baseline)
 
     from sklearn.metrics import confusion_matrix
 

@@ -1,4 +1,4 @@
-"""KFP component: push a blessed model to immutable versioned storage."""
+"""KFP component: push a blessed model to versioned storage and the MLflow registry."""
 from typing import NamedTuple
 
 from kfp import dsl
@@ -13,25 +13,43 @@ def push(
     evaluation: Input[Artifact],
     model_root: str,
     model_name: str,
-) -> NamedTuple("PushOutputs", model_uri=str, version=int):
-    """Copies a model that passed the gate to <model_root>/<model_name>/<version>/ with a sha256 manifest.
+    tracking_uri: str = "",
+    run_id: str = "",
+) -> NamedTuple("PushOutputs", model_uri=str, storage_version=int, registry_version=int):
+    """Stores a model that passed the gate and registers it as the challenger.
+
+    Copies the model to <model_root>/<model_name>/<storage_version>/ with a sha256 manifest written last,
+    then creates a registry version pointing there, tagged with the run's lineage, aliased "challenger".
+    Pushing the same model files again reuses what exists instead of creating new versions.
 
     Args:
         model: SavedModel from train.
         evaluation: Evaluation from evaluate; the push refuses a model whose decision is not "pass".
         model_root: file:// path, local path or gs:// URI under which versions are stored.
-        model_name: Name of the model folder under model_root.
+        model_name: Registered model name and folder name under model_root.
+        tracking_uri: MLflow tracking/registry URI; empty stores without registering.
+        run_id: The MLflow run of this pipeline run (from track); its lineage tags go on the version.
 
     Returns:
-        model_uri: URI of the stored version.
-        version: The version number (1, 2, ...); versions are never overwritten.
+        model_uri: URI of the stored version (the registry version's source).
+        storage_version: The storage version number; versions are never overwritten.
+        registry_version: The registry version number, 0 when not registered.
     """
     import os
     from collections import namedtuple
 
+    from kubeline import registry
     from kubeline.components.push.core import check_blessed, push as run_push
 
     check_blessed(os.path.join(evaluation.path, "evaluation.json"))
-    result = run_push(model.path, model_root, model_name)
-    print(f"push: {result.files} files ({result.bytes} bytes) to {result.uri} (version {result.version})")
-    return namedtuple("PushOutputs", ["model_uri", "version"])(result.uri, result.version)
+    lineage = {}
+    if tracking_uri and run_id:
+        tags = registry.client(tracking_uri).get_run(run_id).data.tags
+        lineage = {k: v for k, v in tags.items() if k.startswith(("kubeline.", "kfp."))}
+    result = run_push(model.path, model_root, model_name, tracking_uri=tracking_uri, run_id=run_id,
+                      lineage=lineage)
+    registered = f", registry version {result.registry_version} (alias challenger)" if result.registry_version else ""
+    print(f"push: {'reused' if result.reused else 'stored'} {result.uri} (storage version {result.storage_version})"
+          f"{registered}")
+    outputs = namedtuple("PushOutputs", ["model_uri", "storage_version", "registry_version"])
+    return outputs(result.uri, result.storage_version, result.registry_version or 0)

@@ -1,0 +1,47 @@
+"""KFP component: log the pipeline run to MLflow."""
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Markdown, Model
+
+from kubeline import images
+
+
+@dsl.component(base_image=images.DATA, install_kfp_package=False)
+def track(
+    schema: Input[Artifact],
+    statistics: Input[Artifact],
+    statistics_report: Input[Markdown],
+    model: Input[Model],
+    evaluation: Input[Artifact],
+    evaluation_report: Input[Markdown],
+    tracking_uri: str,
+    experiment_name: str = "kubeline",
+    kfp_run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    kfp_run_name: str = dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+) -> str:
+    """Logs parameters, metrics, the gate decision, reports and lineage tags to an MLflow run.
+
+    Args:
+        schema: Schema from ingest.
+        statistics: Statistics from ingest (dataset digest, row counts).
+        statistics_report: Statistics report from ingest.
+        model: Model from train (its hyperparameters are logged).
+        evaluation: Evaluation from evaluate (metrics, slices, decision).
+        evaluation_report: Evaluation report from evaluate.
+        tracking_uri: MLflow tracking URI (sqlite:///path/mlflow.db or http://host:port); empty turns
+            tracking off and the step returns an empty run id.
+        experiment_name: MLflow experiment.
+        kfp_run_id: The KFP run id (filled in by KFP); tags the MLflow run.
+        kfp_run_name: The KFP run name (filled in by KFP); names the MLflow run.
+
+    Returns:
+        The MLflow run id, or "" when tracking is off.
+    """
+    if not tracking_uri:
+        print("track: no tracking_uri, nothing logged")
+        return ""
+    from kubeline.components.track.core import track as run_track
+
+    run_id = run_track(tracking_uri, experiment_name, kfp_run_id, kfp_run_name, schema.path, statistics.path,
+                       statistics_report.path, model.path, evaluation.path, evaluation_report.path)
+    print(f"track: logged MLflow run {run_id} in experiment '{experiment_name}' at {tracking_uri}")
+    return run_id

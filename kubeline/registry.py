@@ -1,0 +1,141 @@
+"""MLflow tracking and model registry: the pipeline's runs, model versions, aliases and lineage.
+
+Works with an embedded SQLite store (``sqlite:///path/mlflow.db``) and with a tracking server
+(``http://...``) alike. Registry versions point at the immutable storage version (``source``), never at
+files MLflow copies. Transient HTTP errors are retried by MLflow's client with backoff (bounded here
+unless the ``MLFLOW_HTTP_REQUEST_*`` variables say otherwise); what stays unreachable becomes a
+``ServiceUnavailableError`` that says nothing was registered.
+
+Notebook use::
+
+    from kubeline import registry
+    registry.list_versions("penguins", "sqlite:///runs/latest/mlflow.db")
+    registry.resolve("models:/penguins@champion", "sqlite:///runs/latest/mlflow.db")  # -> storage URI
+"""
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+
+from kubeline.errors import InvalidInputError, ServiceUnavailableError
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+CONTENT_TAG = "kubeline.content_sha256"
+STORAGE_VERSION_TAG = "kubeline.storage_version"
+KFP_RUN_TAG = "kfp.run_id"
+MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
+RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+
+
+def client(tracking_uri: str):
+    """An MlflowClient for tracking and registry at ``tracking_uri``."""
+    if not tracking_uri:
+        raise InvalidInputError("tracking_uri", "is empty", "give sqlite:///path/mlflow.db or http://host:port")
+    for name, value in RETRY_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+@contextmanager
+def reachable(tracking_uri: str, consequence: str):
+    """Turns an unreachable tracking server into a ServiceUnavailableError."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as err:
+        text = str(err)
+        if "Max retries exceeded" in text or "Connection" in text or "TEMPORARILY_UNAVAILABLE" in text:
+            raise ServiceUnavailableError(f"MLflow at {tracking_uri}", text.splitlines()[0][:300],
+                                          consequence) from None
+        raise
+
+
+def find_run(mlflow_client, experiment_name: str, kfp_run_id: str):
+    """The MLflow run already logged for this KFP run (a retried step), or None."""
+    experiment = mlflow_client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return None
+    runs = mlflow_client.search_runs([experiment.experiment_id], f"tags.`{KFP_RUN_TAG}` = '{kfp_run_id}'",
+                                     max_results=1)
+    return runs[0] if runs else None
+
+
+def experiment_id(mlflow_client, experiment_name: str) -> str:
+    experiment = mlflow_client.get_experiment_by_name(experiment_name)
+    return experiment.experiment_id if experiment else mlflow_client.create_experiment(experiment_name)
+
+
+def find_version(mlflow_client, model_name: str, content_sha256: str):
+    """The registry version of ``model_name`` holding exactly these model files, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow_client.get_registered_model(model_name)
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    versions = mlflow_client.search_model_versions(
+        f"name='{model_name}' and tags.`{CONTENT_TAG}` = '{content_sha256}'")
+    return min(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def register(mlflow_client, model_name: str, source: str, run_id: str, tags: dict, description: str = ""):
+    """Creates a version pointing at ``source`` (a finished storage version) and aliases it challenger."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow_client.create_registered_model(model_name, description="Registered by kubeline's push step.")
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = mlflow_client.create_model_version(model_name, source=source, run_id=run_id or None,
+                                                 tags={k: str(v) for k, v in tags.items()}, description=description)
+    mlflow_client.set_registered_model_alias(model_name, CHALLENGER, version.version)
+    return version
+
+
+def resolve(model_uri: str, tracking_uri: str) -> str:
+    """The storage URI behind ``models:/<name>@<alias>`` or ``models:/<name>/<version>``."""
+    match = MODEL_URI.match(model_uri)
+    if not match:
+        raise InvalidInputError("model_uri", f"'{model_uri}' is not a registry URI",
+                                "write models:/NAME@ALIAS or models:/NAME/VERSION")
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(tracking_uri)
+    with reachable(tracking_uri, "Nothing was resolved."):
+        try:
+            if match["alias"]:
+                version = mlflow_client.get_model_version_by_alias(match["name"], match["alias"])
+            else:
+                version = mlflow_client.get_model_version(match["name"], match["version"])
+        except MlflowException as err:
+            if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise InvalidInputError("model_uri", f"'{model_uri}' does not exist in the registry",
+                                        "list the model's versions and aliases with registry.list_versions") from None
+            raise
+    return version.source
+
+
+def list_versions(model_name: str, tracking_uri: str) -> list[dict]:
+    """Every version of a model: aliases, storage URI, lineage tags and the metrics of its run."""
+    mlflow_client = client(tracking_uri)
+    with reachable(tracking_uri, "Nothing was listed."):
+        model = mlflow_client.get_registered_model(model_name)
+        aliases = {}
+        for alias, version in (model.aliases or {}).items():
+            aliases.setdefault(str(version), []).append(alias)
+        rows = []
+        for version in sorted(mlflow_client.search_model_versions(f"name='{model_name}'"), key=lambda v: int(v.version)):
+            metrics = mlflow_client.get_run(version.run_id).data.metrics if version.run_id else {}
+            rows.append({"version": int(version.version), "aliases": sorted(aliases.get(str(version.version), [])),
+                         "source": version.source, "run_id": version.run_id, "tags": dict(version.tags),
+                         "metrics": metrics})
+    return rows
