@@ -66,9 +66,10 @@ def find_run(mlflow_client, experiment_name: str, kfp_run_id: str):
     return runs[0] if runs else None
 
 
-def experiment_id(mlflow_client, experiment_name: str) -> str:
-    experiment = mlflow_client.get_experiment_by_name(experiment_name)
-    return experiment.experiment_id if experiment else mlflow_client.create_experiment(experiment_name)
+def lineage_of(mlflow_client, run_id: str) -> dict:
+    """The lineage tags of a run: ``kubeline.*`` and ``kfp.*``."""
+    tags = mlflow_client.get_run(run_id).data.tags
+    return {k: v for k, v in tags.items() if k.startswith(("kubeline.", "kfp.")) and k != "kubeline.gate_reasons"}
 
 
 def find_version(mlflow_client, model_name: str, content_sha256: str):

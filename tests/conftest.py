@@ -1,6 +1,8 @@
 """Shared fixtures: the penguin data through each real step, and a GCS emulator on 127.0.0.1."""
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -32,28 +34,81 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
 
 
-@pytest.fixture(scope="session")
-def gcs(tmp_path_factory):
-    """gcp-storage-emulator (in memory) on 127.0.0.1; yields a real google-cloud-storage client."""
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("gcs") / "emulator.log", "w")
-    process = subprocess.Popen([str(BIN / "gcp-storage-emulator"), "start", "--host", "127.0.0.1", "--port",
-                                str(port), "--in-memory"], stdout=log, stderr=subprocess.STDOUT)
-    previous = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_port(port, process)
-        from kubeline.storage import gcs_client
+class BackgroundServer:
+    """A server process on 127.0.0.1 that a test can stop and start again on the same port."""
 
-        yield gcs_client()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    def __init__(self, command: list[str], port: int, cwd: Path, timeout: float = 60.0):
+        self.command, self.port, self.cwd, self.timeout = command, port, cwd, timeout
+        self.process = None
+
+    def start(self) -> "BackgroundServer":
+        log = open(self.cwd / "server.log", "a")
+        self.process = subprocess.Popen(self.command, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
+        wait_for_port(self.port, self.process, self.timeout)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+
+def gcs_emulator(cwd: Path, in_memory: bool = True) -> BackgroundServer:
+    port = free_port()
+    command = [str(BIN / "gcp-storage-emulator"), "start", "--host", "127.0.0.1", "--port", str(port)]
+    return BackgroundServer(command + (["--in-memory"] if in_memory else []), port, cwd)
+
+
+def mlflow_server(cwd: Path) -> BackgroundServer:
+    port = free_port()
+    command = [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{cwd / 'mlflow.db'}",
+               "--artifacts-destination", (cwd / "artifacts").as_uri(), "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1"]
+    return BackgroundServer(command, port, cwd, timeout=120)
+
+
+@contextlib.contextmanager
+def emulator_env(server: BackgroundServer):
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{server.port}"
+    try:
+        yield
+    finally:
         if previous is None:
             os.environ.pop("STORAGE_EMULATOR_HOST", None)
         else:
             os.environ["STORAGE_EMULATOR_HOST"] = previous
+
+
+@pytest.fixture(scope="session")
+def gcs(tmp_path_factory):
+    """gcp-storage-emulator (in memory) on 127.0.0.1; yields a real google-cloud-storage client."""
+    server = gcs_emulator(tmp_path_factory.mktemp("gcs")).start()
+    try:
+        with emulator_env(server):
+            from kubeline.storage import gcs_client
+
+            yield gcs_client()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking(tmp_path_factory):
+    """An `mlflow server` with a SQLite backend on 127.0.0.1; yields the server (its URI: .uri)."""
+    server = mlflow_server(tmp_path_factory.mktemp("mlflow")).start()
+    server.uri = f"http://127.0.0.1:{server.port}"
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -1,38 +1,46 @@
-"""Versioned, immutable model storage on file:// and gs:// (GCS emulator)."""
+"""Versioned, immutable model storage on file:// and gs:// (GCS emulator), without a registry."""
 import json
 
 import pytest
 
-from kubeline.components.push.core import MANIFEST, check_blessed, push, verify
+from kubeline.components.push.core import MANIFEST, check_blessed, fetch_verified, push, verify
 from kubeline.errors import InvalidInputError
-from kubeline.storage import fetch_dir
+
+
+def make_model(folder, content=b"graph"):
+    (folder / "variables").mkdir(parents=True)
+    (folder / "saved_model.pb").write_bytes(content)
+    (folder / "variables" / "variables.index").write_bytes(b"index")
+    return folder
 
 
 @pytest.fixture
 def small_model(tmp_path):
-    model = tmp_path / "model"
-    (model / "variables").mkdir(parents=True)
-    (model / "saved_model.pb").write_bytes(b"graph")
-    (model / "variables" / "variables.index").write_bytes(b"index")
-    return model
+    return make_model(tmp_path / "model")
 
 
-def test_local_versions_are_numbered_and_never_overwritten(tmp_path, small_model):
+def test_local_versions_are_numbered_never_overwritten_and_reused(tmp_path, small_model):
     root = tmp_path / "models"
     first = push(str(small_model), f"file://{root}", "penguins")
-    second = push(str(small_model), str(root), "penguins")
-    assert (first.version, second.version) == (1, 2)
-    assert first.uri == f"file://{root / 'penguins' / '1'}" and first.files == 2
+    other = push(str(make_model(tmp_path / "other", b"graph v2")), str(root), "penguins")
+    again = push(str(small_model), str(root), "penguins")
+    assert (first.storage_version, other.storage_version) == (1, 2)
+    assert (again.storage_version, again.reused, again.uri) == (1, True, first.uri)
+    assert first.uri == f"file://{root / 'penguins' / '1'}" and first.files == 2 and first.registry_version is None
     manifest = verify(root / "penguins" / "1")
-    assert manifest["version"] == 1 and set(manifest["files"]) == {"saved_model.pb", "variables/variables.index"}
+    assert manifest["version"] == 1 and manifest["content_sha256"] == first.content_sha256
+    assert set(manifest["files"]) == {"saved_model.pb", "variables/variables.index"}
     assert sorted(p.name for p in (root / "penguins").iterdir()) == ["1", "2"]  # no staging left behind
 
 
 def test_tampered_or_incomplete_version_is_refused(tmp_path, small_model):
     result = push(str(small_model), str(tmp_path), "penguins")
-    version_dir = tmp_path / "penguins" / str(result.version)
+    version_dir = tmp_path / "penguins" / str(result.storage_version)
     (version_dir / "saved_model.pb").write_bytes(b"evil")
     with pytest.raises(InvalidInputError, match="does not match its manifest: changed saved_model.pb"):
+        fetch_verified(result.uri, tmp_path / "unused")
+    (version_dir / "saved_model.pb").unlink()
+    with pytest.raises(InvalidInputError, match="missing saved_model.pb"):
         verify(version_dir)
     (version_dir / MANIFEST).unlink()
     with pytest.raises(InvalidInputError, match="the push never finished"):
@@ -42,12 +50,17 @@ def test_tampered_or_incomplete_version_is_refused(tmp_path, small_model):
 def test_gcs_push_and_download_match_manifest(tmp_path, bucket, small_model):
     root = f"gs://{bucket.name}/models"
     first = push(str(small_model), root, "penguins")
-    second = push(str(small_model), root, "penguins")
-    assert (first.uri, second.version) == (f"gs://{bucket.name}/models/penguins/1", 2)
-    local = fetch_dir(first.uri, tmp_path / "download")
+    second = push(str(make_model(tmp_path / "v2", b"v2")), root, "penguins")
+    assert (first.uri, second.storage_version) == (f"gs://{bucket.name}/models/penguins/1", 2)
+    assert push(str(small_model), root, "penguins").reused
+    local = fetch_verified(first.uri, tmp_path / "download")
     assert verify(local)["version"] == 1
+    assert (local / "saved_model.pb").read_bytes() == b"graph"
     manifest = json.loads(bucket.blob(f"models/penguins/1/{MANIFEST}").download_as_text())
     assert manifest["model_name"] == "penguins"
+    bucket.blob("models/penguins/1/saved_model.pb").upload_from_string(b"evil")
+    with pytest.raises(InvalidInputError, match="changed saved_model.pb"):
+        fetch_verified(first.uri, tmp_path / "download-again")
 
 
 def test_only_blessed_models_are_pushed(tmp_path):

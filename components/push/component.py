@@ -38,16 +38,10 @@ def push(
     import os
     from collections import namedtuple
 
-    from kubeline import registry
     from kubeline.components.push.core import check_blessed, push as run_push
 
     check_blessed(os.path.join(evaluation.path, "evaluation.json"))
-    lineage = {}
-    if tracking_uri and run_id:
-        tags = registry.client(tracking_uri).get_run(run_id).data.tags
-        lineage = {k: v for k, v in tags.items() if k.startswith(("kubeline.", "kfp."))}
-    result = run_push(model.path, model_root, model_name, tracking_uri=tracking_uri, run_id=run_id,
-                      lineage=lineage)
+    result = run_push(model.path, model_root, model_name, tracking_uri=tracking_uri, run_id=run_id)
     registered = f", registry version {result.registry_version} (alias challenger)" if result.registry_version else ""
     print(f"push: {'reused' if result.reused else 'stored'} {result.uri} (storage version {result.storage_version})"
           f"{registered}")

@@ -53,13 +53,18 @@ def check_blessed(evaluation_json: str | Path) -> None:
 
 
 def build_manifest(model_dir: str | Path, model_name: str) -> dict:
-    """sha256 and size of every file, and the content digest over all of them."""
+    """sha256 and size of every file, and the content digest over the model's own files.
+
+    The digest leaves out the MLmodel file the push writes (it carries a creation time), so the same
+    model files always have the same digest.
+    """
     root = Path(model_dir)
     files = {str(p.relative_to(root)): {"sha256": storage.sha256_file(p), "bytes": p.stat().st_size}
              for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST}
     if not files:
         raise InvalidInputError("model", f"'{model_dir}' holds no files", "pass the train step's model output")
-    content = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    model_files = {name: entry for name, entry in files.items() if name != MLMODEL}
+    content = hashlib.sha256(json.dumps(model_files, sort_keys=True).encode()).hexdigest()
     return {"model_name": model_name, "content_sha256": content, "files": files}
 
 
@@ -79,11 +84,16 @@ def write_mlmodel(model_dir: Path) -> None:
           ).save(str(model_dir / MLMODEL))
 
 
-def push(model_dir: str, model_root: str, model_name: str, tracking_uri: str = "", run_id: str = "",
-         lineage: dict | None = None) -> PushResult:
-    """Stores ``model_dir`` as a new version (or finds it stored already) and registers it when tracking."""
+def push(model_dir: str, model_root: str, model_name: str, tracking_uri: str = "", run_id: str = "") -> PushResult:
+    """Stores ``model_dir`` as a new version (or finds it stored already) and registers it when tracking.
+
+    The registry version carries the lineage tags (``kubeline.*``, ``kfp.*``) of the MLflow run ``run_id``.
+    """
     check_model_name(model_name)
     scheme, path = storage.split_uri(model_root, "model_root")
+    if scheme == "file" and tracking_uri.startswith(("http://", "https://")):
+        raise InvalidInputError("model_root", f"a tracking server refuses local model sources like '{model_root}'",
+                                "store models under a gs:// root, or register in an embedded sqlite:/// registry")
     root = path.rstrip("/")
     with tempfile.TemporaryDirectory() as work_dir:
         staged = Path(work_dir) / "model"
@@ -96,6 +106,7 @@ def push(model_dir: str, model_root: str, model_name: str, tracking_uri: str = "
         if mlflow_client:
             with registry.reachable(tracking_uri, "Nothing was stored or registered; rerun the push."):
                 existing = registry.find_version(mlflow_client, model_name, digest)
+                lineage = registry.lineage_of(mlflow_client, run_id) if run_id else {}
             if existing:
                 return PushResult(existing.source, int(existing.tags[registry.STORAGE_VERSION_TAG]),
                                   int(existing.version), digest, len(manifest["files"]), reused=True)
@@ -104,7 +115,7 @@ def push(model_dir: str, model_root: str, model_name: str, tracking_uri: str = "
         uri, storage_version = found or backend.store(staged, model_name, manifest)
     registry_version = None
     if mlflow_client:
-        tags = {**(lineage or {}), registry.CONTENT_TAG: digest, registry.STORAGE_VERSION_TAG: storage_version}
+        tags = {**lineage, registry.CONTENT_TAG: digest, registry.STORAGE_VERSION_TAG: storage_version}
         with registry.reachable(tracking_uri, f"The model is stored, complete, at {uri}, but no registry version "
                                               "points at it; rerun the push to register it."):
             registry_version = int(registry.register(mlflow_client, model_name, uri, run_id, tags).version)
