@@ -35,7 +35,7 @@ def cmd_run(args) -> int:
 
     try:
         summary = run_local(args.output_dir, args.data or "", args.label or "", parse_set(args.set),
-                            enable_caching=args.cache)
+                            enable_caching=args.cache, model_root=args.model_root or "")
     except RuntimeError as err:
         print(f"\nkubeline: the pipeline failed: {err}\nThe failing step's log is above.", file=sys.stderr)
         return 1
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                      help="set a pipeline parameter (JSON value), e.g. --set epochs=50 "
                           "--set 'thresholds={\"accuracy\": 0.95}'")
+    run.add_argument("--model-root", help="file:// or gs:// root for pushed models (default: OUTPUT_DIR/models)")
     run.add_argument("--cache", action="store_true", help="reuse outputs of unchanged steps from earlier runs")
     run.set_defaults(func=cmd_run)
     compile_cmd = commands.add_parser("compile", help="compile every pipeline to YAML")

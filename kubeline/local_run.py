@@ -55,7 +55,7 @@ def check_overrides(overrides: dict) -> None:
                                         f"give a JSON value like the default, {json.dumps(default)}")
 
 
-def preflight(data_uri: str, label: str, overrides: dict) -> None:
+def preflight(data_uri: str, label: str, overrides: dict, model_root: str) -> None:
     """Validates the data and options in this process, so mistakes fail in a second with a clear message."""
     from dataclasses import fields
 
@@ -70,6 +70,10 @@ def preflight(data_uri: str, label: str, overrides: dict) -> None:
     check_thresholds(overrides.get("thresholds", {}), "thresholds")
     check_thresholds(overrides.get("change_thresholds", {}), "change_thresholds")
     check_model_name(overrides.get("model_name", "model"))
+    scheme, _ = storage.split_uri(model_root, "--model-root")
+    if scheme == "file" and overrides.get("tracking_uri", "").startswith(("http://", "https://")):
+        raise InvalidInputError("--model-root", "a tracking server refuses local model sources",
+                                "give a gs:// --model-root, or use the embedded sqlite:/// tracking default")
     keys = ("eval_fraction", "seed", "drop_columns", "max_unknown_fraction")
     schema = Schema.load_uri(overrides["schema_uri"]) if overrides.get("schema_uri") else None
     with tempfile.TemporaryDirectory() as scratch:
@@ -78,8 +82,12 @@ def preflight(data_uri: str, label: str, overrides: dict) -> None:
 
 
 def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overrides: dict | None = None,
-              enable_caching: bool = False) -> dict:
-    """Runs the training pipeline with kfp.local and writes ``summary.json`` into ``output_dir``."""
+              enable_caching: bool = False, model_root: str = "") -> dict:
+    """Runs the training pipeline with kfp.local and writes ``summary.json`` into ``output_dir``.
+
+    Defaults: the penguins data, an embedded SQLite MLflow store ``output_dir/mlflow.db`` (override with
+    ``overrides={"tracking_uri": ...}``; "" turns tracking off) and models under ``output_dir/models``.
+    """
     from kfp import local
 
     from kubeline.pipelines import training_pipeline
@@ -94,7 +102,9 @@ def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overr
         overrides.setdefault("model_name", "penguins")
     if not label:
         raise InvalidInputError("--label", "no label column given for --data", "name the column to predict")
-    preflight(data_uri, label, overrides)
+    overrides.setdefault("tracking_uri", f"sqlite:///{output / 'mlflow.db'}")
+    model_root = model_root or f"file://{output / 'models'}"
+    preflight(data_uri, label, overrides, model_root)
     if KFP_LOCAL_REWRITES in data_uri and not data_uri.startswith("gs://"):
         # kfp.local replaces "python3" inside task arguments, which corrupts paths such as
         # .../lib/python3.11/site-packages/...: run on a copy beside the outputs.
@@ -102,7 +112,6 @@ def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overr
         staged.parent.mkdir(exist_ok=True)
         shutil.copyfile(storage.split_uri(data_uri)[1], staged)
         data_uri = str(staged)
-    overrides.setdefault("tracking_uri", f"sqlite:///{output / 'mlflow.db'}")
     commit = git_commit()
     if commit:
         os.environ.setdefault("KUBELINE_GIT_COMMIT", commit)
@@ -112,7 +121,7 @@ def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overr
                enable_caching=enable_caching)
     started = time.time()
     before = set(pipeline_root.glob("kubeline-training-*"))
-    task = training_pipeline(data_uri=data_uri, label=label, model_root=f"file://{output / 'models'}", **overrides)
+    task = training_pipeline(data_uri=data_uri, label=label, model_root=model_root, **overrides)
     run_dir = max(set(pipeline_root.glob("kubeline-training-*")) - before, key=lambda p: p.stat().st_mtime)
     summary = summarize(task.outputs, run_dir, data_uri, label, time.time() - started, overrides["tracking_uri"],
                         overrides.get("model_name", pipeline_parameters()["model_name"]))

@@ -10,7 +10,8 @@ Notebook use::
 
     from kubeline import registry
     registry.list_versions("penguins", "sqlite:///runs/latest/mlflow.db")
-    registry.resolve("models:/penguins@champion", "sqlite:///runs/latest/mlflow.db")  # -> storage URI
+    registry.resolve("models:/penguins@challenger", "sqlite:///runs/latest/mlflow.db")  # -> storage URI
+    registry.fetch("models:/penguins@challenger", "sqlite:///runs/latest/mlflow.db", "/tmp/m")  # verified copy
 """
 from __future__ import annotations
 
@@ -123,6 +124,17 @@ def resolve(model_uri: str, tracking_uri: str) -> str:
                                         "list the model's versions and aliases with registry.list_versions") from None
             raise
     return version.source
+
+
+def fetch(model_uri: str, tracking_uri: str, dest_dir: str):
+    """A stored model as a verified local folder; ``model_uri`` is a storage URI or ``models:/...``.
+
+    Every file is checked against the version's sha256 manifest first: a changed or missing file is refused.
+    """
+    from kubeline.components.push.core import fetch_verified
+
+    source = resolve(model_uri, tracking_uri) if model_uri.startswith("models:/") else model_uri
+    return fetch_verified(source, dest_dir)
 
 
 def list_versions(model_name: str, tracking_uri: str) -> list[dict]:

@@ -36,8 +36,14 @@ def test_penguin_run_passes_the_gate_and_lists_every_output(penguin_run):
     assert Path(outputs["transform_graph"], "transform_fn", "saved_model.pb").is_file()
     assert "## Categorical features" in Path(outputs["statistics_report"]).read_text()
     pushed = summary["pushed_model"]
-    assert pushed["version"] == 1 and pushed["uri"] == f"file://{out / 'models' / 'penguins' / '1'}"
-    assert "gate: PASS" in result.stdout and "pushed model: file://" in result.stdout
+    assert pushed["uri"] == f"file://{out / 'models' / 'penguins' / '1'}"
+    assert (pushed["storage_version"], pushed["registry_version"], pushed["alias"]) == (1, 1, "challenger")
+    tracking_uri = f"sqlite:///{out / 'mlflow.db'}"
+    assert summary["tracking"]["uri"] == tracking_uri and summary["tracking"]["mlflow_run_id"]
+    from kubeline import registry
+
+    assert registry.resolve("models:/penguins@challenger", tracking_uri) == pushed["uri"]
+    assert "gate: PASS" in result.stdout and "registered: models:/penguins/1 (alias challenger)" in result.stdout
 
 
 def test_saved_model_predicts_species_from_raw_values(penguin_run):
@@ -65,6 +71,7 @@ def test_failed_gate_skips_the_push_and_exits_3(penguin_run):
     assert summary["gate"]["decision"] == "fail" and summary["pushed_model"] is None
     assert summary["gate"]["reasons"][0].startswith("FAILED: accuracy")
     assert sorted(p.name for p in (out / "models" / "penguins").iterdir()) == ["1"]
+    assert summary["tracking"]["mlflow_run_id"]  # a failed gate is tracked too
 
 
 @pytest.mark.parametrize("args,expected", [
@@ -78,6 +85,8 @@ def test_failed_gate_skips_the_push_and_exits_3(penguin_run):
     (["run", "--local", "--set", "dropout=1.5"], "dropout: 1.5 is out of range"),
     (["run", "--local", "--set", 'thresholds={"acc": 0.9}'], "thresholds: unknown metrics ['acc']"),
     (["run", "--local", "--set", "model_name=my model"], "model_name: 'my model' is not a valid model name"),
+    (["run", "--local", "--set", "tracking_uri=http://127.0.0.1:9"], "--model-root: a tracking server refuses"),
+    (["run", "--local", "--model-root", "s3://bucket/models"], "--model-root: unsupported URI scheme 's3'"),
     (["run"], "--local: only local runs are started from this command"),
 ])
 def test_cli_refuses_bad_options_before_running(args, expected, tmp_path):
@@ -85,3 +94,30 @@ def test_cli_refuses_bad_options_before_running(args, expected, tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert expected in result.stderr and "Fix: " in result.stderr
     assert not (tmp_path / "out" / "pipeline_root").exists()
+
+
+def test_run_against_tracking_server_and_gcs(penguin_run, mlflow_tracking, bucket, tmp_path):
+    import os
+
+    from kubeline import registry
+    from kubeline.components.push.core import MANIFEST
+
+    out, _ = penguin_run
+    env_cmd = ["run", "--local", "--output-dir", str(out), "--cache", "--model-root", f"gs://{bucket.name}/models",
+               "--set", f"tracking_uri={mlflow_tracking.uri}", "--set", "baseline_from_champion=true",
+               "--set", 'change_thresholds={"accuracy": 0.0}']
+    assert os.environ["STORAGE_EMULATOR_HOST"]
+    result = run_cli(*env_cmd)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    pushed = summary["pushed_model"]
+    assert pushed["uri"] == f"gs://{bucket.name}/models/penguins/1" and pushed["alias"] == "challenger"
+    assert "skipped: change thresholds given but no champion of 'penguins' in the registry yet" in (
+        summary["gate"]["reasons"])
+    version = registry.list_versions("penguins", mlflow_tracking.uri)[-1]
+    assert version["source"] == pushed["uri"] and version["run_id"] == summary["tracking"]["mlflow_run_id"]
+    assert version["tags"]["kubeline.dataset_sha256"] == summary["data"]["sha256"]
+    assert version["tags"]["kfp.run_name"].startswith("kubeline-training-")
+    local = registry.fetch("models:/penguins@challenger", mlflow_tracking.uri, str(tmp_path / "download"))
+    manifest = json.loads((local / MANIFEST).read_text())
+    assert {"saved_model.pb", "MLmodel", "assets.extra/kubeline_model.json"} <= set(manifest["files"])
