@@ -37,7 +37,7 @@ def test_compiled_yaml_parses_strictly_as_pipeline_spec(file_name):
     assert spec.pipeline_info.name == "kubeline-training"
     executors = spec.deployment_spec["executors"]
     images = {name: executor["container"]["image"] for name, executor in executors.items()}
-    assert set(images) == {"exec-ingest", "exec-transform", "exec-train", "exec-evaluate", "exec-push"}
+    assert set(images) == {"exec-ingest", "exec-transform", "exec-train", "exec-evaluate", "exec-track", "exec-push"}
     assert all(image.startswith("ghcr.io/kubeline/kubeline-") and image.endswith(f":{__version__}")
                for image in images.values())
     assert images["exec-train"].split("/")[-1].startswith("kubeline-tf-gpu:")
@@ -69,7 +69,7 @@ def test_registry_is_configurable(tmp_path):
 def test_importing_components_and_compiling_does_not_import_tensorflow_or_kserve(tmp_path):
     code = (
         "import sys\n"
-        "from kubeline.components import IngestOp, TransformOp, TrainOp, EvaluateOp, PushOp\n"
+        "from kubeline.components import IngestOp, TransformOp, TrainOp, EvaluateOp, TrackOp, PushOp\n"
         "from kubeline.pipelines.compile import compile_all\n"
         f"compile_all({str(tmp_path)!r})\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'tensorflow_transform', 'keras',"
