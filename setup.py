@@ -6,6 +6,7 @@ folder layout shows the architecture while nothing shadows the real ``kserve`` S
     kubeline/     -> kubeline             shared core: schema, URIs, images, CLI, local runner
     components/   -> kubeline.components  one folder per component (component.py + plain-Python core)
     pipelines/    -> kubeline.pipelines   pipeline definitions; compiled/ holds the committed YAML
+    katib/        -> kubeline.tuning      Katib Experiment builder and trial entrypoint
 """
 import re
 from pathlib import Path
@@ -19,6 +20,7 @@ PACKAGE_DIRS = {
     "kubeline": "kubeline",
     "kubeline.components": "components",
     "kubeline.pipelines": "pipelines",
+    "kubeline.tuning": "katib",  # Katib's SDK imports as kubeflow.katib: a root katib/ shadows nothing
 }
 COMPONENTS = ["ingest", "transform", "train", "evaluate", "track", "push"]
 

@@ -1,0 +1,1 @@
+"""Katib tuning: Experiment objects for the train step and the trial entrypoint (kubeline.tuning)."""
