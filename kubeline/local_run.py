@@ -11,6 +11,7 @@ from pathlib import Path
 
 from kubeline import storage
 from kubeline.errors import InvalidInputError
+from kubeline.pipelines.training import PIPELINE_NAME
 
 PENGUINS_LABEL = "species"
 KFP_LOCAL_REWRITES = "python3"
@@ -120,9 +121,9 @@ def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overr
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                enable_caching=enable_caching)
     started = time.time()
-    before = set(pipeline_root.glob("kubeline-training-*"))
+    before = set(pipeline_root.glob(f"{PIPELINE_NAME}-*"))
     task = training_pipeline(data_uri=data_uri, label=label, model_root=model_root, **overrides)
-    run_dir = max(set(pipeline_root.glob("kubeline-training-*")) - before, key=lambda p: p.stat().st_mtime)
+    run_dir = max(set(pipeline_root.glob(f"{PIPELINE_NAME}-*")) - before, key=lambda p: p.stat().st_mtime)
     summary = summarize(task.outputs, run_dir, data_uri, label, time.time() - started, overrides["tracking_uri"],
                         overrides.get("model_name", pipeline_parameters()["model_name"]))
     (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
@@ -143,7 +144,7 @@ def summarize(outputs: dict, run_dir: Path, data_uri: str, label: str, seconds: 
     pushed_file = run_dir / "push" / "executor_output.json"
     pushed = json.loads(pushed_file.read_text())["parameterValues"] if pushed_file.is_file() else None
     return {
-        "pipeline": "kubeline-training",
+        "pipeline": PIPELINE_NAME,
         "run_dir": str(run_dir),
         "wall_seconds": round(seconds, 1),
         "data": {"uri": data_uri, "label": label, "sha256": statistics["dataset_sha256"],
@@ -160,7 +161,7 @@ def summarize(outputs: dict, run_dir: Path, data_uri: str, label: str, seconds: 
 
 
 def render_summary(summary: dict) -> str:
-    lines = ["", "=" * 72, f"kubeline-training finished in {summary['wall_seconds']} s",
+    lines = ["", "=" * 72, f"{PIPELINE_NAME} finished in {summary['wall_seconds']} s",
              f"data: {summary['data']['uri']} ({summary['data']['rows']} rows, label '{summary['data']['label']}')",
              "metrics (eval split): " + ", ".join(f"{k}={v:.4f}" for k, v in summary["metrics"].items()),
              f"gate: {summary['gate']['decision'].upper()}", *(f"  {r}" for r in summary["gate"]["reasons"])]

@@ -11,7 +11,10 @@ TrainingOutputs = NamedTuple("TrainingOutputs", schema=Artifact, statistics=Arti
                              decision=str, mlflow_run_id=str)
 
 
-@dsl.pipeline(name="kubeline-training",
+PIPELINE_NAME = "kubeline-training"
+
+
+@dsl.pipeline(name=PIPELINE_NAME,
               description="Ingest and validate tabular data, tf.Transform it, train a Keras classifier, "
                           "evaluate it behind a gate, log the run to MLflow and push a passing model to "
                           "versioned storage and the MLflow registry.")
@@ -101,7 +104,7 @@ def training_pipeline(
                          statistics_report=ingest_task.outputs["statistics_report"], model=train_task.outputs["model"],
                          evaluation=evaluate_task.outputs["evaluation"],
                          evaluation_report=evaluate_task.outputs["evaluation_report"], tracking_uri=tracking_uri,
-                         experiment_name=experiment_name)
+                         experiment_name=experiment_name, pipeline_name=PIPELINE_NAME)
     track_task.set_caching_options(False)
     with dsl.If(evaluate_task.outputs["Output"] == "pass", name="gate-passed"):
         push_task = PushOp(model=train_task.outputs["model"], evaluation=evaluate_task.outputs["evaluation"],

@@ -118,6 +118,7 @@ def test_run_against_tracking_server_and_gcs(penguin_run, mlflow_tracking, bucke
     assert version["source"] == pushed["uri"] and version["run_id"] == summary["tracking"]["mlflow_run_id"]
     assert version["tags"]["kubeline.dataset_sha256"] == summary["data"]["sha256"]
     assert version["tags"]["kfp.run_name"].startswith("kubeline-training-")
+    assert version["tags"]["kfp.pipeline_name"] == "kubeline-training"
     local = registry.fetch("models:/penguins@challenger", mlflow_tracking.uri, str(tmp_path / "download"))
     manifest = json.loads((local / MANIFEST).read_text())
     assert {"saved_model.pb", "MLmodel", "assets.extra/kubeline_model.json"} <= set(manifest["files"])

@@ -23,7 +23,7 @@ def evaluation_dir(tmp_path_factory, trained_model, penguin_splits):
 
 def log_run(tracking_uri, trained_model, penguin_splits, evaluation_dir, kfp_run_id="run-1"):
     paths = penguin_splits[1]
-    return track(tracking_uri, "kubeline-tests", kfp_run_id, f"kubeline-training-{kfp_run_id}",
+    return track(tracking_uri, "kubeline-tests", "kubeline-training", kfp_run_id, f"kubeline-training-{kfp_run_id}",
                  paths["schema.json"], paths["statistics.json"], paths["report.md"], str(trained_model[1]),
                  str(evaluation_dir / "evaluation"), str(evaluation_dir / "report.md"))
 
@@ -42,6 +42,7 @@ def test_track_logs_params_metrics_lineage_and_reports_once_per_kfp_run(sqlite_u
     assert run.data.metrics["accuracy"] >= 0.95 and "slice.Biscoe.accuracy" in run.data.metrics
     tags = run.data.tags
     assert tags["kubeline.dataset_sha256"] == penguin_splits[0].digest and tags["kfp.run_id"] == "run-1"
+    assert tags["kfp.pipeline_name"] == "kubeline-training"
     assert tags["kubeline.gate_decision"] == "pass" and tags["kubeline.version"]
     assert "kubeline-tf-gpu:" in tags["kubeline.images"]
     artifacts = {a.path for folder in ("data", "evaluation")

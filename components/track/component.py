@@ -15,6 +15,7 @@ def track(
     evaluation_report: Input[Markdown],
     tracking_uri: str,
     experiment_name: str = "kubeline",
+    pipeline_name: str = "",
     kfp_run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     kfp_run_name: str = dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
 ) -> str:
@@ -30,6 +31,7 @@ def track(
         tracking_uri: MLflow tracking URI (sqlite:///path/mlflow.db or http://host:port); empty turns
             tracking off and the step returns an empty run id.
         experiment_name: MLflow experiment.
+        pipeline_name: The pipeline's name, recorded as the kfp.pipeline_name tag.
         kfp_run_id: The KFP run id (filled in by KFP); tags the MLflow run.
         kfp_run_name: The KFP run name (filled in by KFP); names the MLflow run.
 
@@ -41,7 +43,8 @@ def track(
         return ""
     from kubeline.components.track.core import track as run_track
 
-    run_id = run_track(tracking_uri, experiment_name, kfp_run_id, kfp_run_name, schema.path, statistics.path,
+    run_id = run_track(tracking_uri, experiment_name, pipeline_name, kfp_run_id, kfp_run_name, schema.path,
+                       statistics.path,
                        statistics_report.path, model.path, evaluation.path, evaluation_report.path)
     print(f"track: logged MLflow run {run_id} in experiment '{experiment_name}' at {tracking_uri}")
     return run_id

@@ -19,9 +19,9 @@ from kubeline.model import METADATA_FILE
 METRIC_NAME_UNSAFE = re.compile(r"[^\w\-. /]")
 
 
-def lineage_tags(dataset_sha256: str, kfp_run_id: str, kfp_run_name: str) -> dict:
-    tags = {"kubeline.dataset_sha256": dataset_sha256, registry.KFP_RUN_TAG: kfp_run_id,
-            "kfp.run_name": kfp_run_name, "kubeline.version": __version__,
+def lineage_tags(dataset_sha256: str, kfp_pipeline_name: str, kfp_run_id: str, kfp_run_name: str) -> dict:
+    tags = {"kubeline.dataset_sha256": dataset_sha256, "kfp.pipeline_name": kfp_pipeline_name,
+            registry.KFP_RUN_TAG: kfp_run_id, "kfp.run_name": kfp_run_name, "kubeline.version": __version__,
             "kubeline.images": ",".join(sorted({images.DATA, images.TF, images.TF_GPU}))}
     if os.environ.get("KUBELINE_GIT_COMMIT"):
         tags["kubeline.git_commit"] = os.environ["KUBELINE_GIT_COMMIT"]
@@ -35,7 +35,8 @@ def artifact_location(tracking_uri: str) -> str | None:
     return None
 
 
-def track(tracking_uri: str, experiment_name: str, kfp_run_id: str, kfp_run_name: str, schema_path: str,
+def track(tracking_uri: str, experiment_name: str, kfp_pipeline_name: str, kfp_run_id: str, kfp_run_name: str,
+          schema_path: str,
           statistics_path: str, statistics_report_path: str, model_dir: str, evaluation_dir: str,
           evaluation_report_path: str) -> str:
     """Logs the run and returns its MLflow run id."""
@@ -50,7 +51,8 @@ def track(tracking_uri: str, experiment_name: str, kfp_run_id: str, kfp_run_name
             experiment_id = (experiment.experiment_id if experiment else
                              client.create_experiment(experiment_name, artifact_location(tracking_uri)))
             run = client.create_run(experiment_id, run_name=kfp_run_name,
-                                    tags=lineage_tags(statistics["dataset_sha256"], kfp_run_id, kfp_run_name))
+                                    tags=lineage_tags(statistics["dataset_sha256"], kfp_pipeline_name, kfp_run_id,
+                                                      kfp_run_name))
         run_id = run.info.run_id
         params = {**hparams, "label": statistics["label"]["name"], "rows": statistics["rows"],
                   "train_rows": statistics["train_rows"], "eval_rows": statistics["eval_rows"]}
