@@ -44,7 +44,7 @@ TF = [
 ]
 SERVING = ["kserve>=0.21,<0.22", "kubernetes>=30,<31"]
 REGISTRY = ["mlflow>=3.17,<3.18"]
-TUNING = ["optuna>=4,<6", "kubernetes>=30,<31"]
+TUNING = ["optuna>=4,<6", "cmaes>=0.11", "kubernetes>=30,<31"]
 DEV = [
     "pytest>=8",
     "jsonschema>=4.20",

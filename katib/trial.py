@@ -4,7 +4,8 @@
         [--model-dir PATH] --learning_rate=0.01 --hidden_units=32 ...
 
 URIs may be local paths or gs:// prefixes (downloaded first). Metrics are printed as ``name=value``
-lines, which Katib's StdOut metrics collector reads.
+lines, which Katib's StdOut metrics collector reads: the validation metrics after every epoch, then the
+final ones (the restored best epoch when early stopping).
 """
 from __future__ import annotations
 
@@ -29,13 +30,22 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import tensorflow as tf
+
+    class PrintEpochMetrics(tf.keras.callbacks.Callback):
+        """Per-epoch validation metrics as name=value lines (Katib's medianstop compares these)."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            print(f"accuracy={logs['val_accuracy']}\nloss={logs['val_loss']}", flush=True)
+
     args = parse(argv)
     hparams = HParams(**{f.name: getattr(args, f.name) for f in fields(HParams)})
     with tempfile.TemporaryDirectory() as work_dir:
         local = {name: str(storage.fetch_dir(getattr(args, name), f"{work_dir}/{name}", field=f"--{name}"))
                  for name in ("transformed_train", "transformed_eval", "transform_graph")}
         result = train(local["transformed_train"], local["transformed_eval"], local["transform_graph"],
-                       args.model_dir or f"{work_dir}/model", hparams, seed=args.seed)
+                       args.model_dir or f"{work_dir}/model", hparams, seed=args.seed,
+                       callbacks=[PrintEpochMetrics()])
     for name, value in result.objective.items():
         print(f"{name}={value}", flush=True)
     return 0

@@ -126,8 +126,11 @@ def build_model(tft_output, label: str, num_classes: int, hparams: HParams):
 
 
 def train(transformed_train_dir: str, transformed_eval_dir: str, transform_graph_dir: str, model_dir: str,
-          hparams: HParams, seed: int = 42) -> TrainResult:
-    """Fits the model (validating on the eval split) and exports the raw-feature SavedModel to ``model_dir``."""
+          hparams: HParams, seed: int = 42, callbacks: list | None = None) -> TrainResult:
+    """Fits the model (validating on the eval split) and exports the raw-feature SavedModel to ``model_dir``.
+
+    ``callbacks`` are extra Keras callbacks (the Katib trial prints per-epoch metrics with one).
+    """
     import tensorflow as tf
     import tensorflow_transform as tft
 
@@ -138,7 +141,7 @@ def train(transformed_train_dir: str, transformed_eval_dir: str, transform_graph
     eval_data = read_transformed(transformed_eval_dir, tft_output, schema.label, hparams.batch_size)
     with strategy.scope():
         model = build_model(tft_output, schema.label, len(schema.classes), hparams)
-    callbacks = []
+    callbacks = list(callbacks or [])
     if hparams.early_stopping_patience:
         callbacks.append(tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=hparams.early_stopping_patience,
                                                           restore_best_weights=True))
