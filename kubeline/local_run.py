@@ -11,9 +11,10 @@ from pathlib import Path
 
 from kubeline import storage
 from kubeline.errors import InvalidInputError
-from kubeline.pipelines.training import PIPELINE_NAME
+from kubeline.pipelines.training import PIPELINE_NAME, training_pipeline
 
 PENGUINS_LABEL = "species"
+SET_BY_OPTIONS = {"data_uri", "label", "model_root"}  # --data, --label, --model-root
 KFP_LOCAL_REWRITES = "python3"
 SUMMARY_FILE = "summary.json"
 
@@ -38,17 +39,15 @@ def git_commit() -> str:
 
 
 def pipeline_parameters() -> dict:
-    from kubeline.pipelines import training_pipeline
-
     return {name: p.default for name, p in inspect.signature(training_pipeline.pipeline_func).parameters.items()}
 
 
 def check_overrides(overrides: dict) -> None:
     known = pipeline_parameters()
     for name, value in overrides.items():
-        if name not in known or name in ("data_uri", "label", "model_root"):
+        if name not in known or name in SET_BY_OPTIONS:
             raise InvalidInputError(f"--set {name}", "not a pipeline parameter this option may set",
-                                    f"use one of {sorted(set(known) - {'data_uri', 'label', 'model_root'})}")
+                                    f"use one of {sorted(set(known) - SET_BY_OPTIONS)}")
         default = known[name]
         if default is not inspect.Parameter.empty and not isinstance(value, type(default)):
             if not (isinstance(default, float) and isinstance(value, int)):
@@ -70,7 +69,7 @@ def preflight(data_uri: str, label: str, overrides: dict, model_root: str) -> No
     HParams(**{f.name: overrides[f.name] for f in fields(HParams) if f.name in overrides})
     check_thresholds(overrides.get("thresholds", {}), "thresholds")
     check_thresholds(overrides.get("change_thresholds", {}), "change_thresholds")
-    check_model_name(overrides.get("model_name", "model"))
+    check_model_name(overrides.get("model_name", pipeline_parameters()["model_name"]))
     scheme, _ = storage.split_uri(model_root, "--model-root")
     if scheme == "file" and overrides.get("tracking_uri", "").startswith(("http://", "https://")):
         raise InvalidInputError("--model-root", "a tracking server refuses local model sources",
@@ -90,8 +89,6 @@ def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overr
     ``overrides={"tracking_uri": ...}``; "" turns tracking off) and models under ``output_dir/models``.
     """
     from kfp import local
-
-    from kubeline.pipelines import training_pipeline
 
     overrides = dict(overrides or {})
     output = Path(output_dir).resolve()

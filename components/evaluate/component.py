@@ -52,9 +52,7 @@ def evaluate(
     import json
     import tempfile
 
-    from kubeline.components.evaluate.core import evaluate as run_evaluate, render_report, write
-
-    from kubeline.components.evaluate.core import fetch_baseline
+    from kubeline.components.evaluate.core import evaluate as run_evaluate, fetch_baseline, render_report, write
 
     with tempfile.TemporaryDirectory() as work_dir:
         baseline, no_baseline = fetch_baseline(baseline_model_uri, baseline_from_champion, tracking_uri, model_name,
