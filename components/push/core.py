@@ -52,15 +52,20 @@ def check_blessed(evaluation_json: str | Path) -> None:
         raise InvalidInputError("evaluation", f"the gate decided '{decision}'", "push only models that pass the gate")
 
 
+def file_entries(model_dir: str | Path) -> dict:
+    """sha256 and size of every file in a folder (the manifest itself left out), by relative path."""
+    root = Path(model_dir)
+    return {str(p.relative_to(root)): {"sha256": storage.sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST}
+
+
 def build_manifest(model_dir: str | Path, model_name: str) -> dict:
     """sha256 and size of every file, and the content digest over the model's own files.
 
     The digest leaves out the MLmodel file the push writes (it carries a creation time), so the same
     model files always have the same digest.
     """
-    root = Path(model_dir)
-    files = {str(p.relative_to(root)): {"sha256": storage.sha256_file(p), "bytes": p.stat().st_size}
-             for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    files = file_entries(model_dir)
     if not files:
         raise InvalidInputError("model", f"'{model_dir}' holds no files", "pass the train step's model output")
     model_files = {name: entry for name, entry in files.items() if name != MLMODEL}
@@ -235,11 +240,11 @@ def verify(model_dir: str | Path) -> dict:
         raise InvalidInputError("model_uri", f"'{model_dir}' has no {MANIFEST}: the push never finished",
                                 "push the model again")
     manifest = json.loads(manifest_path.read_text())
-    present = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} - {MANIFEST}
-    problems = [f"missing {name}" for name in sorted(set(manifest["files"]) - present)]
-    problems += [f"unexpected {name}" for name in sorted(present - set(manifest["files"]))]
+    present = file_entries(root)
+    problems = [f"missing {name}" for name in sorted(set(manifest["files"]) - set(present))]
+    problems += [f"unexpected {name}" for name in sorted(set(present) - set(manifest["files"]))]
     problems += [f"changed {name}" for name, entry in sorted(manifest["files"].items())
-                 if name in present and storage.sha256_file(root / name) != entry["sha256"]]
+                 if name in present and present[name]["sha256"] != entry["sha256"]]
     if problems:
         raise InvalidInputError("model_uri", f"'{model_dir}' does not match its manifest: {'; '.join(problems[:5])}",
                                 "do not modify stored versions; push the model again")
