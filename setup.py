@@ -22,7 +22,7 @@ PACKAGE_DIRS = {
     "kubeline.pipelines": "pipelines",
     "kubeline.tuning": "katib",  # Katib's SDK imports as kubeflow.katib: a root katib/ shadows nothing
 }
-COMPONENTS = ["ingest", "transform", "train", "evaluate", "track", "push"]
+COMPONENTS = ["ingest", "transform", "tune", "train", "evaluate", "track", "push"]
 
 # Light core: enough to import every component and compile every pipeline (no TensorFlow).
 CORE = [
@@ -44,7 +44,7 @@ TF = [
 ]
 SERVING = ["kserve>=0.21,<0.22", "kubernetes>=30,<31"]
 REGISTRY = ["mlflow>=3.17,<3.18"]
-TUNING = ["optuna>=4,<6", "cmaes>=0.11", "kubernetes>=30,<31"]
+TUNING = ["optuna>=4,<6", "cmaes>=0.11", "scikit-optimize>=0.10.2,<0.11", "kubernetes>=30,<31"]
 DEV = [
     "pytest>=8",
     "jsonschema>=4.20",

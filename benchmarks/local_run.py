@@ -1,4 +1,4 @@
-"""Benchmark the local penguin run: wall time per step and in total, peak memory.
+"""Benchmark the local penguin run: wall time per step and in total, peak memory, tuning trials.
 
 Runs `kubeline run --local` in a fresh output folder (no cache) and samples the memory of its whole
 process tree every 0.1 s. Prints a table; pass --json for machine-readable output.
@@ -53,6 +53,14 @@ def step_times(log: str) -> dict:
     return seconds
 
 
+def tuning_figures(tuning: dict) -> dict:
+    if "skipped" in tuning:
+        return {"trials": 0}
+    trials = tuning["trials"]
+    return {"trials": len(trials), "succeeded": sum(t["state"] == "Succeeded" for t in trials),
+            "best_accuracy": tuning["best"].get("accuracy"), "best_parameters": tuning["best"]["parameters"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", help="default: a new temporary folder")
@@ -86,6 +94,7 @@ def main() -> int:
               "peak_rss_largest_process_mb": round(peaks["process"] / 2**20),
               "peak_rss_process_tree_mb": round(peaks["tree"] / 2**20),
               "accuracy": summary["metrics"]["accuracy"], "gate": summary["gate"]["decision"],
+              "tuning": tuning_figures(summary["tuning"]),
               "output_dir": str(out)}
     if args.json:
         print(json.dumps(report, indent=2))
@@ -97,6 +106,10 @@ def main() -> int:
     print(f"{'total':<12}{total:>10.2f}   (CLI start to exit: preflight, kfp.local, summary)")
     print(f"peak RSS: largest process {report['peak_rss_largest_process_mb']} MB, "
           f"whole process tree {report['peak_rss_process_tree_mb']} MB")
+    tuning = report["tuning"]
+    if tuning["trials"]:
+        print(f"tune: {tuning['trials']} trials ({tuning['succeeded']} succeeded), best trial accuracy "
+              f"{tuning['best_accuracy']:.4f} with {tuning['best_parameters']}")
     print(f"eval accuracy {report['accuracy']:.4f}, gate {report['gate']}; outputs in {out}")
     return 0
 

@@ -6,6 +6,10 @@ reads them (``name=value`` lines; the trial prints one set per epoch, then the f
 The search stops at ``maxTrialCount``, when the objective reaches ``goal``, or when more than
 ``maxFailedTrialCount`` trials failed. ``medianstop`` stops a running trial whose objective at an
 epoch is worse than the median of earlier trials at that epoch.
+
+Suggestions come from the libraries behind Katib's suggestion services: Optuna samplers (random, tpe,
+multivariate-tpe, cmaes, sobol; grid enqueues every grid point), scikit-optimize for
+bayesianoptimization, and successive halving over the ``resource_name`` parameter for hyperband.
 """
 from __future__ import annotations
 
@@ -22,7 +26,6 @@ from kubeline.tuning.experiment import validate
 
 METRIC_LINE = re.compile(r"^\s*([\w|-]+)\s*=\s*([+-]?\d*\.?\d+(?:[eE][+-]?\d+)?)\s*$")
 LOG_TAIL_LINES = 20
-SUPPORTED = ("random", "tpe", "multivariate-tpe", "cmaes", "grid", "sobol")
 
 
 @dataclass
@@ -73,14 +76,11 @@ def _typed(parameter: dict, value):
     return float(value) if kind == "double" else value
 
 
-def sampler(algorithm_spec: dict, parameters: list[dict]):
+def optuna_sampler(algorithm: str, settings: dict):
     """The Optuna sampler standing in for Katib's suggestion service."""
     import optuna
 
-    algorithm, settings = algorithm_spec["algorithmName"], _settings(algorithm_spec)
     seed = int(settings["random_state"]) if "random_state" in settings else None
-    if algorithm == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
     if algorithm in ("tpe", "multivariate-tpe"):
         return optuna.samplers.TPESampler(n_startup_trials=int(settings.get("n_startup_trials", 10)),
                                           n_ei_candidates=int(settings.get("n_ei_candidates", 24)), seed=seed,
@@ -88,14 +88,145 @@ def sampler(algorithm_spec: dict, parameters: list[dict]):
     if algorithm == "cmaes":
         return optuna.samplers.CmaEsSampler(sigma0=float(settings["sigma"]) if "sigma" in settings else None,
                                             seed=seed, restart_strategy=settings.get("restart_strategy"))
-    if algorithm == "grid":  # the grid points are enqueued by tune(); nothing is left to sample
-        return optuna.samplers.RandomSampler(seed=seed)
     if algorithm == "sobol":
         return optuna.samplers.QMCSampler(qmc_type="sobol", seed=seed)
-    from kubeline.errors import InvalidInputError
+    return optuna.samplers.RandomSampler(seed=seed)  # random; grid points are enqueued, hyperband samples randomly
 
-    raise InvalidInputError("spec.algorithm.algorithmName", f"'{algorithm}' has no local tuner yet",
-                            f"run it on a cluster, or use one of {list(SUPPORTED)} locally")
+
+class OptunaSearch:
+    """Suggestions from an Optuna study (every algorithm but bayesianoptimization and hyperband)."""
+
+    def __init__(self, algorithm: str, settings: dict, parameters: list[dict], direction: str, max_trials: int):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.parameters = parameters
+        self.study = optuna.create_study(direction=direction, sampler=optuna_sampler(algorithm, settings))
+        self.limit = max_trials
+        if algorithm == "grid":
+            grid = [dict(zip([p["name"] for p in parameters], point))
+                    for point in itertools.product(*(_values(p) for p in parameters))]
+            for point in grid:
+                self.study.enqueue_trial(point)
+            self.limit = min(max_trials, len(grid))
+        self.asked = 0
+
+    def ask(self):
+        if self.asked >= self.limit:
+            return None
+        self.asked += 1
+        trial = self.study.ask()
+        return trial, {p["name"]: suggest(trial, p) for p in self.parameters}
+
+    def tell(self, trial, result: TrialResult, objective: str) -> None:
+        import optuna
+
+        if result.state == "Succeeded":
+            self.study.tell(trial, result.metrics[objective])
+        else:
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED if result.state == "EarlyStopped"
+                            else optuna.trial.TrialState.FAIL)
+
+
+class BayesianSearch:
+    """Katib's bayesianoptimization: scikit-optimize's Optimizer, asked for points beside the pending ones."""
+
+    def __init__(self, settings: dict, parameters: list[dict], direction: str, max_trials: int):
+        from skopt import Optimizer
+        from skopt.space import Categorical, Integer, Real
+
+        def dimension(parameter):
+            space, kind = parameter["feasibleSpace"], parameter["parameterType"]
+            if kind in ("categorical", "discrete"):
+                return Categorical([_typed(parameter, v) for v in space["list"]], name=parameter["name"])
+            prior = "log-uniform" if space.get("distribution") in ("logUniform", "logNormal") else "uniform"
+            kind_class = Integer if kind == "int" else Real
+            return kind_class(float(space["min"]) if kind == "double" else int(float(space["min"])),
+                              float(space["max"]) if kind == "double" else int(float(space["max"])),
+                              prior=prior, name=parameter["name"])
+
+        self.names = [p["name"] for p in parameters]
+        self.sign = -1.0 if direction == "maximize" else 1.0
+        self.optimizer = Optimizer(
+            [dimension(p) for p in parameters], base_estimator=settings.get("base_estimator", "GP"),
+            n_initial_points=int(settings.get("n_initial_points", 10)),
+            acq_func=settings.get("acq_func", "gp_hedge"), acq_optimizer=settings.get("acq_optimizer", "auto"),
+            random_state=int(settings["random_state"]) if "random_state" in settings else None)
+        self.pending: list[list] = []
+        self.limit, self.asked = max_trials, 0
+
+    def ask(self):
+        if self.asked >= self.limit:
+            return None
+        points = self.optimizer.ask(n_points=len(self.pending) + 1, strategy="cl_min")
+        point = next((x for x in points if x not in self.pending), points[-1])
+        point = [v.item() if hasattr(v, "item") else v for v in point]
+        self.pending.append(point)
+        self.asked += 1
+        return point, dict(zip(self.names, point))
+
+    def tell(self, point, result: TrialResult, objective: str) -> None:
+        self.pending.remove(point)
+        if result.state == "Succeeded":
+            self.optimizer.tell(point, self.sign * result.metrics[objective])
+
+
+class HyperbandSearch:
+    """Katib's hyperband as successive halving: many configurations on a small budget of ``resource_name``,
+    the best 1/eta of each rung trained again with eta times the budget, up to ``r_l``."""
+
+    def __init__(self, settings: dict, parameters: list[dict], direction: str, max_trials: int):
+        self.resource = settings["resource_name"]
+        resource = next(p for p in parameters if p["name"] == self.resource)
+        self.eta = max(2, int(float(settings.get("eta", 3))))
+        low = float(resource["feasibleSpace"]["min"])
+        budget = float(settings.get("r_l", resource["feasibleSpace"]["max"]))
+        budgets = [budget]
+        while budgets[0] / self.eta >= low:
+            budgets.insert(0, budgets[0] / self.eta)
+        self.budgets = [_typed(resource, round(b)) if resource["parameterType"] == "int" else b for b in budgets]
+        self.sizes = _rung_sizes(max_trials, self.eta, len(self.budgets))
+        self.maximize = direction == "maximize"
+        others = [p for p in parameters if p["name"] != self.resource]
+        sampler = OptunaSearch("random", settings, others, direction, self.sizes[0]) if others else None
+        self.queue = [sampler.ask()[1] if sampler else {} for _ in range(self.sizes[0])]
+        self.finished: list[tuple[dict, float]] = []  # succeeded configurations of this rung, objective
+        self.rung, self.running = 0, 0
+
+    def ask(self):
+        if not self.queue and not self.running and self.rung + 1 < len(self.sizes) and self.finished:
+            ranked = sorted(self.finished, key=lambda f: f[1], reverse=self.maximize)
+            self.rung += 1
+            self.queue = [config for config, _ in ranked[:self.sizes[self.rung]]]
+            self.finished = []
+        if not self.queue:
+            return None
+        config = self.queue.pop(0)
+        self.running += 1
+        return config, {**config, self.resource: self.budgets[self.rung]}
+
+    def tell(self, config, result: TrialResult, objective: str) -> None:
+        self.running -= 1
+        if result.state == "Succeeded":
+            self.finished.append((config, result.metrics[objective]))
+
+
+def _rung_sizes(max_trials: int, eta: int, rungs: int) -> list[int]:
+    """Configurations per rung, each 1/eta of the one before, together within max_trials."""
+    first = max_trials
+    while first > 1 and sum(max(1, first // eta ** k) for k in range(rungs)) > max_trials:
+        first -= 1
+    return [max(1, first // eta ** k) for k in range(rungs)]
+
+
+def search(spec: dict, max_trials: int):
+    algorithm, settings = spec["algorithm"]["algorithmName"], _settings(spec["algorithm"])
+    direction = spec["objective"]["type"]
+    if algorithm == "bayesianoptimization":
+        return BayesianSearch(settings, spec["parameters"], direction, max_trials)
+    if algorithm == "hyperband":
+        return HyperbandSearch(settings, spec["parameters"], direction, max_trials)
+    return OptunaSearch(algorithm, settings, spec["parameters"], direction, max_trials)
 
 
 def suggest(trial, parameter: dict):
@@ -166,30 +297,18 @@ def run_trial(number: int, parameters: dict, trial_args: list[str], objective: s
 
 def tune(experiment: dict, trial_args: list[str], log=print) -> TuningResult:
     """Runs the Experiment's search here and returns every trial and why the search stopped."""
-    import optuna
-
     validate(experiment, trainer_metrics=True)
     spec = experiment["spec"]
     objective = spec["objective"]["objectiveMetricName"]
     direction, goal = spec["objective"]["type"], spec["objective"].get("goal")
-    parameters = spec["parameters"]
     max_trials, parallel = spec.get("maxTrialCount", 8), spec.get("parallelTrialCount", 1)
     max_failed = spec.get("maxFailedTrialCount", max_trials)
     early_stop = (MedianStop(_settings(spec["earlyStopping"]), direction)
                   if spec.get("earlyStopping", {}).get("algorithmName") == "medianstop" else None)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction=direction, sampler=sampler(spec["algorithm"], parameters))
-    if spec["algorithm"]["algorithmName"] == "grid":
-        grid = [dict(zip([p["name"] for p in parameters], point))
-                for point in itertools.product(*(_values(p) for p in parameters))]
-        for point in grid:
-            study.enqueue_trial(point)
-        if len(grid) < max_trials:
-            max_trials = len(grid)
+    suggestions = search(spec, max_trials)
     results: list[TrialResult] = []
     running = {}
-    reason = (f"maxTrialCount {max_trials} reached" if max_trials == spec.get("maxTrialCount", 8)
-              else f"all {max_trials} grid points tried")
+    reason = "the search space is exhausted"
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         while True:
             failed = sum(r.state == "Failed" for r in results)
@@ -200,22 +319,23 @@ def tune(experiment: dict, trial_args: list[str], log=print) -> TuningResult:
                 reason = f"{failed} trials failed, more than maxFailedTrialCount {max_failed}"
             elif reached:
                 reason = f"goal {objective}={goal} reached"
+            elif len(results) >= max_trials:
+                reason = f"maxTrialCount {max_trials} reached"
             stop = failed > max_failed or reached
             while not stop and len(running) < parallel and len(results) + len(running) < max_trials:
-                trial = study.ask()
-                values = {p["name"]: suggest(trial, p) for p in parameters}
-                running[pool.submit(run_trial, trial.number, values, trial_args, objective, early_stop)] = trial
+                suggestion = suggestions.ask()
+                if suggestion is None:
+                    break
+                token, values = suggestion
+                running[pool.submit(run_trial, len(results) + len(running), values, trial_args, objective,
+                                    early_stop)] = token
             if not running:
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                trial, result = running.pop(future), future.result()
+                token, result = running.pop(future), future.result()
                 results.append(result)
-                if result.state == "Succeeded":
-                    study.tell(trial, result.metrics[objective])
-                else:
-                    study.tell(trial, state=optuna.trial.TrialState.PRUNED if result.state == "EarlyStopped"
-                               else optuna.trial.TrialState.FAIL)
+                suggestions.tell(token, result, objective)
                 log(f"tune: trial {result.number} {result.state} {result.parameters} "
                     f"{objective}={result.metrics.get(objective)} ({result.seconds:.1f} s)")
                 if result.state == "Failed":

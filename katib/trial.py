@@ -30,22 +30,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import tensorflow as tf
-
-    class PrintEpochMetrics(tf.keras.callbacks.Callback):
-        """Per-epoch validation metrics as name=value lines (Katib's medianstop compares these)."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            print(f"accuracy={logs['val_accuracy']}\nloss={logs['val_loss']}", flush=True)
-
     args = parse(argv)
     hparams = HParams(**{f.name: getattr(args, f.name) for f in fields(HParams)})
     with tempfile.TemporaryDirectory() as work_dir:
         local = {name: str(storage.fetch_dir(getattr(args, name), f"{work_dir}/{name}", field=f"--{name}"))
                  for name in ("transformed_train", "transformed_eval", "transform_graph")}
         result = train(local["transformed_train"], local["transformed_eval"], local["transform_graph"],
-                       args.model_dir or f"{work_dir}/model", hparams, seed=args.seed,
-                       callbacks=[PrintEpochMetrics()])
+                       args.model_dir or f"{work_dir}/model", hparams, seed=args.seed)
     for name, value in result.objective.items():
         print(f"{name}={value}", flush=True)
     return 0

@@ -17,3 +17,7 @@ class ServiceUnavailableError(RuntimeError):
     def __init__(self, service: str, detail: str, consequence: str):
         self.service = service
         super().__init__(f"{service} is unavailable: {detail}. {consequence}")
+
+
+class OperationFailedError(RuntimeError):
+    """A long-running operation (a tuning Experiment, a rollout) ended in failure; the message says how."""

@@ -18,3 +18,4 @@ def image(flavor: str) -> str:
 DATA = image("data")  # pandas, pyarrow, google-cloud-storage, mlflow: ingest, track, push
 TF = image("tf")  # + TensorFlow, tf.Transform, Beam: transform, evaluate
 TF_GPU = image("tf-gpu")  # TensorFlow with CUDA: train
+SERVING = image("serving")  # + kserve: the model server (kserve/Dockerfile)

@@ -67,6 +67,7 @@ def preflight(data_uri: str, label: str, overrides: dict, model_root: str) -> No
 
     check_overrides(overrides)
     HParams(**{f.name: overrides[f.name] for f in fields(HParams) if f.name in overrides})
+    check_tuning(overrides)
     check_thresholds(overrides.get("thresholds", {}), "thresholds")
     check_thresholds(overrides.get("change_thresholds", {}), "change_thresholds")
     check_model_name(overrides.get("model_name", pipeline_parameters()["model_name"]))
@@ -79,6 +80,18 @@ def preflight(data_uri: str, label: str, overrides: dict, model_root: str) -> No
     with tempfile.TemporaryDirectory() as scratch:
         paths = [os.path.join(scratch, name) for name in ("train", "eval", "schema", "report", "stats")]
         ingest(data_uri, label, *paths, given_schema=schema, **{k: overrides[k] for k in keys if k in overrides})
+
+
+def check_tuning(overrides: dict) -> None:
+    """Builds the tune step's Experiment from the options, so a bad search fails before the pipeline runs."""
+    from kubeline.components.tune.core import TuneConfig, experiment_for
+
+    defaults = pipeline_parameters()
+    tune = {name[len("tune_"):]: overrides.get(name, default) for name, default in defaults.items()
+            if name.startswith("tune_")}
+    config = TuneConfig(**tune, gpus=overrides.get("accelerator_count", 0), seed=overrides.get("seed", 42))
+    if config.max_trials:
+        experiment_for(config, ["--transformed-train=.", "--transformed-eval=.", "--transform-graph=."])
 
 
 def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overrides: dict | None = None,
@@ -140,6 +153,7 @@ def summarize(outputs: dict, run_dir: Path, data_uri: str, label: str, seconds: 
     evaluation = json.loads((Path(artifacts["evaluation"]) / "evaluation.json").read_text())
     pushed_file = run_dir / "push" / "executor_output.json"
     pushed = json.loads(pushed_file.read_text())["parameterValues"] if pushed_file.is_file() else None
+    tuning = json.loads(Path(artifacts["tuning"]).read_text())
     return {
         "pipeline": PIPELINE_NAME,
         "run_dir": str(run_dir),
@@ -148,6 +162,12 @@ def summarize(outputs: dict, run_dir: Path, data_uri: str, label: str, seconds: 
                  "rows": int(statistics["rows"])},
         "metrics": evaluation["metrics"],
         "gate": {"decision": evaluation["decision"], "reasons": evaluation["reasons"]},
+        "tuning": ({"skipped": tuning["skipped"]} if "skipped" in tuning else
+                   {"target": tuning["target"], "stopped_because": tuning["stopped_because"], "best": tuning["best"],
+                    "trials": [{k: t[k] for k in ("number", "state", "parameters", "metrics")}
+                               for t in tuning["trials"]] if isinstance(tuning["trials"], list)
+                    else tuning["trials"]}),
+        "hyperparameters": outputs["model"].metadata.get("hyperparameters"),
         "tracking": {"uri": tracking_uri, "mlflow_run_id": outputs["mlflow_run_id"]},
         "pushed_model": ({"uri": pushed["model_uri"], "storage_version": int(pushed["storage_version"]),
                           "registered_model": model_name, "registry_version": int(pushed["registry_version"]),
@@ -157,10 +177,20 @@ def summarize(outputs: dict, run_dir: Path, data_uri: str, label: str, seconds: 
     }
 
 
+def tuning_lines(tuning: dict) -> list[str]:
+    if "skipped" in tuning:
+        return [f"tuning: skipped ({tuning['skipped']})"]
+    trials = tuning["trials"]
+    lines = [f"tuning: {len(trials)} trials ({tuning['stopped_because']}); best {tuning['best']}"]
+    return lines + [f"  trial {t['number']}: {t['state']} {t['parameters']} accuracy={t['metrics'].get('accuracy')}"
+                    for t in trials] if isinstance(trials, list) else lines
+
+
 def render_summary(summary: dict) -> str:
     lines = ["", "=" * 72, f"{PIPELINE_NAME} finished in {summary['wall_seconds']} s",
              f"data: {summary['data']['uri']} ({summary['data']['rows']} rows, label '{summary['data']['label']}')",
              "metrics (eval split): " + ", ".join(f"{k}={v:.4f}" for k, v in summary["metrics"].items()),
+             *tuning_lines(summary["tuning"]),
              f"gate: {summary['gate']['decision'].upper()}", *(f"  {r}" for r in summary["gate"]["reasons"])]
     pushed = summary["pushed_model"]
     if summary["tracking"]["mlflow_run_id"]:

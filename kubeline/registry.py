@@ -103,6 +103,13 @@ def register(mlflow_client, model_name: str, source: str, run_id: str, tags: dic
     return version
 
 
+def promote(model_name: str, version: int, tracking_uri: str) -> None:
+    """Moves the ``champion`` alias to ``version`` (the one now serving all traffic)."""
+    mlflow_client = client(tracking_uri)
+    with reachable(tracking_uri, f"The alias {CHAMPION} was not moved; the deployment itself is done."):
+        mlflow_client.set_registered_model_alias(model_name, CHAMPION, str(version))
+
+
 def resolve(model_uri: str, tracking_uri: str) -> str:
     """The storage URI behind ``models:/<name>@<alias>`` or ``models:/<name>/<version>``."""
     match = MODEL_URI.match(model_uri)

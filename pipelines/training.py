@@ -1,13 +1,13 @@
-"""The training pipeline: ingest -> transform -> train -> evaluate -> track -> (gate passed) push."""
+"""The training pipeline: ingest -> transform -> tune -> train -> evaluate -> track -> (gate passed) push."""
 from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Artifact, Markdown, Model
 
-from kubeline.components import EvaluateOp, IngestOp, PushOp, TrackOp, TrainOp, TransformOp
+from kubeline.components import EvaluateOp, IngestOp, PushOp, TrackOp, TrainOp, TransformOp, TuneOp
 
 TrainingOutputs = NamedTuple("TrainingOutputs", schema=Artifact, statistics=Artifact, statistics_report=Markdown,
-                             transform_graph=Artifact, model=Model, evaluation=Artifact, evaluation_report=Markdown,
+                             transform_graph=Artifact, tuning=Artifact, model=Model, evaluation=Artifact, evaluation_report=Markdown,
                              decision=str, mlflow_run_id=str)
 
 
@@ -15,7 +15,8 @@ PIPELINE_NAME = "kubeline-training"
 
 
 @dsl.pipeline(name=PIPELINE_NAME,
-              description="Ingest and validate tabular data, tf.Transform it, train a Keras classifier, "
+              description="Ingest and validate tabular data, tf.Transform it, tune hyperparameters with Katib, "
+                          "train a Keras classifier, "
                           "evaluate it behind a gate, log the run to MLflow and push a passing model to "
                           "versioned storage and the MLflow registry.")
 def training_pipeline(
@@ -33,6 +34,14 @@ def training_pipeline(
     module_file: str = "",
     beam_runner: str = "DirectRunner",
     beam_pipeline_args: list = [],
+    tune_target: str = "local",
+    tune_max_trials: int = 8,
+    tune_parallel_trials: int = 2,
+    tune_algorithm: str = "tpe",
+    tune_algorithm_settings: dict = {},
+    tune_search_space: list = [],
+    tune_namespace: str = "kubeflow",
+    tune_timeout_s: float = 3600.0,
     learning_rate: float = 0.01,
     hidden_units: int = 16,
     num_layers: int = 2,
@@ -66,6 +75,16 @@ def training_pipeline(
         module_file: Python file defining preprocessing_fn(inputs); empty for the default.
         beam_runner: Beam runner for tf.Transform.
         beam_pipeline_args: Extra Beam pipeline options.
+        tune_target: Where trials run: "local" (processes in the tune step) or "kubernetes" (a Katib Experiment).
+        tune_max_trials: Tuning trials; 0 skips tuning and trains with the hyperparameters below.
+        tune_parallel_trials: Trials at once.
+        tune_algorithm: Katib search algorithm (random, grid, tpe, multivariate-tpe, cmaes, sobol,
+            bayesianoptimization, hyperband).
+        tune_algorithm_settings: Katib settings of the algorithm by name.
+        tune_search_space: Parameters to tune as {"name", "type", "min", "max", "step", "values", "log_scale"};
+            empty for the default space. Tuned values replace the hyperparameters below.
+        tune_namespace: Namespace of the Katib Experiment.
+        tune_timeout_s: Longest wait for the Katib Experiment.
         learning_rate: Adam learning rate.
         hidden_units: Units per hidden layer.
         num_layers: Hidden layers.
@@ -82,7 +101,7 @@ def training_pipeline(
         slice_feature: Categorical feature for per-slice metrics; empty for none.
 
     Returns:
-        The schema, statistics, transform graph, model, evaluation, the gate decision and the MLflow run id.
+        The schema, statistics, transform graph, tuning trials, model, evaluation, the gate decision and the MLflow run id.
     """
     ingest_task = IngestOp(data_uri=data_uri, label=label, schema_uri=schema_uri, eval_fraction=eval_fraction,
                          seed=seed, drop_columns=drop_columns, max_unknown_fraction=max_unknown_fraction)
@@ -90,11 +109,19 @@ def training_pipeline(
                                eval_data=ingest_task.outputs["eval_data"], schema=ingest_task.outputs["schema"],
                                module_file=module_file, beam_runner=beam_runner,
                                beam_pipeline_args=beam_pipeline_args)
+    tune_task = TuneOp(transformed_train=transform_task.outputs["transformed_train"],
+                       transformed_eval=transform_task.outputs["transformed_eval"],
+                       transform_graph=transform_task.outputs["transform_graph"], target=tune_target,
+                       max_trials=tune_max_trials, parallel_trials=tune_parallel_trials, algorithm=tune_algorithm,
+                       algorithm_settings=tune_algorithm_settings, search_space=tune_search_space,
+                       namespace=tune_namespace, timeout_s=tune_timeout_s, gpus=accelerator_count, epochs=epochs,
+                       early_stopping_patience=early_stopping_patience, seed=seed)
     train_task = TrainOp(transformed_train=transform_task.outputs["transformed_train"],
                        transformed_eval=transform_task.outputs["transformed_eval"],
                        transform_graph=transform_task.outputs["transform_graph"], learning_rate=learning_rate,
                        hidden_units=hidden_units, num_layers=num_layers, dropout=dropout, batch_size=batch_size,
-                       epochs=epochs, early_stopping_patience=early_stopping_patience, seed=seed)
+                       epochs=epochs, early_stopping_patience=early_stopping_patience, seed=seed,
+                       tuned_hyperparameters=tune_task.outputs["best_hyperparameters"])
     train_task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_count)
     evaluate_task = EvaluateOp(model=train_task.outputs["model"], eval_data=ingest_task.outputs["eval_data"],
                              thresholds=thresholds, change_thresholds=change_thresholds,
@@ -114,6 +141,6 @@ def training_pipeline(
     return TrainingOutputs(schema=ingest_task.outputs["schema"], statistics=ingest_task.outputs["statistics"],
                            statistics_report=ingest_task.outputs["statistics_report"],
                            transform_graph=transform_task.outputs["transform_graph"],
-                           model=train_task.outputs["model"], evaluation=evaluate_task.outputs["evaluation"],
+                           tuning=tune_task.outputs["tuning"], model=train_task.outputs["model"], evaluation=evaluate_task.outputs["evaluation"],
                            evaluation_report=evaluate_task.outputs["evaluation_report"],
                            decision=evaluate_task.outputs["Output"], mlflow_run_id=track_task.output)

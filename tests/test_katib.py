@@ -1,7 +1,5 @@
 """Katib Experiments: every algorithm validates against Katib's OpenAPI schema; bad specs are refused."""
 import copy
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,24 +7,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from crds import CRDS, katib_experiment_validator
 from kubeline.errors import InvalidInputError
 from kubeline.tuning.experiment import ALGORITHM_SETTINGS, Parameter, build_experiment, default_parameters, validate
 
-CRDS = Path(os.environ.get("KUBELINE_CRDS_DIR", Path(__file__).resolve().parents[2] / "shared" / "crds"))
 TRIAL_ARGS = ["--transformed-train=gs://b/t/train", "--transformed-eval=gs://b/t/eval",
               "--transform-graph=gs://b/t/graph"]
 
 
 @pytest.fixture(scope="module")
 def experiment_schema():
-    path = CRDS / "katib" / "openapi-swagger.json"
-    if not path.is_file():
-        pytest.skip(f"Katib's OpenAPI schema is missing: {path} (set KUBELINE_CRDS_DIR to the crds folder)")
-    import jsonschema
-
-    document = json.loads(path.read_text())
-    root = {"$ref": "#/components/schemas/v1beta1.Experiment", "components": document["components"]}
-    return jsonschema.Draft7Validator(root)
+    return katib_experiment_validator()
 
 
 def parameters_for(algorithm):

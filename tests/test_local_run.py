@@ -19,11 +19,11 @@ def penguin_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     result = run_cli("run", "--local", "--output-dir", str(out), "--cache")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return out, result
+    return out, result, json.loads((out / "summary.json").read_text())
 
 
 def test_penguin_run_passes_the_gate_and_lists_every_output(penguin_run):
-    out, result = penguin_run
+    out, result, _ = penguin_run
     summary = json.loads((out / "summary.json").read_text())
     assert summary["gate"]["decision"] == "pass"
     assert summary["metrics"]["accuracy"] >= 0.95
@@ -46,12 +46,28 @@ def test_penguin_run_passes_the_gate_and_lists_every_output(penguin_run):
     assert "gate: PASS" in result.stdout and "registered: models:/penguins/1 (alias challenger)" in result.stdout
 
 
+def test_tuning_reports_its_trials_and_the_tuned_model_is_at_least_as_good(penguin_run):
+    out, result, tuned = penguin_run
+    tuning = tuned["tuning"]
+    assert tuning["target"] == "local" and len(tuning["trials"]) == 8
+    assert all(t["state"] == "Succeeded" and 0 <= t["metrics"]["accuracy"] <= 1 for t in tuning["trials"])
+    best = tuning["best"]
+    assert tuned["hyperparameters"]["learning_rate"] == best["parameters"]["learning_rate"]
+    assert tuned["metrics"]["accuracy"] == pytest.approx(best["accuracy"], abs=1e-6)  # train reproduces the trial
+    assert "tuning: 8 trials" in result.stdout
+    default = run_cli("run", "--local", "--output-dir", str(out), "--cache", "--set", "tune_max_trials=0")
+    assert default.returncode == 0, default.stderr[-3000:]
+    untuned = json.loads((out / "summary.json").read_text())
+    assert untuned["tuning"] == {"skipped": "max_trials is 0"} and untuned["hyperparameters"]["learning_rate"] == 0.01
+    assert tuned["metrics"]["accuracy"] >= untuned["metrics"]["accuracy"]
+
+
 def test_saved_model_predicts_species_from_raw_values(penguin_run):
     import tensorflow as tf
 
     from kubeline.components.push.core import verify
 
-    out, _ = penguin_run
+    out, _, _ = penguin_run
     pushed_dir = out / "models" / "penguins" / "1"
     verify(pushed_dir)
     serve = tf.saved_model.load(str(pushed_dir)).signatures["serving_default"]
@@ -63,14 +79,15 @@ def test_saved_model_predicts_species_from_raw_values(penguin_run):
 
 
 def test_failed_gate_skips_the_push_and_exits_3(penguin_run):
-    out, _ = penguin_run
+    out, _, _ = penguin_run
+    stored = sorted(p.name for p in (out / "models" / "penguins").iterdir())
     result = run_cli("run", "--local", "--output-dir", str(out), "--cache", "--set",
-                     'thresholds={"accuracy": 0.999}')
+                     'thresholds={"log_loss": 1e-6}')
     assert result.returncode == 3, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["gate"]["decision"] == "fail" and summary["pushed_model"] is None
-    assert summary["gate"]["reasons"][0].startswith("FAILED: accuracy")
-    assert sorted(p.name for p in (out / "models" / "penguins").iterdir()) == ["1"]
+    assert any(r.startswith("FAILED: log_loss") for r in summary["gate"]["reasons"])
+    assert sorted(p.name for p in (out / "models" / "penguins").iterdir()) == stored
     assert summary["tracking"]["mlflow_run_id"]  # a failed gate is tracked too
 
 
@@ -87,6 +104,9 @@ def test_failed_gate_skips_the_push_and_exits_3(penguin_run):
     (["run", "--local", "--set", "model_name=my model"], "model_name: 'my model' is not a valid model name"),
     (["run", "--local", "--set", "tracking_uri=http://127.0.0.1:9"], "--model-root: a tracking server refuses"),
     (["run", "--local", "--model-root", "s3://bucket/models"], "--model-root: unsupported URI scheme 's3'"),
+    (["run", "--local", "--set", "tune_algorithm=annealing"], "spec.algorithm.algorithmName: unknown algorithm"),
+    (["run", "--local", "--set", "tune_target=slurm"], "target: 'slurm' is not a tuning target"),
+    (["run", "--local", "--set", "tune_parallel_trials=9"], "spec.parallelTrialCount: 9 is more than maxTrialCount 8"),
     (["run"], "--local: only local runs are started from this command"),
 ])
 def test_cli_refuses_bad_options_before_running(args, expected, tmp_path):
@@ -102,7 +122,7 @@ def test_run_against_tracking_server_and_gcs(penguin_run, mlflow_tracking, bucke
     from kubeline import registry
     from kubeline.components.push.core import MANIFEST
 
-    out, _ = penguin_run
+    out, _, _ = penguin_run
     env_cmd = ["run", "--local", "--output-dir", str(out), "--cache", "--model-root", f"gs://{bucket.name}/models",
                "--set", f"tracking_uri={mlflow_tracking.uri}", "--set", "baseline_from_champion=true",
                "--set", 'change_thresholds={"accuracy": 0.0}']

@@ -3,7 +3,7 @@ import pytest
 
 from kubeline.errors import InvalidInputError
 from kubeline.tuning.experiment import Parameter, build_experiment
-from kubeline.tuning.local_tuner import MedianStop, sampler, tune
+from kubeline.tuning.local_tuner import MedianStop, TrialResult, optuna_sampler, search, tune
 
 
 def trial_args(dirs):
@@ -48,7 +48,7 @@ def test_grid_search_tries_every_point_once(transformed):
                                   algorithm="grid", parallel_trials=2, max_trials=6)
     result = tune(experiment, trial_args(dirs), log=lambda line: None)
     assert sorted(t.parameters["num_layers"] for t in result.trials) == [1, 2]
-    assert result.stopped_because == "all 2 grid points tried"
+    assert result.stopped_because == "the search space is exhausted"
 
 
 def test_median_stop_compares_with_earlier_trials():
@@ -63,12 +63,52 @@ def test_median_stop_compares_with_earlier_trials():
                                                 ("multivariate-tpe", "TPESampler"), ("cmaes", "CmaEsSampler"),
                                                 ("grid", "RandomSampler"), ("sobol", "QMCSampler")])
 def test_each_katib_algorithm_maps_to_its_sampler(algorithm, expected):
-    parameters = [{"name": "num_layers", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "3"}},
-                  {"name": "dropout", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "0.2",
-                                                                                   "step": "0.1"}}]
-    assert type(sampler({"algorithmName": algorithm}, parameters)).__name__ == expected
+    assert type(optuna_sampler(algorithm, {})).__name__ == expected
 
 
-def test_algorithms_without_a_local_tuner_say_so():
-    with pytest.raises(InvalidInputError, match="'hyperband' has no local tuner yet"):
-        sampler({"algorithmName": "hyperband"}, [])
+def spec(algorithm, parameters, settings=None, direction="maximize"):
+    return {"algorithm": {"algorithmName": algorithm,
+                          "algorithmSettings": [{"name": k, "value": str(v)} for k, v in (settings or {}).items()]},
+            "objective": {"type": direction, "objectiveMetricName": "accuracy"},
+            "parameters": [p.to_katib() for p in parameters]}
+
+
+def outcome(number, values, accuracy):
+    return TrialResult(number, values, "Succeeded", {"accuracy": accuracy})
+
+
+def test_bayesian_optimization_suggests_distinct_points_and_learns():
+    parameters = [Parameter("learning_rate", "double", 0.001, 0.1, log_scale=True),
+                  Parameter("hidden_units", "int", 8, 64), Parameter("batch_size", "discrete", values=[16, 32])]
+    bayes = search(spec("bayesianoptimization", parameters, {"n_initial_points": 4, "random_state": 3}), 12)
+    score = lambda v: 1 - abs(v["hidden_units"] - 40) / 64  # noqa: E731 - best at 40 units
+    seen = []
+    for _ in range(6):
+        pair = [bayes.ask(), bayes.ask()]  # two trials run at once
+        assert pair[0][1] != pair[1][1]
+        for token, values in pair:
+            assert 0.001 <= values["learning_rate"] <= 0.1 and 8 <= values["hidden_units"] <= 64
+            assert values["batch_size"] in (16, 32) and type(values["hidden_units"]) is int
+            bayes.tell(token, outcome(len(seen), values, score(values)), "accuracy")
+            seen.append(score(values))
+    assert bayes.ask() is None  # maxTrialCount reached
+    assert max(seen[-4:]) > 0.9  # the model found the region near 40 units
+
+
+def test_hyperband_halves_configurations_and_multiplies_the_budget():
+    parameters = [Parameter("learning_rate", "double", 0.001, 0.1), Parameter("epochs", "int", 5, 45)]
+    band = search(spec("hyperband", parameters, {"resource_name": "epochs", "eta": 3, "r_l": 45}), 13)
+    rungs = []
+    while (suggestion := band.ask()) is not None:
+        rung = [suggestion]
+        while (more := band.ask()) is not None:
+            rung.append(more)
+        rungs.append(rung)
+        for token, values in rung:
+            band.tell(token, outcome(0, values, values["learning_rate"]), "accuracy")
+    budgets = [{values["epochs"] for _, values in rung} for rung in rungs]
+    assert budgets == [{5}, {15}, {45}]
+    assert [len(rung) for rung in rungs] == [9, 3, 1]
+    best_three = sorted(values["learning_rate"] for _, values in rungs[0])[-3:]
+    assert sorted(values["learning_rate"] for _, values in rungs[1]) == best_three
+    assert rungs[2][0][1]["learning_rate"] == best_three[-1]

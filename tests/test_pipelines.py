@@ -37,7 +37,8 @@ def test_compiled_yaml_parses_strictly_as_pipeline_spec(file_name):
     assert spec.pipeline_info.name == "kubeline-training"
     executors = spec.deployment_spec["executors"]
     images = {name: executor["container"]["image"] for name, executor in executors.items()}
-    assert set(images) == {"exec-ingest", "exec-transform", "exec-train", "exec-evaluate", "exec-track", "exec-push"}
+    assert set(images) == {"exec-ingest", "exec-transform", "exec-tune", "exec-train", "exec-evaluate", "exec-track",
+                           "exec-push"}
     assert all(image.startswith("ghcr.io/kubeline/kubeline-") and image.endswith(f":{__version__}")
                for image in images.values())
     assert images["exec-train"].split("/")[-1].startswith("kubeline-tf-gpu:")
@@ -50,6 +51,16 @@ def test_train_step_requests_the_accelerator_from_parameters():
                            "resourceType": "{{$.inputs.parameters['pipelinechannel--accelerator_type']}}"}
     inputs = spec["root"]["inputDefinitions"]["parameters"]
     assert inputs["accelerator_count"]["defaultValue"] == 0.0
+
+
+def test_tune_feeds_the_best_hyperparameters_to_train():
+    spec = yaml.safe_load((COMPILED_DIR / "training_pipeline.yaml").read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    tuned = tasks["train"]["inputs"]["parameters"]["tuned_hyperparameters"]["taskOutputParameter"]
+    assert tuned == {"producerTask": "tune", "outputParameterKey": "best_hyperparameters"}
+    tune = tasks["tune"]["inputs"]["parameters"]
+    assert tune["max_trials"]["componentInputParameter"] == "tune_max_trials"
+    assert spec["root"]["inputDefinitions"]["parameters"]["tune_max_trials"]["defaultValue"] == 8
 
 
 def test_push_runs_only_when_the_gate_passes():

@@ -22,6 +22,7 @@ def train(
     epochs: int = 100,
     early_stopping_patience: int = 10,
     seed: int = 42,
+    tuned_hyperparameters: dict = {},
 ) -> NamedTuple("TrainOutputs", accuracy=float, loss=float):
     """Trains a Keras MLP on tf.Transform output; the SavedModel embeds the transform graph.
 
@@ -42,23 +43,26 @@ def train(
         epochs: Maximum epochs.
         early_stopping_patience: Epochs without val_loss improvement before stopping; 0 turns it off.
         seed: Seed for weights, shuffling and dropout.
+        tuned_hyperparameters: Values found by tune; each replaces the argument of the same name.
 
     Returns:
         accuracy: Validation accuracy.
         loss: Validation loss.
     """
     from collections import namedtuple
+    from dataclasses import asdict
 
     from kubeline.components.train.core import HParams, train as run_train
 
-    hparams = HParams(learning_rate=learning_rate, hidden_units=hidden_units, num_layers=num_layers,
-                      dropout=dropout, batch_size=batch_size, epochs=epochs,
-                      early_stopping_patience=early_stopping_patience)
+    hparams = HParams.with_overrides(
+        dict(learning_rate=learning_rate, hidden_units=hidden_units, num_layers=num_layers, dropout=dropout,
+             batch_size=batch_size, epochs=epochs, early_stopping_patience=early_stopping_patience),
+        tuned_hyperparameters)
     result = run_train(transformed_train.path, transformed_eval.path, transform_graph.path, model.path, hparams,
                        seed=seed)
     for name, value in result.objective.items():
         metrics.log_metric(name, value)
         print(f"{name}={value}")
     model.metadata.update({"framework": "tensorflow", "signature": "serving_default", "devices": result.devices,
-                           "epochs_run": result.epochs_run})
+                           "epochs_run": result.epochs_run, "hyperparameters": asdict(hparams)})
     return namedtuple("TrainOutputs", ["accuracy", "loss"])(result.objective["accuracy"], result.objective["loss"])

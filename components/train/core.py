@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from kubeline.components.transform.core import RAW_SCHEMA_FILE
@@ -43,6 +43,16 @@ class HParams:
         for name, (ok, expected) in checks.items():
             if not ok:
                 raise InvalidInputError(name, f"{getattr(self, name)} is out of range", f"use {expected}")
+
+    @classmethod
+    def with_overrides(cls, values: dict, overrides: dict) -> "HParams":
+        """``values`` with ``overrides`` (e.g. tuned ones) replacing entries, each cast to the field's type."""
+        known = {f.name: type(f.default) for f in fields(cls)}
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise InvalidInputError("tuned_hyperparameters", f"unknown hyperparameters {unknown}",
+                                    f"use names from {sorted(known)}")
+        return cls(**{**values, **{name: known[name](value) for name, value in overrides.items()}})
 
 
 @dataclass
@@ -126,10 +136,12 @@ def build_model(tft_output, label: str, num_classes: int, hparams: HParams):
 
 
 def train(transformed_train_dir: str, transformed_eval_dir: str, transform_graph_dir: str, model_dir: str,
-          hparams: HParams, seed: int = 42, callbacks: list | None = None) -> TrainResult:
+          hparams: HParams, seed: int = 42) -> TrainResult:
     """Fits the model (validating on the eval split) and exports the raw-feature SavedModel to ``model_dir``.
 
-    ``callbacks`` are extra Keras callbacks (the Katib trial prints per-epoch metrics with one).
+    Prints the validation metrics after every epoch as ``accuracy=…``/``loss=…`` lines (what Katib's
+    StdOut collector and medianstop read). Katib trials run this same function, so the train step
+    reproduces the best trial: the callback list is part of what makes a run reproducible.
     """
     import tensorflow as tf
     import tensorflow_transform as tft
@@ -141,7 +153,7 @@ def train(transformed_train_dir: str, transformed_eval_dir: str, transform_graph
     eval_data = read_transformed(transformed_eval_dir, tft_output, schema.label, hparams.batch_size)
     with strategy.scope():
         model = build_model(tft_output, schema.label, len(schema.classes), hparams)
-    callbacks = list(callbacks or [])
+    callbacks = [tf.keras.callbacks.LambdaCallback(on_epoch_end=print_epoch_metrics)]
     if hparams.early_stopping_patience:
         callbacks.append(tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=hparams.early_stopping_patience,
                                                           restore_best_weights=True))
@@ -149,6 +161,10 @@ def train(transformed_train_dir: str, transformed_eval_dir: str, transform_graph
     loss, accuracy = model.evaluate(eval_data, verbose=0)
     export(model, tft_output, schema, model_dir, hparams)
     return TrainResult({"accuracy": float(accuracy), "loss": float(loss)}, len(history.history["loss"]), devices)
+
+
+def print_epoch_metrics(epoch: int, logs: dict) -> None:
+    print(f"accuracy={logs['val_accuracy']}\nloss={logs['val_loss']}", flush=True)
 
 
 def export(model, tft_output, schema: Schema, model_dir: str, hparams: HParams) -> None:

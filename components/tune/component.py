@@ -1,0 +1,95 @@
+"""KFP component: tune the train step's hyperparameters with Katib, or locally with the same spec."""
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
+
+from kubeline import images
+
+
+@dsl.component(base_image=images.TF, install_kfp_package=False)
+def tune(
+    transformed_train: Input[Dataset],
+    transformed_eval: Input[Dataset],
+    transform_graph: Input[Artifact],
+    tuning: Output[Artifact],
+    tuning_report: Output[Markdown],
+    target: str = "local",
+    max_trials: int = 8,
+    parallel_trials: int = 2,
+    max_failed_trials: int = 3,
+    algorithm: str = "tpe",
+    algorithm_settings: dict = {},
+    search_space: list = [],
+    objective: str = "accuracy",
+    goal: float = 0.0,
+    early_stopping: str = "",
+    experiment_name: str = "",
+    namespace: str = "kubeflow",
+    timeout_s: float = 3600.0,
+    delete_experiment: bool = False,
+    gpus: int = 0,
+    epochs: int = 100,
+    early_stopping_patience: int = 10,
+    seed: int = 42,
+    kfp_run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+) -> NamedTuple("TuneOutputs", best_hyperparameters=dict, objective_value=float):
+    """Searches the train step's hyperparameters; 0 trials skips the search.
+
+    Builds a Katib v1beta1 Experiment whose trials run the train step's code and print name=value metrics.
+    Target "kubernetes" creates it on the cluster, waits and reads the optimal trial; "local" runs the same
+    spec here, parallelTrialCount trial processes at a time. A failed search fails the step.
+
+    Args:
+        transformed_train: Transformed training split from transform.
+        transformed_eval: Transformed evaluation split from transform (the objective is measured on it).
+        transform_graph: tf.Transform output from transform.
+        tuning: JSON with the Experiment, every trial and the best one.
+        tuning_report: The trials as a Markdown table.
+        target: "local" (trials as processes here) or "kubernetes" (a Katib Experiment).
+        max_trials: Trials to run; 0 skips tuning and returns no hyperparameters.
+        parallel_trials: Trials at once.
+        max_failed_trials: Failed trials tolerated before the search fails.
+        algorithm: Katib algorithm: random, grid, tpe, multivariate-tpe, cmaes, sobol, bayesianoptimization,
+            hyperband.
+        algorithm_settings: Katib algorithm settings by name, e.g. {"n_startup_trials": 4}.
+        search_space: Parameters as {"name", "type", "min", "max", "step", "values", "log_scale"}; empty for
+            learning_rate, hidden_units, num_layers, dropout and batch_size.
+        objective: accuracy (maximized) or loss (minimized) on the eval split.
+        goal: Stop once a trial reaches this objective value; 0 for no goal.
+        early_stopping: "medianstop" to stop trials worse than the median, or empty.
+        experiment_name: Experiment name; empty for kubeline-tune-<run id>. A retried step attaches to its
+            Experiment when the search is the same.
+        namespace: Namespace of the Experiment.
+        timeout_s: Longest wait for the Experiment (kubernetes target).
+        delete_experiment: Delete the Experiment when done.
+        gpus: GPUs per trial.
+        epochs: Maximum epochs per trial.
+        early_stopping_patience: Early stopping patience of each trial; 0 turns it off.
+        seed: Training seed of each trial and the search's random_state.
+        kfp_run_id: The KFP run id (filled in by KFP); names the Experiment by default.
+
+    Returns:
+        best_hyperparameters: The best trial's parameters (empty when skipped).
+        objective_value: The best trial's objective (NaN when skipped).
+    """
+    from collections import namedtuple
+
+    from kubeline.components.tune.core import TuneConfig, experiment_name_for, tune as run_tune, write_report
+
+    config = TuneConfig(target=target, max_trials=max_trials, parallel_trials=parallel_trials,
+                        max_failed_trials=max_failed_trials, algorithm=algorithm,
+                        algorithm_settings=algorithm_settings, search_space=search_space, objective=objective,
+                        goal=goal, early_stopping=early_stopping,
+                        experiment_name=experiment_name or experiment_name_for(kfp_run_id),
+                        namespace=namespace, timeout_s=timeout_s, delete_experiment=delete_experiment, gpus=gpus,
+                        seed=seed)
+    located = "uri" if target == "kubernetes" else "path"
+    data = {name: getattr(artifact, located) for name, artifact in
+            [("transformed_train", transformed_train), ("transformed_eval", transformed_eval),
+             ("transform_graph", transform_graph)]}
+    outcome = run_tune(data, config, {"epochs": epochs, "early_stopping_patience": early_stopping_patience})
+    write_report(outcome.report, tuning.path, tuning_report.path)
+    tuning.metadata.update({"best_hyperparameters": outcome.best_parameters})
+    return namedtuple("TuneOutputs", ["best_hyperparameters", "objective_value"])(outcome.best_parameters,
+                                                                                  outcome.objective_value)

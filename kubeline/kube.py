@@ -1,0 +1,64 @@
+"""Kubernetes custom objects (Katib Experiments, KServe InferenceServices) through the kubernetes client."""
+from __future__ import annotations
+
+import json
+
+from kubeline.errors import InvalidInputError, ServiceUnavailableError
+
+
+def custom_objects(kubeconfig: str = ""):
+    """A CustomObjectsApi: in-cluster config inside a pod, else ``kubeconfig`` (or $KUBECONFIG, ~/.kube/config)."""
+    from kubernetes import client, config
+
+    if not kubeconfig:
+        try:
+            config.load_incluster_config()
+            return client.CustomObjectsApi()
+        except config.ConfigException:
+            pass
+    try:
+        return client.CustomObjectsApi(config.new_client_from_config(config_file=kubeconfig or None))
+    except (config.ConfigException, OSError) as error:
+        raise InvalidInputError("kubeconfig", f"no cluster credentials ({error})",
+                                "run inside the cluster with a service account, or give a kubeconfig") from None
+
+
+def api_message(error) -> str:
+    """The message of a Kubernetes Status body, or the HTTP reason."""
+    try:
+        return json.loads(error.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return f"{error.status} {error.reason}"
+
+
+def call(what: str, function, *args, **kwargs):
+    """Calls the API; 422 (the object is invalid) is the caller's mistake, other failures are the cluster's."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        return function(*args, **kwargs)
+    except ApiException as error:
+        if error.status == 422:
+            raise InvalidInputError(what, f"the API server refused it: {api_message(error)}",
+                                    "correct the field it names") from None
+        if error.status == 403:
+            raise InvalidInputError(what, f"forbidden: {api_message(error)}",
+                                    "apply the RBAC manifest to the pipeline's service account") from None
+        raise
+    except HTTPError as error:
+        raise ServiceUnavailableError("the Kubernetes API", str(error), f"Nothing more was done for {what}.") from None
+
+
+def condition(obj: dict, kind: str) -> dict | None:
+    """The status condition of a type, when its status is "True"."""
+    for item in (obj.get("status") or {}).get("conditions") or []:
+        if item.get("type") == kind and item.get("status") == "True":
+            return item
+    return None
+
+
+def conditions_text(obj: dict) -> str:
+    items = (obj.get("status") or {}).get("conditions") or []
+    return "; ".join(f"{c.get('type')}={c.get('status')}" + (f" ({c['reason']}: {c.get('message', '')})"
+                                                                if c.get("reason") else "") for c in items) or "none"

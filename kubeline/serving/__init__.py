@@ -1,0 +1,1 @@
+"""Serving: the KServe model server for pushed models, InferenceService objects and local deployments."""

@@ -1,0 +1,147 @@
+"""Local deployments: the model server as a background process on 127.0.0.1, one per endpoint name.
+
+State lives in ``$KUBELINE_HOME/deployments/<name>.json`` (default ``~/.kubeline``): the port, the
+process, and which stored version is stable or canary. ``kubeline serve list|stop`` reads it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from kubeline.errors import OperationFailedError
+
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 120
+
+
+def home() -> Path:
+    return Path(os.environ.get("KUBELINE_HOME", Path.home() / ".kubeline"))
+
+
+def _state_file(name: str) -> Path:
+    return home() / "deployments" / f"{name}.json"
+
+
+def request(method: str, url: str, body: dict | None = None, timeout: float = 30.0) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def _alive(state: dict) -> bool:
+    try:
+        os.kill(state["pid"], 0)
+        return request("GET", f"{state['url']}/v2/health/live", timeout=2)[0] == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def get(name: str) -> dict | None:
+    """The deployment's state when its server is running; a stale state file is removed."""
+    path = _state_file(name)
+    if not path.is_file():
+        return None
+    state = json.loads(path.read_text())
+    if _alive(state):
+        return state
+    path.unlink(missing_ok=True)
+    return None
+
+
+def deployments() -> list[dict]:
+    folder = home() / "deployments"
+    return [state for path in sorted(folder.glob("*.json")) if (state := get(path.stem))]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def start(name: str, stable: dict, port: int = 0) -> dict:
+    """Starts a server for ``stable`` ({"uri", "version", ...}) and waits until its model is ready."""
+    port = port or _free_port()
+    folder = home() / "deployments"
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / f"{name}.log"
+    command = [sys.executable, "-m", "kubeline.serving.server", "--model_name", name, "--model_dir", stable["uri"],
+               "--model_version", str(stable.get("version", "")), "--http_port", str(port), "--host", HOST,
+               "--cache_dir", str(home() / "cache")]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    url = f"http://{HOST}:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+            raise OperationFailedError(f"the model server for '{name}' exited with code {process.returncode}:\n{tail}")
+        try:
+            if request("GET", f"{url}/v2/models/{name}/ready", timeout=2)[0] == 200:
+                break
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        time.sleep(0.3)
+    else:
+        _terminate(process.pid)
+        raise OperationFailedError(f"the model server for '{name}' was not ready within {START_TIMEOUT_S} s; "
+                                   f"log: {log_path}")
+    state = {"name": name, "url": url, "port": port, "pid": process.pid, "log": str(log_path), "stable": stable,
+             "canary": None, "canary_percent": 0, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    _state_file(name).write_text(json.dumps(state, indent=2))
+    return state
+
+
+def set_rollout(state: dict, stable: dict, canary: dict | None, percent: int) -> dict:
+    """Makes the running server serve ``stable`` and, at ``percent``, ``canary``."""
+    status, body = request("PUT", f"{state['url']}/kubeline/v1/rollout",
+                           {"stable": stable, "canary": canary, "canary_percent": percent}, timeout=300)
+    if status != 200:
+        raise OperationFailedError(f"the model server for '{state['name']}' refused the rollout: "
+                                   f"{body.get('error', body)}")
+    state = {**state, "stable": stable, "canary": canary, "canary_percent": percent if canary else 0}
+    _state_file(state["name"]).write_text(json.dumps(state, indent=2))
+    return state
+
+
+def _terminate(pid: int, timeout: float = 15.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    os.killpg(pid, signal.SIGKILL)
+
+
+def stop(name: str) -> bool:
+    """Stops the deployment's server; False when none was running."""
+    state = get(name)
+    _state_file(name).unlink(missing_ok=True)
+    if state is None:
+        return False
+    _terminate(state["pid"])
+    return True

@@ -1,0 +1,229 @@
+"""A pushed Kubeline model behind KServe's V1 and Open Inference (V2) protocols.
+
+Requests are checked against the model's schema and refused with ``kserve.errors.InvalidInput`` (HTTP
+400) naming the field. Rows of concurrent requests are folded into one model call (``MicroBatcher``).
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from kserve import Model
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from kubeline.model import load_model
+from kubeline.schema import NUMERIC, Schema
+from kubeline.serving import metrics
+
+MAX_ROWS_PER_REQUEST = 1024
+NUMERIC_V2_TYPES = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+
+
+class MicroBatcher:
+    """Runs the model on the rows of every request that arrived while the previous call was running.
+
+    A lone request runs at once (no waiting window); under load, requests queue behind the running call
+    and the next call takes them all, up to ``max_rows``.
+    """
+
+    def __init__(self, run, max_rows: int = 512):
+        self.run, self.max_rows = run, max_rows
+        self.pending: list[tuple[dict, int, asyncio.Future]] = []
+        self.busy = False
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+
+    async def submit(self, columns: dict, rows: int):
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((columns, rows, future))
+        if not self.busy:
+            self.busy = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.pending:
+                batch, rows = [], 0
+                while self.pending and (not batch or rows + self.pending[0][1] <= self.max_rows):
+                    batch.append(self.pending.pop(0))
+                    rows += batch[-1][1]
+                merged = {name: np.concatenate([columns[name] for columns, _, _ in batch])
+                          for name in batch[0][0]} if len(batch) > 1 else batch[0][0]
+                metrics.BATCH_ROWS.observe(rows)
+                try:
+                    probabilities, labels = await loop.run_in_executor(self.executor, self.run, merged)
+                except Exception as error:  # the model failed: every waiting request gets the error
+                    for _, _, future in batch:
+                        future.set_exception(error)
+                    continue
+                start = 0
+                for _, count, future in batch:
+                    future.set_result((probabilities[start:start + count], labels[start:start + count]))
+                    start += count
+        finally:
+            self.busy = False
+
+
+def _fail(field: str, problem: str, fix: str):
+    raise InvalidInput(f"{field}: {problem}. Fix: {fix}")
+
+
+class ServedModel(Model):
+    """One stored model version; ``name`` is the endpoint's model name."""
+
+    def __init__(self, name: str, model_dir: str | Path, version: str = ""):
+        super().__init__(name)
+        self.model_dir, self.version = str(model_dir), version
+        self.schema: Schema | None = None
+
+    def load(self) -> bool:
+        import tensorflow as tf
+
+        serve, self.schema = load_model(self.model_dir)
+        self.classes = list(self.schema.classes)
+        numeric = set(self.schema.numeric)
+
+        def run(columns: dict):
+            tensors = {name: tf.constant(values, dtype=tf.float32 if name in numeric else tf.string)
+                       for name, values in columns.items()}
+            out = serve(**tensors)
+            return out["probabilities"].numpy(), [label.decode() for label in out["label"].numpy()]
+
+        self.batcher = MicroBatcher(run)
+        run(self.columns_v1([self.example_row()], "instances"))  # trace and warm up before reporting ready
+        self.ready = True
+        return self.ready
+
+    def example_row(self) -> dict:
+        return {f.name: (0.0 if f.kind == NUMERIC else f.domain[0]) for f in self.schema.features}
+
+    # -- request checks --------------------------------------------------------------------------------
+    def columns_v1(self, instances, where: str) -> dict:
+        if not isinstance(instances, list):
+            _fail(where, f"is a {type(instances).__name__}", 'send a list of objects: {"instances": [{...}]}')
+        if not instances:
+            _fail(where, "is empty", "send at least one instance")
+        if len(instances) > MAX_ROWS_PER_REQUEST:
+            _fail(where, f"has {len(instances)} rows, more than {MAX_ROWS_PER_REQUEST}", "split the request")
+        expected = self.schema.feature_names
+        for i, row in enumerate(instances):
+            if not isinstance(row, dict):
+                _fail(f"{where}[{i}]", f"is a {type(row).__name__}", f"send an object with keys {expected}")
+            if len(row) != len(expected) or row.keys() != set(expected):
+                self._keys(f"{where}[{i}]", row.keys(), expected)
+        columns = {}
+        for feature in self.schema.features:
+            values = [row[feature.name] for row in instances]
+            columns[feature.name] = self._column(feature, values, lambda i, n=feature.name: f"{where}[{i}].{n}")
+        return columns
+
+    def _keys(self, where: str, keys, expected: list[str]) -> None:
+        missing = [name for name in expected if name not in keys]
+        if missing:
+            _fail(f"{where}.{missing[0]}", "is missing", f"send every feature of the model {expected} (null for "
+                                                          "an unknown value)")
+        unknown = sorted(set(keys) - set(expected))
+        hint = " (it is the label the model predicts)" if unknown[0] == self.schema.label else ""
+        _fail(f"{where}.{unknown[0]}", f"is not a feature of this model{hint}", f"send only {expected}")
+
+    @staticmethod
+    def _column(feature, values: list, where) -> np.ndarray:
+        if feature.kind == NUMERIC:
+            for i, value in enumerate(values):
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                    _fail(where(i), f"expected a number or null, got {type(value).__name__} {value!r}",
+                          "send a JSON number")
+                if isinstance(value, float) and math.isinf(value):
+                    _fail(where(i), "is infinite", "send a finite number or null")
+            return np.array([np.nan if v is None else v for v in values], dtype=np.float32)
+        for i, value in enumerate(values):
+            if value is not None and not isinstance(value, str):
+                _fail(where(i), f"expected a string or null, got {type(value).__name__} {value!r}",
+                      f"send one of {feature.domain} as a string")
+        return np.array(["" if v is None else v for v in values], dtype=object)
+
+    def columns_v2(self, request: InferRequest) -> tuple[dict, int]:
+        expected = self.schema.feature_names
+        inputs = {i.name: i for i in request.inputs}
+        if len(inputs) != len(request.inputs):
+            _fail("inputs", "names an input twice", "send each feature once")
+        if inputs.keys() != set(expected):
+            self._keys("inputs", inputs.keys(), expected)
+        columns, rows = {}, None
+        for feature in self.schema.features:
+            tensor = inputs[feature.name]
+            where = f"inputs.{feature.name}"
+            shape = list(tensor.shape or [])
+            if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 1:
+                _fail(f"{where}.shape", f"{shape}", "send shape [rows] (or [rows, 1]) with rows >= 1")
+            numeric_type = tensor.datatype in NUMERIC_V2_TYPES
+            if feature.kind == NUMERIC and not numeric_type:
+                _fail(f"{where}.datatype", f"{tensor.datatype} for a numeric feature", "use FP32 (or another "
+                                                                                       "number type)")
+            if feature.kind != NUMERIC and tensor.datatype != "BYTES":
+                _fail(f"{where}.datatype", f"{tensor.datatype} for a categorical feature", "use BYTES")
+            data = tensor.data
+            data = data.tolist() if isinstance(data, np.ndarray) else list(data or [])
+            if data and isinstance(data[0], list):
+                data = [v for row in data for v in (row if isinstance(row, list) else [row])]
+            if len(data) != shape[0]:
+                _fail(f"{where}.data", f"has {len(data)} values but shape {shape} says {shape[0]}",
+                      "make shape[0] the number of values")
+            if rows is not None and shape[0] != rows:
+                _fail(f"{where}.shape", f"{shape[0]} rows, other inputs have {rows}", "send the same rows "
+                                                                                       "for every feature")
+            rows = shape[0]
+            if rows > MAX_ROWS_PER_REQUEST:
+                _fail(f"{where}.shape", f"{rows} rows, more than {MAX_ROWS_PER_REQUEST}", "split the request")
+            data = [v.decode() if isinstance(v, bytes) else v for v in data]
+            columns[feature.name] = self._column(feature, data, lambda i, w=where: f"{w}.data[{i}]")
+        return columns, rows
+
+    # -- inference -------------------------------------------------------------------------------------
+    async def predict(self, payload, headers=None):
+        if isinstance(payload, InferRequest):
+            columns, rows = self.columns_v2(payload)
+        else:
+            if isinstance(payload, (bytes, str)):
+                _fail("body", "is not JSON", "send Content-Type: application/json with a JSON object")
+            if not isinstance(payload, dict) or "instances" not in payload:
+                _fail("instances", "is missing", 'send {"instances": [{feature: value, ...}]}')
+            unknown = sorted(set(payload) - {"instances", "parameters"})
+            if unknown:
+                _fail(unknown[0], "is not a field of a V1 request", 'send only "instances"')
+            columns = self.columns_v1(payload["instances"], "instances")
+            rows = len(payload["instances"])
+        probabilities, labels = await self.batcher.submit(columns, rows)
+        metrics.count_predictions(self.name, self.version, labels)
+        if isinstance(payload, InferRequest):
+            return InferResponse(
+                response_id=payload.id or "", model_name=self.name, model_version=self.version,
+                infer_outputs=[InferOutput("label", [rows], "BYTES", data=labels),
+                               InferOutput("probabilities", [rows, len(self.classes)], "FP32",
+                                           data=probabilities.flatten().tolist(),
+                                           parameters={"classes": ",".join(self.classes)})])
+        return {"model_version": self.version,
+                "predictions": [{"label": label, "probabilities": dict(zip(self.classes, map(float, row)))}
+                                for label, row in zip(labels, probabilities)]}
+
+
+class TrafficSplit(Model):
+    """The endpoint's model name: ``canary_percent`` of requests go to the canary, the rest to the stable."""
+
+    def __init__(self, name: str, stable: ServedModel, canary: ServedModel | None = None, canary_percent: int = 0):
+        super().__init__(name)
+        self.stable, self.canary, self.canary_percent = stable, canary, canary_percent
+        self.ready = True
+
+    async def predict(self, payload, headers=None):
+        chosen = self.canary if self.canary and random.random() * 100 < self.canary_percent else self.stable
+        response = await chosen.predict(payload, headers)
+        if isinstance(response, InferResponse):
+            response.model_name = self.name
+        return response

@@ -1,0 +1,106 @@
+"""Smoke requests: rows of the eval split sent to a live endpoint, compared with the offline predictions.
+
+The evaluate step writes ``predictions.parquet`` (raw features, predicted label, ``p_<class>``
+probabilities); a served model must give the same label and probabilities within ``tolerance``, in
+the V1 protocol and, for the kubeline runtime, in V2.
+"""
+from __future__ import annotations
+
+import json
+import math
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kubeline.schema import NUMERIC, Schema
+
+PREDICTIONS_FILE = "predictions.parquet"
+
+
+@dataclass
+class Expected:
+    instances: list[dict]
+    labels: list[str]
+    probabilities: np.ndarray
+    classes: list[str]
+
+
+@dataclass
+class SmokeResult:
+    passed: bool
+    rows: int
+    max_probability_diff: float
+    problems: list[str] = field(default_factory=list)
+
+
+def expected_predictions(evaluation_dir: str | Path, schema: Schema, rows: int) -> Expected:
+    import pandas as pd
+
+    frame = pd.read_parquet(Path(evaluation_dir) / PREDICTIONS_FILE).head(rows)
+    instances = []
+    for record in frame.to_dict("records"):
+        row = {}
+        for feature in schema.features:
+            value = record[feature.name]
+            missing = value is None or (isinstance(value, float) and math.isnan(value))
+            row[feature.name] = None if missing else (float(value) if feature.kind == NUMERIC else str(value))
+        instances.append(row)
+    probabilities = frame[[f"p_{c}" for c in schema.classes]].to_numpy(dtype=np.float64)
+    return Expected(instances, frame["predicted"].astype(str).tolist(), probabilities, list(schema.classes))
+
+
+def v2_request(instances: list[dict], schema: Schema) -> dict:
+    return {"inputs": [{"name": f.name, "shape": [len(instances)], "datatype": "FP32" if f.kind == NUMERIC else "BYTES",
+                        "data": [row[f.name] if row[f.name] is not None else (None if f.kind == NUMERIC else "")
+                                 for row in instances]} for f in schema.features]}
+
+
+def post(url: str, body: dict, timeout: float = 30.0) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, {"error": error.read().decode(errors="replace")}
+
+
+def _served_v1(response: dict, classes: list[str]) -> tuple[list[str], np.ndarray]:
+    predictions = response["predictions"]
+    labels = [p["label"] for p in predictions]
+    rows = [[p["probabilities"][c] for c in classes] if isinstance(p["probabilities"], dict) else p["probabilities"]
+            for p in predictions]
+    return labels, np.asarray(rows, dtype=np.float64)
+
+
+def _served_v2(response: dict, classes: list[str]) -> tuple[list[str], np.ndarray]:
+    outputs = {o["name"]: o for o in response["outputs"]}
+    return outputs["label"]["data"], np.asarray(outputs["probabilities"]["data"], dtype=np.float64).reshape(
+        -1, len(classes))
+
+
+def check(base_url: str, model_name: str, expected: Expected, schema: Schema, tolerance: float = 1e-5,
+          protocols: tuple[str, ...] = ("v1", "v2")) -> SmokeResult:
+    """Sends the expected rows to ``base_url`` and compares labels and probabilities."""
+    problems, worst = [], 0.0
+    for protocol in protocols:
+        if protocol == "v1":
+            status, body = post(f"{base_url}/v1/models/{model_name}:predict", {"instances": expected.instances})
+        else:
+            status, body = post(f"{base_url}/v2/models/{model_name}/infer", v2_request(expected.instances, schema))
+        if status != 200:
+            problems.append(f"{protocol}: HTTP {status} {str(body)[:300]}")
+            continue
+        labels, probabilities = (_served_v1 if protocol == "v1" else _served_v2)(body, expected.classes)
+        if probabilities.shape != expected.probabilities.shape:
+            problems.append(f"{protocol}: {probabilities.shape} probabilities, expected {expected.probabilities.shape}")
+            continue
+        diff = np.abs(probabilities - expected.probabilities).max(axis=1)
+        worst = max(worst, float(diff.max()))
+        for i, (got, want) in enumerate(zip(labels, expected.labels)):
+            if got != want or diff[i] > tolerance:
+                problems.append(f"{protocol} row {i}: served {got} (probability diff {diff[i]:.2e}), offline {want}")
+    return SmokeResult(not problems, len(expected.instances), worst, problems[:10])
