@@ -6,7 +6,9 @@ folder layout shows the architecture while nothing shadows the real ``kserve`` S
     kubeline/     -> kubeline             shared core: schema, URIs, images, CLI, local runner
     components/   -> kubeline.components  one folder per component (component.py + plain-Python core)
     pipelines/    -> kubeline.pipelines   pipeline definitions; compiled/ holds the committed YAML
-    katib/        -> kubeline.tuning      Katib Experiment builder and trial entrypoint
+    katib/        -> kubeline.tuning      Katib Experiment builder, trial entrypoint, local tuner
+    kserve/          (no Python)          model-server image, ServingRuntime and RBAC manifests; the
+                                          server's code is kubeline/serving (kubeline.serving)
 """
 import re
 from pathlib import Path
@@ -22,7 +24,7 @@ PACKAGE_DIRS = {
     "kubeline.pipelines": "pipelines",
     "kubeline.tuning": "katib",  # Katib's SDK imports as kubeflow.katib: a root katib/ shadows nothing
 }
-COMPONENTS = ["ingest", "transform", "tune", "train", "evaluate", "track", "push"]
+COMPONENTS = ["ingest", "transform", "tune", "train", "evaluate", "track", "push", "deploy"]
 
 # Light core: enough to import every component and compile every pipeline (no TensorFlow).
 CORE = [
@@ -52,7 +54,7 @@ DEV = [
     "nbclient>=0.10",
     "nbformat>=5.10",
     "ipykernel>=6",
-    "psutil>=5.9",
+    "psutil>=5.9.6,<6",  # kserve 0.21 needs psutil<6
 ]
 
 setup(
@@ -63,7 +65,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
     package_dir=PACKAGE_DIRS,
-    packages=[*PACKAGE_DIRS, *(f"kubeline.components.{name}" for name in COMPONENTS)],
+    packages=[*PACKAGE_DIRS, "kubeline.serving", *(f"kubeline.components.{name}" for name in COMPONENTS)],
     package_data={"kubeline.pipelines": ["compiled/*.yaml"], "kubeline.components": ["*/README.md"]},
     install_requires=CORE,
     extras_require={

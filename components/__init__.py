@@ -1,6 +1,6 @@
 """Kubeline's KFP components, named as in google_cloud_pipeline_components:
 
-    from kubeline.components import IngestOp, TransformOp, TuneOp, TrainOp, EvaluateOp, TrackOp, PushOp
+    from kubeline.components import IngestOp, TransformOp, TuneOp, TrainOp, EvaluateOp, TrackOp, PushOp, DeployOp
 
 Each lives in its own folder (``components/<name>/component.py`` over a plain-Python ``core.py``).
 Importing them needs only kfp; heavy imports live in component bodies. They load lazily, because a
@@ -10,7 +10,7 @@ runtime mode (no ``dsl.component`` there).
 import importlib
 
 _COMPONENTS = {"IngestOp": "ingest", "TransformOp": "transform", "TuneOp": "tune", "TrainOp": "train",
-               "EvaluateOp": "evaluate", "TrackOp": "track", "PushOp": "push"}
+               "EvaluateOp": "evaluate", "TrackOp": "track", "PushOp": "push", "DeployOp": "deploy"}
 __all__ = list(_COMPONENTS)
 
 

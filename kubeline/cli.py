@@ -1,4 +1,4 @@
-"""The ``kubeline`` command: run the pipeline locally, compile pipelines."""
+"""The ``kubeline`` command: run the pipeline locally, compile pipelines, manage local endpoints."""
 from __future__ import annotations
 
 import argparse
@@ -51,6 +51,28 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from kubeline.serving import local
+
+    if args.action == "list":
+        running = local.deployments()
+        if not running:
+            print(f"no local deployments (state in {local.home() / 'deployments'})")
+        for state in running:
+            canary = (f", canary version {state['canary']['version']} at {state['canary_percent']}%"
+                      if state["canary"] else "")
+            print(f"{state['name']}: {state['url']}/v1/models/{state['name']}:predict  stable version "
+                  f"{state['stable']['version']} ({state['stable']['uri']}){canary}  pid {state['pid']}")
+        return 0
+    if not args.name:
+        raise InvalidInputError("NAME", "stop needs the deployment's name", "see `kubeline serve list`")
+    if local.stop(args.name):
+        print(f"stopped {args.name}")
+        return 0
+    print(f"kubeline: no local deployment named '{args.name}' is running", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     compile_cmd = commands.add_parser("compile", help="compile every pipeline to YAML")
     compile_cmd.add_argument("--out-dir", help="default: pipelines/compiled in the package")
     compile_cmd.set_defaults(func=cmd_compile)
+    serve = commands.add_parser("serve", help="list or stop local model endpoints (deploy_target=local)")
+    serve.add_argument("action", choices=["list", "stop"])
+    serve.add_argument("name", nargs="?", help="deployment to stop")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

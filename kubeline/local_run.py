@@ -68,6 +68,7 @@ def preflight(data_uri: str, label: str, overrides: dict, model_root: str) -> No
     check_overrides(overrides)
     HParams(**{f.name: overrides[f.name] for f in fields(HParams) if f.name in overrides})
     check_tuning(overrides)
+    check_deployment(overrides, model_root)
     check_thresholds(overrides.get("thresholds", {}), "thresholds")
     check_thresholds(overrides.get("change_thresholds", {}), "change_thresholds")
     check_model_name(overrides.get("model_name", pipeline_parameters()["model_name"]))
@@ -92,6 +93,23 @@ def check_tuning(overrides: dict) -> None:
     config = TuneConfig(**tune, gpus=overrides.get("accelerator_count", 0), seed=overrides.get("seed", 42))
     if config.max_trials:
         experiment_for(config, ["--transformed-train=.", "--transformed-eval=.", "--transform-graph=."])
+
+
+def check_deployment(overrides: dict, model_root: str) -> None:
+    """Refuses a bad deploy config before the pipeline runs (percent, names, InferenceService settings)."""
+    from kubeline.components.deploy.core import DeployConfig, endpoint_name
+
+    target = overrides.get("deploy_target", "local")
+    if target == "none":
+        return
+    model_name = overrides.get("model_name", pipeline_parameters()["model_name"])
+    config = DeployConfig(target=target, name=endpoint_name(model_name, overrides.get("deploy_endpoint_name", "")),
+                          canary_percent=overrides.get("deploy_canary_percent", 20),
+                          smoke_rows=overrides.get("deploy_smoke_rows", 20), service=overrides.get("deploy_service", {}))
+    if target == "kubernetes":
+        from kubeline.serving.inference_service import check
+
+        check(config.service_config(f"{model_root}/{model_name}/1", "1", config.canary_percent))
 
 
 def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overrides: dict | None = None,
@@ -154,6 +172,8 @@ def summarize(outputs: dict, run_dir: Path, data_uri: str, label: str, seconds: 
     pushed_file = run_dir / "push" / "executor_output.json"
     pushed = json.loads(pushed_file.read_text())["parameterValues"] if pushed_file.is_file() else None
     tuning = json.loads(Path(artifacts["tuning"]).read_text())
+    deployed_file = run_dir / "deploy" / "deployment"
+    deployed = json.loads(deployed_file.read_text()) if deployed_file.is_file() else None
     return {
         "pipeline": PIPELINE_NAME,
         "run_dir": str(run_dir),
@@ -173,6 +193,9 @@ def summarize(outputs: dict, run_dir: Path, data_uri: str, label: str, seconds: 
                           "registered_model": model_name, "registry_version": int(pushed["registry_version"]),
                           "alias": "challenger" if int(pushed["registry_version"]) else None}
                          if pushed else None),
+        "deployment": deployed and {"endpoint": deployed["endpoint"], "action": deployed["action"],
+                                    "serving_version": deployed["serving"]["version"],
+                                    "serving_uri": deployed["serving"]["uri"]},
         "outputs": artifacts,
     }
 
@@ -202,6 +225,10 @@ def render_summary(summary: dict) -> str:
                          f"(alias {pushed['alias']})")
     else:
         lines.append("pushed model: none (the gate did not pass)")
+    deployment = summary["deployment"]
+    if deployment:
+        lines.append(f"endpoint: {deployment['endpoint']} ({deployment['action']}; serving version "
+                     f"{deployment['serving_version']})")
     lines.append("outputs:")
     lines += [f"  {name}: {path}" for name, path in summary["outputs"].items()]
     lines.append(f"summary: {summary['summary_file']}")

@@ -19,16 +19,21 @@ METADATA_FILE = "assets.extra/kubeline_model.json"
 SIGNATURE = "serving_default"
 
 
-def load_model(model_dir: str | Path):
-    """Loads a model written by the train step; returns (serving function, schema)."""
-    import tensorflow as tf
-
+def load_schema(model_dir: str | Path) -> Schema:
+    """The schema a model written by the train step was trained on."""
     metadata_path = Path(model_dir) / METADATA_FILE
     if not metadata_path.is_file():
         raise InvalidInputError("model", f"'{model_dir}' is not a model written by the kubeline train step "
                                 f"(no {METADATA_FILE})", "pass the train step's model output")
-    metadata = json.loads(metadata_path.read_text())
-    return tf.saved_model.load(str(model_dir)).signatures[SIGNATURE], Schema.from_dict(metadata["schema"])
+    return Schema.from_dict(json.loads(metadata_path.read_text())["schema"])
+
+
+def load_model(model_dir: str | Path):
+    """Loads a model written by the train step; returns (serving function, schema)."""
+    import tensorflow as tf
+
+    schema = load_schema(model_dir)
+    return tf.saved_model.load(str(model_dir)).signatures[SIGNATURE], schema
 
 
 def raw_tensors(frame: pd.DataFrame, schema: Schema) -> dict:

@@ -1,10 +1,10 @@
-"""The training pipeline: ingest -> transform -> tune -> train -> evaluate -> track -> (gate passed) push."""
+"""The training pipeline: ingest -> transform -> tune -> train -> evaluate -> track -> (gate passed) push -> deploy."""
 from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Artifact, Markdown, Model
 
-from kubeline.components import EvaluateOp, IngestOp, PushOp, TrackOp, TrainOp, TransformOp, TuneOp
+from kubeline.components import DeployOp, EvaluateOp, IngestOp, PushOp, TrackOp, TrainOp, TransformOp, TuneOp
 
 TrainingOutputs = NamedTuple("TrainingOutputs", schema=Artifact, statistics=Artifact, statistics_report=Markdown,
                              transform_graph=Artifact, tuning=Artifact, model=Model, evaluation=Artifact, evaluation_report=Markdown,
@@ -16,9 +16,9 @@ PIPELINE_NAME = "kubeline-training"
 
 @dsl.pipeline(name=PIPELINE_NAME,
               description="Ingest and validate tabular data, tf.Transform it, tune hyperparameters with Katib, "
-                          "train a Keras classifier, "
-                          "evaluate it behind a gate, log the run to MLflow and push a passing model to "
-                          "versioned storage and the MLflow registry.")
+                          "train a Keras classifier, evaluate it behind a gate, log the run to MLflow, push a "
+                          "passing model to versioned storage and the MLflow registry, and roll it out on KServe "
+                          "as a canary that is promoted or rolled back.")
 def training_pipeline(
     data_uri: str,
     model_root: str,
@@ -56,6 +56,12 @@ def training_pipeline(
     baseline_model_uri: str = "",
     baseline_from_champion: bool = False,
     slice_feature: str = "",
+    deploy_target: str = "local",
+    deploy_endpoint_name: str = "",
+    deploy_canary_percent: int = 20,
+    deploy_smoke_rows: int = 20,
+    deploy_timeout_s: float = 600.0,
+    deploy_service: dict = {},
 ) -> TrainingOutputs:
     """Trains and gates a classifier; the model is pushed only when the gate passes.
 
@@ -99,6 +105,14 @@ def training_pipeline(
         baseline_model_uri: Baseline for change thresholds: a storage URI or models:/NAME@ALIAS; empty for none.
         baseline_from_champion: Use the registry's champion of model_name as the baseline.
         slice_feature: Categorical feature for per-slice metrics; empty for none.
+        deploy_target: Where a pushed model is served: "kubernetes" (a KServe InferenceService), "local" (the
+            model server on 127.0.0.1) or "none".
+        deploy_endpoint_name: Endpoint / InferenceService name; empty for model_name.
+        deploy_canary_percent: Traffic a new version gets next to the serving one until its smoke test passes.
+        deploy_smoke_rows: Eval rows sent to the new version and compared with the offline predictions.
+        deploy_timeout_s: Longest wait for the new version to be ready on the cluster.
+        deploy_service: InferenceService settings (namespace, runtime, min_replicas, max_replicas,
+            scale_metric, scale_target, cpu, memory, gpus, service_account, labels).
 
     Returns:
         The schema, statistics, transform graph, tuning trials, model, evaluation, the gate decision and the MLflow run id.
@@ -138,6 +152,15 @@ def training_pipeline(
                          model_root=model_root, model_name=model_name, tracking_uri=tracking_uri,
                          run_id=track_task.output)
         push_task.set_caching_options(False)
+        with dsl.If(deploy_target != "none", name="deploy-enabled"):
+            deploy_task = DeployOp(model=train_task.outputs["model"], evaluation=evaluate_task.outputs["evaluation"],
+                                   model_uri=push_task.outputs["model_uri"],
+                                   storage_version=push_task.outputs["storage_version"],
+                                   registry_version=push_task.outputs["registry_version"], model_name=model_name,
+                                   tracking_uri=tracking_uri, target=deploy_target,
+                                   endpoint_name=deploy_endpoint_name, canary_percent=deploy_canary_percent,
+                                   smoke_rows=deploy_smoke_rows, timeout_s=deploy_timeout_s, service=deploy_service)
+            deploy_task.set_caching_options(False)
     return TrainingOutputs(schema=ingest_task.outputs["schema"], statistics=ingest_task.outputs["statistics"],
                            statistics_report=ingest_task.outputs["statistics_report"],
                            transform_graph=transform_task.outputs["transform_graph"],

@@ -166,3 +166,50 @@ def trained_model(tmp_path_factory, transformed):
     model_dir = tmp_path_factory.mktemp("model") / "model"
     result = train(str(dirs["train"]), str(dirs["eval"]), str(dirs["graph"]), str(model_dir), HParams())
     return result, model_dir
+
+
+@pytest.fixture(scope="session")
+def evaluated_model(tmp_path_factory, trained_model, penguin_splits):
+    """The trained model's evaluation folder (predictions.parquet: the offline predictions)."""
+    from kubeline.components.evaluate.core import evaluate, write
+
+    out = tmp_path_factory.mktemp("evaluation") / "evaluation"
+    write(evaluate(str(trained_model[1]), penguin_splits[1]["eval.parquet"], {"accuracy": 0.9}), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def pushed_versions(tmp_path_factory, trained_model):
+    """Two stored versions of the penguin model under a file:// root: version 2 has the same weights and a
+    changed metadata file (a different version with the same predictions)."""
+    import json
+    import shutil
+
+    from kubeline.components.push.core import push
+    from kubeline.model import METADATA_FILE
+
+    root = tmp_path_factory.mktemp("models")
+    first = push(str(trained_model[1]), f"file://{root}", "penguins")
+    copy = tmp_path_factory.mktemp("model-v2") / "model"
+    shutil.copytree(trained_model[1], copy)
+    metadata = json.loads((copy / METADATA_FILE).read_text())
+    (copy / METADATA_FILE).write_text(json.dumps({**metadata, "note": "version 2"}))
+    second = push(str(copy), f"file://{root}", "penguins")
+    return {1: first.uri, 2: second.uri}
+
+
+@pytest.fixture(scope="module")
+def kubeline_home(tmp_path_factory):
+    """A private KUBELINE_HOME for the module; every local deployment started in it is stopped afterwards."""
+    from kubeline.serving import local
+
+    home = tmp_path_factory.mktemp("kubeline-home")
+    previous = os.environ.get("KUBELINE_HOME")
+    os.environ["KUBELINE_HOME"] = str(home)
+    yield home
+    for state in local.deployments():
+        local.stop(state["name"])
+    if previous is None:
+        del os.environ["KUBELINE_HOME"]
+    else:
+        os.environ["KUBELINE_HOME"] = previous

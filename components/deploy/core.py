@@ -59,6 +59,11 @@ class DeployConfig:
                              canary_traffic_percent=percent, **self.service)
 
 
+def endpoint_name(model_name: str, given: str = "") -> str:
+    """The endpoint's name: ``given``, else the model name as a Kubernetes name."""
+    return given or model_name.lower().replace("_", "-")
+
+
 @dataclass
 class Release:
     """The version being deployed: its storage URI and numbers, and the registry that holds it."""

@@ -12,10 +12,9 @@ binds 0.0.0.0, so the FastAPI app is assembled from KServe's endpoint, data-plan
 and served by uvicorn on ``host``. Besides the KServe routes it serves ``/metrics`` and
 ``PUT /kubeline/v1/rollout`` (the local deployer's way to load a canary, promote or roll back).
 """
-from __future__ import annotations
-
 import asyncio
 import json
+import logging
 import os
 import re
 import sys
@@ -46,11 +45,21 @@ def local_copy(uri: str, cache_dir: str) -> Path:
     return target
 
 
-class Guard:
-    """ASGI middleware: refuses bodies over MAX_BODY_BYTES (413) and records request metrics."""
+def invalid_input_message(error) -> str:
+    message = str(error)
+    if "Fix: " not in message:  # raised by KServe's decoding, before the model's checks
+        message = (f"body: {message}. Fix: send a JSON object, V1 {{\"instances\": [...]}} or V2 "
+                   f"{{\"inputs\": [...]}}, with Content-Type: application/json")
+    return message
 
-    def __init__(self, app):
-        self.app = app
+
+class Front:
+    """ASGI front of the app: the body limit (413), request metrics, and V1 predict served straight through
+    KServe's DataPlane (decode, model readiness, ``Model.__call__``, encode) without FastAPI's routing, the
+    hot path; the same URL, JSON and error bodies as KServe's V1 route. Everything else goes to FastAPI."""
+
+    def __init__(self, app, dataplane):
+        self.app, self.dataplane = app, dataplane
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -68,7 +77,11 @@ class Guard:
 
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and int(length) > MAX_BODY_BYTES:
-            await self._refuse(send_and_watch, int(length))
+            await respond(send_and_watch, 413, {"error": f"body: {length.decode()} bytes, more than {MAX_BODY_BYTES}. "
+                                                         f"Fix: send at most {MAX_BODY_BYTES} bytes per request "
+                                                         "(split the rows)"})
+        elif match and match[1] == "1" and scope["method"] == "POST":
+            await respond(send_and_watch, *await self.predict_v1(match[2], scope, receive))
         else:
             await self.app(scope, receive, send_and_watch)
         if match:
@@ -77,13 +90,39 @@ class Guard:
             metrics.REQUESTS.labels(model, protocol, str(status.get("code", 0))).inc()
             metrics.LATENCY.labels(model, protocol).observe(time.perf_counter() - started)
 
-    @staticmethod
-    async def _refuse(send, length: int) -> None:
-        body = json.dumps({"error": f"body: {length} bytes, more than {MAX_BODY_BYTES}. Fix: send at most "
-                                    f"{MAX_BODY_BYTES} bytes per request (split the rows)"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+    async def predict_v1(self, model_name: str, scope, receive) -> tuple[int, dict]:
+        from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            if not await self.dataplane.model_ready(model_name, True):
+                raise ModelNotReady(model_name)
+            request, attributes = self.dataplane.decode(b"".join(chunks), headers)
+            response, _ = await self.dataplane.infer(model_name, request, headers)
+            return 200, self.dataplane.encode(model_name, response, headers, attributes)[0]
+        except InvalidInput as error:
+            return 400, {"error": invalid_input_message(error)}
+        except ModelNotFound as error:
+            return 404, {"error": str(error)}
+        except ModelNotReady as error:
+            return 503, {"error": str(error)}
+        except Exception as error:  # noqa: BLE001 - a model failure is the server's error, reported as such
+            logging.getLogger(__name__).exception("predict failed for %s", model_name)
+            return 500, {"error": f"{type(error).__name__}: {error}"}
+
+
+async def respond(send, status: int, content: dict) -> None:
+    import orjson
+
+    body = orjson.dumps(content)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class Deployment:
@@ -132,6 +171,7 @@ class Deployment:
 def create_app(deployment_name: str, cache_dir: str):
     """KServe's REST app (V1, V2, health, model metadata) with our error handling, metrics and rollout route."""
     from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, ORJSONResponse, Response
     from kserve import errors
     from kserve.model_repository import ModelRepository
@@ -169,14 +209,25 @@ def create_app(deployment_name: str, cache_dir: str):
     app.add_api_route("/metrics", metrics, methods=["GET"])
     app.add_api_route("/kubeline/v1/rollout", rollout, methods=["PUT"])
     app.add_api_route("/kubeline/v1/rollout", current, methods=["GET"])
-    for error, handler in [(errors.InvalidInput, errors.invalid_input_handler),
+    async def invalid_input(_, error):
+        return JSONResponse({"error": invalid_input_message(error)}, status_code=400)
+
+    async def invalid_body(_, error: RequestValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if p not in ("body", "InferenceRequest")) or "body"
+        return JSONResponse({"error": f"{where}: {first['msg']}. Fix: send an Open Inference Protocol request, "
+                                      f"{{\"inputs\": [{{\"name\", \"shape\", \"datatype\", \"data\"}}, ...]}}"},
+                            status_code=400)
+
+    app.add_exception_handler(RequestValidationError, invalid_body)
+    for error, handler in [(errors.InvalidInput, invalid_input),
                            (errors.InferenceError, errors.inference_error_handler),
                            (errors.ModelNotFound, errors.model_not_found_handler),
                            (errors.ModelNotReady, errors.model_not_ready_handler),
                            (errors.ServerNotReady, errors.server_not_ready_handler),
                            (Exception, errors.generic_exception_handler)]:
         app.add_exception_handler(error, handler)
-    app.add_middleware(Guard)
+    app.add_middleware(Front, dataplane=dataplane)
     return app, deployment
 
 
@@ -197,8 +248,6 @@ def parse(argv: list[str] | None = None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    import logging
-
     import uvicorn
 
     args = parse(argv)

@@ -1,0 +1,75 @@
+"""KFP component: deploy a pushed model to KServe or locally, as a canary that is promoted or rolled back."""
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Model, Output
+
+from kubeline import images
+
+
+@dsl.component(base_image=images.DATA, install_kfp_package=False)
+def deploy(
+    model: Input[Model],
+    evaluation: Input[Artifact],
+    model_uri: str,
+    storage_version: int,
+    deployment: Output[Artifact],
+    registry_version: int = 0,
+    model_name: str = "model",
+    tracking_uri: str = "",
+    target: str = "local",
+    endpoint_name: str = "",
+    canary_percent: int = 20,
+    smoke_rows: int = 20,
+    tolerance: float = 1e-5,
+    timeout_s: float = 600.0,
+    port: int = 0,
+    service: dict = {},
+) -> NamedTuple("DeployOutputs", endpoint=str, action=str):
+    """Rolls a pushed model out behind an endpoint; a new version starts as a canary.
+
+    With no endpoint yet, the model gets all traffic. Otherwise it gets canary_percent of it, smoke
+    requests (rows of the eval split) must return the evaluated model's predictions, and then it is
+    promoted (all traffic, registry alias "champion") or rolled back (the step fails, the previous
+    version keeps serving). Target "kubernetes" manages a KServe InferenceService; "local" runs the model
+    server on 127.0.0.1 in the background.
+
+    Args:
+        model: SavedModel from train (its schema shapes the smoke requests).
+        evaluation: Evaluation from evaluate (its predictions.parquet holds the expected predictions).
+        model_uri: Stored version from push; gs:// for the kubernetes target.
+        storage_version: Storage version from push.
+        deployment: JSON describing what was done and what serves now.
+        registry_version: Registry version from push; 0 leaves the registry alone.
+        model_name: Registered model name.
+        tracking_uri: MLflow registry URI for the champion alias; empty for none.
+        target: "local" or "kubernetes".
+        endpoint_name: Endpoint (InferenceService) name; empty for model_name.
+        canary_percent: Share of traffic a new version gets while it is checked (1..100).
+        smoke_rows: Eval rows sent as smoke requests.
+        tolerance: Largest allowed difference between served and offline probabilities.
+        timeout_s: Longest wait for the new version to be ready (kubernetes target).
+        port: Local target's port; 0 picks a free one (an existing deployment keeps its port).
+        service: InferenceService settings: namespace, runtime ("kubeline" or "tensorflow"), min_replicas,
+            max_replicas, scale_metric, scale_target, cpu, memory, gpus, service_account, labels.
+
+    Returns:
+        endpoint: The V1 predict URL.
+        action: created, promoted or unchanged.
+    """
+    from collections import namedtuple
+    from pathlib import Path
+
+    from kubeline.components.deploy.core import (DeployConfig, Release, deploy as run_deploy, endpoint_name as name_of,
+                                                 load_inputs)
+
+    config = DeployConfig(target=target, name=name_of(model_name, endpoint_name),
+                          canary_percent=canary_percent, smoke_rows=smoke_rows, tolerance=tolerance,
+                          timeout_s=timeout_s, port=port, service=service)
+    schema, expected = load_inputs(model.path, evaluation.path, smoke_rows)
+    release = Release(model_uri, str(storage_version), registry_version, model_name, tracking_uri)
+    result = run_deploy(release, expected, schema, config)
+    Path(deployment.path).write_text(result.to_json())
+    deployment.metadata.update({"endpoint": result.endpoint, "action": result.action})
+    print(f"deploy: {result.action}; endpoint {result.endpoint} serves version {result.serving['version']}")
+    return namedtuple("DeployOutputs", ["endpoint", "action"])(result.endpoint, result.action)

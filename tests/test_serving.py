@@ -1,0 +1,244 @@
+"""The model server, live on 127.0.0.1: V1/V2 parity with the offline predictions, bad requests, metrics,
+micro-batching, and local canary rollouts."""
+import http.client
+import json
+import math
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import pytest
+
+from kubeline.components.deploy.core import DeployConfig, Release, deploy, load_inputs
+from kubeline.errors import OperationFailedError
+from kubeline.serving import local, smoke
+
+ROW = {"island": "Biscoe", "bill_length_mm": 49.0, "bill_depth_mm": 15.0, "flipper_length_mm": 222.0,
+       "body_mass_g": 5300.0, "sex": "male", "year": 2008.0}
+
+
+@pytest.fixture(scope="module")
+def server(kubeline_home, pushed_versions):
+    state = local.start("penguins", {"uri": pushed_versions[1], "version": "1"})
+    yield state
+    local.stop("penguins")
+
+
+@pytest.fixture(scope="module")
+def inputs(trained_model, evaluated_model):
+    return load_inputs(str(trained_model[1]), str(evaluated_model), rows=1000)
+
+
+def call(state, method, path, body=None, raw: bytes | None = None, headers=None):
+    connection = http.client.HTTPConnection("127.0.0.1", state["port"], timeout=30)
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    connection.request(method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
+    response = connection.getresponse()
+    payload = response.read()
+    connection.close()
+    try:
+        return response.status, json.loads(payload)
+    except ValueError:
+        return response.status, payload.decode(errors="replace")
+
+
+def v2(rows=None, **changes):
+    rows = rows or [ROW]
+    inputs = [{"name": k, "shape": [len(rows)], "datatype": "BYTES" if isinstance(v, str) else "FP32",
+               "data": [r[k] for r in rows]} for k, v in ROW.items()]
+    for name, change in changes.items():
+        inputs = [({**i, **change} if i["name"] == name else i) for i in inputs if change is not None or
+                  i["name"] != name]
+    return {"inputs": inputs}
+
+
+def test_health_readiness_and_metadata(server):
+    assert call(server, "GET", "/")[0] == 200
+    assert call(server, "GET", "/v2/health/live") == (200, {"live": True})
+    assert call(server, "GET", "/v2/health/ready") == (200, {"ready": True})
+    assert call(server, "GET", "/v1/models/penguins") == (200, {"name": "penguins", "ready": True})
+    status, metadata = call(server, "GET", "/v2/models/penguins")
+    assert status == 200 and {i["name"]: i["datatype"] for i in metadata["inputs"]} == {
+        "island": "BYTES", "bill_length_mm": "FP32", "bill_depth_mm": "FP32", "flipper_length_mm": "FP32",
+        "body_mass_g": "FP32", "sex": "BYTES", "year": "FP32"}
+    assert {o["name"] for o in metadata["outputs"]} == {"label", "probabilities"}
+    assert call(server, "GET", "/v2/models/nope/ready")[0] == 404
+
+
+def test_listens_on_loopback_only(server):
+    addresses = {c.laddr.ip for c in psutil.net_connections(kind="inet")
+                 if c.pid == server["pid"] and c.status == psutil.CONN_LISTEN}
+    assert addresses == {"127.0.0.1"}
+
+
+def test_live_endpoint_matches_the_offline_predictions_v1_and_v2(server, inputs):
+    schema, expected = inputs
+    assert len(expected.instances) == 69 and any(v is None for row in expected.instances for v in row.values())
+    result = smoke.check(server["url"], "penguins", expected, schema, tolerance=1e-5)
+    assert result.passed, result.problems
+    assert result.max_probability_diff <= 1e-5
+
+
+def test_v1_response_names_classes_and_version(server):
+    status, body = call(server, "POST", "/v1/models/penguins:predict", {"instances": [ROW, {**ROW, "sex": None}]})
+    assert status == 200 and body["model_version"] == "1"
+    assert [p["label"] for p in body["predictions"]] == ["Gentoo", "Gentoo"]
+    assert set(body["predictions"][0]["probabilities"]) == {"Adelie", "Chinstrap", "Gentoo"}
+    assert math.isclose(sum(body["predictions"][0]["probabilities"].values()), 1.0, rel_tol=1e-5)
+
+
+BAD_REQUESTS = [
+    ("not JSON", "v1", b"{instances:", 400, "Unrecognized request format"),
+    ("empty body", "v1", b"", 400, "Unrecognized request format"),
+    ("JSON but not an object", "v1", b"[1, 2]", 400, "instances: is missing"),
+    ("no instances", "v1", {"rows": [ROW]}, 400, "instances: is missing"),
+    ("unknown top-level field", "v1", {"instances": [ROW], "signature": "x"}, 400, "signature: is not a field"),
+    ("instances not a list", "v1", {"instances": ROW}, 400, "instances: is a dict"),
+    ("empty instances", "v1", {"instances": []}, 400, "instances: is empty"),
+    ("instance not an object", "v1", {"instances": [[1, 2, 3]]}, 400, "instances[0]: is a list"),
+    ("missing feature", "v1", {"instances": [{k: v for k, v in ROW.items() if k != "sex"}]}, 400,
+     "instances[0].sex: is missing"),
+    ("extra feature", "v1", {"instances": [{**ROW, "colour": "blue"}]}, 400, "instances[0].colour: is not a feature"),
+    ("label sent as a feature", "v1", {"instances": [{**ROW, "species": "Adelie"}]}, 400,
+     "instances[0].species: is not a feature of this model (it is the label"),
+    ("string for a number", "v1", {"instances": [ROW, {**ROW, "body_mass_g": "heavy"}]}, 400,
+     "instances[1].body_mass_g: expected a number or null, got str 'heavy'"),
+    ("bool for a number", "v1", {"instances": [{**ROW, "year": True}]}, 400, "instances[0].year: expected a number"),
+    ("number for a category", "v1", {"instances": [{**ROW, "island": 3}]}, 400,
+     "instances[0].island: expected a string or null, got int 3"),
+    ("too many rows", "v1", {"instances": [ROW] * 1025}, 400, "instances: has 1025 rows, more than 1024"),
+    ("oversized payload", "v1", b'{"instances": [' + b" " * (1 << 20) + b"]}", 413, "body: 1048593 bytes"),
+    ("unknown model", "v1-other", {"instances": [ROW]}, 404, "Model with name penguinz does not exist"),
+    ("v2 missing input", "v2", v2(sex=None), 400, "inputs.sex: is missing"),
+    ("v2 unknown input", "v2", {"inputs": v2()["inputs"] + [{"name": "colour", "shape": [1], "datatype": "BYTES",
+                                                               "data": ["blue"]}]}, 400, "inputs.colour: is not a feature"),
+    ("v2 wrong datatype", "v2", v2(body_mass_g={"datatype": "BYTES", "data": ["5300"]}), 400,
+     "inputs.body_mass_g.datatype: BYTES for a numeric feature"),
+    ("v2 number type for a category", "v2", v2(island={"datatype": "FP32", "data": [1.0]}), 400,
+     "inputs.island.datatype: FP32 for a categorical feature"),
+    ("v2 shape and data disagree", "v2", v2(year={"shape": [2]}), 400, "inputs.year.data: has 1 values but shape [2]"),
+    ("v2 rank 3 shape", "v2", v2(year={"shape": [1, 1, 1]}), 400, "inputs.year.shape: [1, 1, 1]"),
+    ("v2 inputs of different lengths", "v2", v2(rows=[ROW, ROW], year={"shape": [1], "data": [2008.0]}), 400,
+     "inputs.year.shape: 1 rows, other inputs have 2"),
+    ("v2 inputs not a list", "v2", {"inputs": {"island": ["Biscoe"]}}, 400, "inputs: Input should be a valid list"),
+    ("v2 no inputs", "v2", {"outputs": []}, 400, "inputs: Field required"),
+    ("v2 input without a datatype", "v2", {"inputs": [{"name": "year", "shape": [1], "data": [1.0]}]}, 400,
+     "inputs.0.datatype: Field required"),
+]
+
+
+@pytest.mark.parametrize("kind,protocol,body,status,message", BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
+def test_bad_requests_get_a_4xx_naming_the_problem(server, kind, protocol, body, status, message):
+    path = {"v1": "/v1/models/penguins:predict", "v1-other": "/v1/models/penguinz:predict",
+            "v2": "/v2/models/penguins/infer"}[protocol]
+    raw = body if isinstance(body, bytes) else None
+    got, payload = call(server, "POST", path, None if raw is not None else body, raw)
+    assert got == status, payload
+    assert message in payload["error"]
+    if status in (400, 413):
+        assert "Fix: " in payload["error"]
+    assert call(server, "POST", "/v1/models/penguins:predict", {"instances": [ROW]})[0] == 200  # still serving
+
+
+def test_metrics_count_requests_by_status_latency_and_classes(server):
+    call(server, "POST", "/v1/models/penguins:predict", {"instances": [ROW]})
+    call(server, "POST", "/v1/models/penguins:predict", {"instances": []})
+    status, text = call(server, "GET", "/metrics")
+    assert status == 200
+
+    def value(pattern):
+        match = re.search(pattern + r" (\S+)", text)
+        return float(match.group(1)) if match else 0.0
+
+    assert value(r'kubeline_requests_total\{model="penguins",protocol="v1",status="200"\}') >= 1
+    assert value(r'kubeline_requests_total\{model="penguins",protocol="v1",status="400"\}') >= 1
+    assert value(r'kubeline_request_latency_seconds_count\{model="penguins",protocol="v1"\}') >= 2
+    assert value(r'kubeline_predictions_total\{label="Gentoo",model="penguins",version="1"\}') >= 1
+    assert "request_predict_seconds" in text  # KServe's own per-model histograms are there too
+
+
+def test_concurrent_requests_are_folded_into_fewer_model_calls(server):
+    def batches():
+        text = call(server, "GET", "/metrics")[1]
+        return float(re.search(r"kubeline_batch_rows_count (\S+)", text).group(1))
+
+    before = batches()
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda i: call(server, "POST", "/v1/models/penguins:predict",
+                                               {"instances": [{**ROW, "bill_length_mm": 40.0 + i % 10}]}),
+                                range(400)))
+    assert all(status == 200 and len(body["predictions"]) == 1 for status, body in answers)
+    assert batches() - before < 400
+
+
+def test_local_canary_splits_traffic_then_promotes(server, pushed_versions):
+    state = local.set_rollout(local.get("penguins"), {"uri": pushed_versions[1], "version": "1"},
+                              {"uri": pushed_versions[2], "version": "2"}, 30)
+    versions = [call(state, "POST", "/v1/models/penguins:predict", {"instances": [ROW]})[1]["model_version"]
+                for _ in range(300)]
+    assert 0.18 <= versions.count("2") / 300 <= 0.42  # 30% +- 4 standard deviations
+    assert call(state, "POST", "/v1/models/penguins-canary:predict", {"instances": [ROW]})[1]["model_version"] == "2"
+    assert call(state, "POST", "/v1/models/penguins-stable:predict", {"instances": [ROW]})[1]["model_version"] == "1"
+    state = local.set_rollout(state, state["canary"], None, 0)
+    assert {call(state, "POST", "/v1/models/penguins:predict", {"instances": [ROW]})[1]["model_version"]
+            for _ in range(20)} == {"2"}
+    assert call(state, "POST", "/v1/models/penguins-canary:predict", {"instances": [ROW]})[0] == 404
+    assert local.get("penguins")["stable"]["version"] == "2"
+    local.set_rollout(state, {"uri": pushed_versions[1], "version": "1"}, None, 0)
+
+
+def test_a_bad_rollout_is_refused_and_the_stable_version_keeps_serving(server, pushed_versions, tmp_path):
+    import shutil
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(pushed_versions[2].removeprefix("file://"), tampered)
+    (tampered / "saved_model.pb").write_bytes(b"not a model")
+    status, body = call(server, "PUT", "/kubeline/v1/rollout", {"stable": {"uri": pushed_versions[1], "version": "1"},
+                                                                "canary": {"uri": f"file://{tampered}", "version": "3"},
+                                                                "canary_percent": 50})
+    assert status == 400 and "does not match its manifest: changed saved_model.pb" in body["error"]
+    status, body = call(server, "PUT", "/kubeline/v1/rollout", {"stable": {"uri": pushed_versions[1]},
+                                                                "canary": {"uri": pushed_versions[2]},
+                                                                "canary_percent": 120})
+    assert status == 400 and "canary_percent: 120 is not in 0..100" in body["error"]
+    assert call(server, "GET", "/kubeline/v1/rollout")[1]["canary"] is None
+    assert call(server, "POST", "/v1/models/penguins:predict", {"instances": [ROW]})[1]["model_version"] == "1"
+
+
+def test_deploy_local_promotes_a_passing_canary_and_rolls_back_a_failing_one(kubeline_home, pushed_versions, inputs):
+    schema, expected = inputs
+    config = DeployConfig(target="local", name="deploy-test", canary_percent=25, smoke_rows=20)
+    lines = []
+    first = deploy(Release(pushed_versions[1], "1"), expected, schema, config, log=lines.append)
+    assert first.action == "created" and first.endpoint.endswith("/v1/models/deploy-test:predict")
+    second = deploy(Release(pushed_versions[2], "2"), expected, schema, config, log=lines.append)
+    assert second.action == "promoted" and second.serving["version"] == "2" and second.smoke["passed"]
+    assert any("canary with 25% of traffic next to version 1" in line for line in lines)
+    again = deploy(Release(pushed_versions[2], "2"), expected, schema, config, log=lines.append)
+    assert again.action == "unchanged"
+
+    wrong = smoke.Expected(expected.instances, ["Adelie"] * len(expected.labels), expected.probabilities,
+                           expected.classes)
+    with pytest.raises(OperationFailedError, match="smoke test of version 1 failed, rolled back: version 2 keeps "
+                                                   "serving all traffic"):
+        deploy(Release(pushed_versions[1], "1"), wrong, schema, config, log=lines.append)
+    state = local.get("deploy-test")
+    assert state["stable"]["version"] == "2" and state["canary"] is None
+    status, body = call(state, "POST", "/v1/models/deploy-test:predict", {"instances": [ROW]})
+    assert status == 200 and body["model_version"] == "2"
+
+
+def test_serve_list_and_stop(kubeline_home, pushed_versions):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    kubeline = str(Path(sys.executable).parent / "kubeline")
+    state = local.start("listed", {"uri": pushed_versions[1], "version": "1"})
+    listed = subprocess.run([kubeline, "serve", "list"], capture_output=True, text=True)
+    assert f"listed: {state['url']}/v1/models/listed:predict  stable version 1" in listed.stdout
+    assert subprocess.run([kubeline, "serve", "stop", "listed"], capture_output=True, text=True).returncode == 0
+    assert not psutil.pid_exists(state["pid"]) or psutil.Process(state["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert local.get("listed") is None
+    missing = subprocess.run([kubeline, "serve", "stop", "listed"], capture_output=True, text=True)
+    assert missing.returncode == 1 and "no local deployment named 'listed'" in missing.stderr
