@@ -68,10 +68,10 @@ def preflight(data_uri: str, label: str, overrides: dict, model_root: str) -> No
     check_overrides(overrides)
     HParams(**{f.name: overrides[f.name] for f in fields(HParams) if f.name in overrides})
     check_tuning(overrides)
-    check_deployment(overrides, model_root)
     check_thresholds(overrides.get("thresholds", {}), "thresholds")
     check_thresholds(overrides.get("change_thresholds", {}), "change_thresholds")
     check_model_name(overrides.get("model_name", pipeline_parameters()["model_name"]))
+    check_deployment(overrides, model_root)
     scheme, _ = storage.split_uri(model_root, "--model-root")
     if scheme == "file" and overrides.get("tracking_uri", "").startswith(("http://", "https://")):
         raise InvalidInputError("--model-root", "a tracking server refuses local model sources",

@@ -1,4 +1,5 @@
 """The real API schemas in ../shared/crds (or $KUBELINE_CRDS_DIR) as jsonschema validators."""
+import functools
 import json
 import os
 from pathlib import Path
@@ -15,6 +16,7 @@ def _require(path: Path) -> Path:
     return path
 
 
+@functools.cache
 def katib_experiment_validator():
     """Katib's CRD preserves unknown fields; its usable schema is the v1beta1.Experiment OpenAPI definition."""
     import jsonschema
@@ -24,10 +26,12 @@ def katib_experiment_validator():
                                        "components": document["components"]})
 
 
+@functools.cache
 def crd_validator(file_name: str):
-    """The openAPIV3Schema of a CRD file under kserve/ (its storage version)."""
+    """The openAPIV3Schema of a CRD file under kserve/ (its storage version); parsed once per session."""
     import jsonschema
 
-    crd = yaml.safe_load(_require(CRDS / "kserve" / file_name).read_text())
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    crd = yaml.load(_require(CRDS / "kserve" / file_name).read_text(), Loader=loader)
     version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
     return jsonschema.Draft7Validator(version["schema"]["openAPIV3Schema"])

@@ -1,6 +1,7 @@
 """The main job end to end: `kubeline run --local` on penguins with kfp.local, and its CLI errors."""
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ def run_cli(*args, cwd=None):
 
 
 @pytest.fixture(scope="module")
-def penguin_run(tmp_path_factory):
+def penguin_run(tmp_path_factory, kubeline_home):
     out = tmp_path_factory.mktemp("run")
     result = run_cli("run", "--local", "--output-dir", str(out), "--cache")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -46,6 +47,29 @@ def test_penguin_run_passes_the_gate_and_lists_every_output(penguin_run):
     assert "gate: PASS" in result.stdout and "registered: models:/penguins/1 (alias challenger)" in result.stdout
 
 
+def test_the_run_ends_with_a_live_endpoint_serving_the_pushed_version(penguin_run):
+    import urllib.request
+
+    from kubeline import registry
+    from kubeline.serving import local
+
+    out, result, summary = penguin_run
+    deployment = summary["deployment"]
+    assert deployment["action"] == "created" and deployment["serving_version"] == "1"
+    assert deployment["serving_uri"] == summary["pushed_model"]["uri"]
+    assert deployment["endpoint"] == f"{local.get('penguins')['url']}/v1/models/penguins:predict"
+    assert f"endpoint: {deployment['endpoint']} (created; serving version 1)" in result.stdout
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = json.loads(re.search(r"curl .*?-d '(\{.*?\})'", readme, re.S).group(1))
+    request = urllib.request.Request(deployment["endpoint"], data=json.dumps(example).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as response:
+        answer = json.load(response)
+    assert answer["model_version"] == "1" and answer["predictions"][0]["label"] == "Gentoo"
+    tracking_uri = summary["tracking"]["uri"]
+    assert registry.resolve("models:/penguins@champion", tracking_uri) == summary["pushed_model"]["uri"]
+
+
 def test_tuning_reports_its_trials_and_the_tuned_model_is_at_least_as_good(penguin_run):
     out, result, tuned = penguin_run
     tuning = tuned["tuning"]
@@ -60,6 +84,13 @@ def test_tuning_reports_its_trials_and_the_tuned_model_is_at_least_as_good(pengu
     untuned = json.loads((out / "summary.json").read_text())
     assert untuned["tuning"] == {"skipped": "max_trials is 0"} and untuned["hyperparameters"]["learning_rate"] == 0.01
     assert tuned["metrics"]["accuracy"] >= untuned["metrics"]["accuracy"]
+    # The second run's model (version 2) went out as a canary next to version 1, passed and was promoted.
+    assert untuned["deployment"]["action"] == "promoted" and untuned["deployment"]["serving_version"] == "2"
+    assert "canary with 20% of traffic next to version 1" in default.stdout + default.stderr
+    assert untuned["deployment"]["endpoint"] == tuned["deployment"]["endpoint"]  # same endpoint, new version
+    from kubeline import registry
+
+    assert registry.resolve("models:/penguins@champion", untuned["tracking"]["uri"]) == untuned["pushed_model"]["uri"]
 
 
 def test_saved_model_predicts_species_from_raw_values(penguin_run):
@@ -106,7 +137,12 @@ def test_failed_gate_skips_the_push_and_exits_3(penguin_run):
     (["run", "--local", "--model-root", "s3://bucket/models"], "--model-root: unsupported URI scheme 's3'"),
     (["run", "--local", "--set", "tune_algorithm=annealing"], "spec.algorithm.algorithmName: unknown algorithm"),
     (["run", "--local", "--set", "tune_target=slurm"], "target: 'slurm' is not a tuning target"),
-    (["run", "--local", "--set", "tune_parallel_trials=9"], "spec.parallelTrialCount: 9 is more than maxTrialCount 8"),
+    (["run", "--local", "--set", 'tune_search_space=[{"name": "dropout", "type": "double", "min": 0.5, "max": 0.1}]'],
+     "spec.parameters[0].feasibleSpace: min 0.5 is above max 0.1"),
+    (["run", "--local", "--set", "deploy_canary_percent=120"], "canary_percent: 120 is not in 1..100"),
+    (["run", "--local", "--set", "deploy_target=docker"], "target: 'docker' is not a deploy target"),
+    (["run", "--local", "--set", "deploy_endpoint_name=My_Endpoint"], "endpoint_name: 'My_Endpoint' is not a valid"),
+    (["run", "--local", "--set", "deploy_target=kubernetes"], "storage_uri: 'file://"),
     (["run"], "--local: only local runs are started from this command"),
 ])
 def test_cli_refuses_bad_options_before_running(args, expected, tmp_path):

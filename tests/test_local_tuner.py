@@ -1,7 +1,6 @@
 """The local tuner runs real training trials in parallel processes, as Katib would on a cluster."""
 import pytest
 
-from kubeline.errors import InvalidInputError
 from kubeline.tuning.experiment import Parameter, build_experiment
 from kubeline.tuning.local_tuner import MedianStop, TrialResult, optuna_sampler, search, tune
 

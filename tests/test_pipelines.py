@@ -38,7 +38,7 @@ def test_compiled_yaml_parses_strictly_as_pipeline_spec(file_name):
     executors = spec.deployment_spec["executors"]
     images = {name: executor["container"]["image"] for name, executor in executors.items()}
     assert set(images) == {"exec-ingest", "exec-transform", "exec-tune", "exec-train", "exec-evaluate", "exec-track",
-                           "exec-push"}
+                           "exec-push", "exec-deploy"}
     assert all(image.startswith("ghcr.io/kubeline/kubeline-") and image.endswith(f":{__version__}")
                for image in images.values())
     assert images["exec-train"].split("/")[-1].startswith("kubeline-tf-gpu:")
@@ -67,7 +67,17 @@ def test_push_runs_only_when_the_gate_passes():
     spec = yaml.safe_load((COMPILED_DIR / "training_pipeline.yaml").read_text())
     condition = spec["root"]["dag"]["tasks"]["condition-1"]
     assert condition["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--evaluate-Output'] == 'pass'"
-    assert set(spec["components"]["comp-condition-1"]["dag"]["tasks"]) == {"push"}
+    assert set(spec["components"]["comp-condition-1"]["dag"]["tasks"]) == {"push", "condition-2"}
+
+
+def test_deploy_follows_push_inside_the_gate_unless_turned_off():
+    spec = yaml.safe_load((COMPILED_DIR / "training_pipeline.yaml").read_text())
+    inner = spec["components"]["comp-condition-1"]["dag"]["tasks"]["condition-2"]
+    assert inner["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--deploy_target'] != 'none'"
+    deploy = spec["components"]["comp-condition-2"]["dag"]["tasks"]["deploy"]
+    assert deploy["inputs"]["parameters"]["model_uri"] == {"componentInputParameter": "pipelinechannel--push-model_uri"}
+    assert deploy["cachingOptions"] == {}  # never cached: a deployment is a side effect
+    assert spec["root"]["inputDefinitions"]["parameters"]["deploy_target"]["defaultValue"] == "local"
 
 
 def test_registry_is_configurable(tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from kubeline import kube
 from kubeline.errors import InvalidInputError, OperationFailedError
@@ -39,7 +38,7 @@ class DeployConfig:
     def __post_init__(self):
         if self.target not in TARGETS:
             raise InvalidInputError("target", f"'{self.target}' is not a deploy target", f"use one of {list(TARGETS)}")
-        check_name(self.name)
+        check_name(self.name, "endpoint_name")
         if isinstance(self.canary_percent, bool) or not isinstance(self.canary_percent, int) or \
                 not 1 <= self.canary_percent <= 100:
             raise InvalidInputError("canary_percent", f"{self.canary_percent!r} is not in 1..100",
@@ -257,7 +256,7 @@ def _champion(release: Release, log) -> None:
 
 def load_inputs(model_dir: str, evaluation_dir: str, rows: int) -> tuple[Schema, smoke.Expected]:
     """The model's schema and the offline predictions the smoke test expects."""
-    from kubeline.model import METADATA_FILE
+    from kubeline.model import load_schema
 
-    schema = Schema.from_dict(json.loads((Path(model_dir) / METADATA_FILE).read_text())["schema"])
+    schema = load_schema(model_dir)
     return schema, smoke.expected_predictions(evaluation_dir, schema, rows)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from kubeline import registry, storage
 from kubeline.errors import InvalidInputError, ServiceUnavailableError
-from kubeline.model import METADATA_FILE
-from kubeline.schema import NUMERIC, VALID_NAME, Schema
+from kubeline.model import load_schema
+from kubeline.schema import NUMERIC, VALID_NAME
 
 MANIFEST = "MANIFEST.sha256.json"
 MLMODEL = "MLmodel"
@@ -79,7 +79,7 @@ def write_mlmodel(model_dir: Path) -> None:
     from mlflow.models import Model, ModelSignature
     from mlflow.types import ColSpec, Schema as MlflowSchema, TensorSpec
 
-    schema = Schema.from_dict(json.loads((model_dir / METADATA_FILE).read_text())["schema"])
+    schema = load_schema(model_dir)
     inputs = MlflowSchema([ColSpec("float" if f.kind == NUMERIC else "string", f.name, required=not f.nullable)
                            for f in schema.features])
     outputs = MlflowSchema([TensorSpec(np.dtype("float32"), (-1, len(schema.classes)), "probabilities"),

@@ -43,9 +43,9 @@ class ServiceConfig:
     labels: dict = field(default_factory=dict)
 
 
-def check_name(name: str) -> None:
+def check_name(name: str, field: str = "name") -> None:
     if not re.fullmatch(r"[a-z]([-a-z0-9]{0,43}[a-z0-9])?", name or ""):
-        raise InvalidInputError("name", f"'{name}' is not a valid InferenceService name",
+        raise InvalidInputError(field, f"'{name}' is not a valid InferenceService name",
                                 "use at most 45 lowercase letters, digits and '-', starting with a letter")
 
 

@@ -1,0 +1,240 @@
+"""InferenceServices: objects validated against KServe's CRD, and the kubernetes deploy target against a fake
+API server whose KServe controller rolls out revisions and routes them to real model servers on 127.0.0.1."""
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from crds import crd_validator
+from fake_kube import FakeKubernetes
+from kubeline.components.deploy.core import DeployConfig, Release, deploy, load_inputs
+from kubeline.errors import InvalidInputError, OperationFailedError
+from kubeline.serving import smoke
+from kubeline.serving.inference_service import ServiceConfig, build, check_webhook_rules
+
+REPO = Path(__file__).resolve().parents[1]
+STORAGE = {1: "gs://models/penguins/1", 2: "gs://models/penguins/2"}
+
+
+@pytest.fixture(scope="module")
+def isvc_schema():
+    return crd_validator("serving.kserve.io_inferenceservices.yaml")
+
+
+@pytest.mark.parametrize("config", [
+    ServiceConfig("penguins", STORAGE[1]),
+    ServiceConfig("penguins", STORAGE[1], runtime="tensorflow", gpus=1, canary_traffic_percent=10, min_replicas=0,
+                  max_replicas=5, scale_metric="rps", scale_target=200, service_account="kubeline-pipeline",
+                  namespace="team-a", model_version="7", labels={"team": "a"}),
+], ids=["kubeline-runtime", "tensorflow-runtime-gpu-canary"])
+def test_inference_services_validate_against_the_crd(config, isvc_schema):
+    service = build(config)
+    errors = sorted(isvc_schema.iter_errors(service), key=str)
+    assert not errors, errors[0].message
+    model = service["spec"]["predictor"]["model"]
+    assert model["storageUri"] == STORAGE[1]
+    assert model["modelFormat"]["name"] == ("kubeline" if config.runtime == "kubeline" else "tensorflow")
+    if config.gpus:
+        assert model["resources"]["limits"]["nvidia.com/gpu"] == "1" and "runtime" not in model
+        assert service["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    else:
+        assert model["runtime"] == "kubeline-server"
+
+
+def test_serving_runtime_and_rbac_manifests():
+    runtime = yaml.safe_load((REPO / "kserve" / "servingruntime.yaml").read_text())
+    errors = list(crd_validator("serving.kserve.io_servingruntimes.yaml").iter_errors(runtime))
+    assert not errors, errors[0].message
+    from kubeline import __version__, images
+
+    container = runtime["spec"]["containers"][0]
+    assert container["image"] == images.SERVING and container["image"].endswith(f":{__version__}")
+    assert "--model_dir=/mnt/models" in container["args"]
+    assert runtime["metadata"]["name"] == build(ServiceConfig("x", STORAGE[1]))["spec"]["predictor"]["model"]["runtime"]
+    role = next(d for d in yaml.safe_load_all((REPO / "kserve" / "rbac.yaml").read_text()) if d["kind"] == "Role")
+    assert {(r["apiGroups"][0], r["resources"][0]): sorted(r["verbs"]) for r in role["rules"]} == {
+        ("serving.kserve.io", "inferenceservices"): ["create", "get", "patch"],
+        ("kubeflow.org", "experiments"): ["create", "delete", "get"]}
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    ({"canary_traffic_percent": 120}, "canary_traffic_percent"),
+    ({"canary_traffic_percent": -1}, "canary_traffic_percent"),
+    ({"runtime": "sklearn"}, "runtime"),
+    ({"storage_uri": ""}, "storage_uri"),
+    ({"storage_uri": "file:///tmp/models/penguins/1"}, "storage_uri"),
+    ({"min_replicas": 4, "max_replicas": 2}, "max_replicas"),
+    ({"scale_metric": "latency"}, "scale_metric"),
+    ({"name": "Penguins_Model"}, "name"),
+    ({"gpus": -1}, "gpus"),
+])
+def test_bad_service_configs_are_refused(kwargs, field):
+    with pytest.raises(InvalidInputError) as caught:
+        build(ServiceConfig(**{"name": "penguins", "storage_uri": STORAGE[1], **kwargs}))
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize("change,field", [
+    (lambda p: p.update(canaryTrafficPercent=150), "spec.predictor.canaryTrafficPercent"),
+    (lambda p: p.update(tensorflow={"storageUri": STORAGE[1]}), "spec.predictor"),
+    (lambda p: p.pop("model"), "spec.predictor"),
+    (lambda p: p.update(minReplicas=5, maxReplicas=2), "spec.predictor.minReplicas"),
+])
+def test_webhook_only_rules_are_checked_in_code(change, field):
+    service = copy.deepcopy(build(ServiceConfig("penguins", STORAGE[1])))
+    change(service["spec"]["predictor"])
+    with pytest.raises(InvalidInputError) as caught:
+        check_webhook_rules(service)
+    assert caught.value.field == field
+
+
+class FakeKServe:
+    """KServe's controller as the API shows it: each new generation becomes a revision that turns Ready after
+    a few reconciles; with canaryTrafficPercent the previous rolled-out revision keeps the rest of the traffic,
+    and traffic entries are tagged latest/prev. URLs point at the model servers the test runs per storageUri."""
+
+    def __init__(self, urls: dict, ready_after: int = 3):
+        self.urls, self.ready_after, self.seen, self.rolled_out = urls, ready_after, {}, {}
+
+    def __call__(self, service: dict):
+        name, generation = service["metadata"]["name"], service["metadata"]["generation"]
+        key = (name, generation)
+        self.seen[key] = self.seen.get(key, 0) + 1
+        status = copy.deepcopy(service.get("status") or {})
+        revision = f"{name}-predictor-{generation:05d}"
+        predictor = service["spec"]["predictor"]
+        url = self.urls.get(predictor["model"]["storageUri"])
+        if self.seen[key] < self.ready_after or url is None:  # a storage URI nobody serves never gets Ready
+            return {**status, "conditions": [{"type": "Ready", "status": "False", "reason": "RevisionMissing",
+                                              "message": f"Revision {revision} is not ready"}],
+                    "components": {"predictor": {**(status.get("components") or {}).get("predictor", {}),
+                                                 "latestCreatedRevision": revision}}}
+        percent = predictor.get("canaryTrafficPercent")
+        previous = self.rolled_out.get(name)
+        if percent is None or percent == 100 or previous is None:
+            traffic = [{"revisionName": revision, "percent": 100, "latestRevision": True, "tag": "latest",
+                        "url": url}]
+            self.rolled_out[name] = (revision, url)
+        elif percent == 0:
+            traffic = [{"revisionName": previous[0], "percent": 100, "tag": "prev", "url": previous[1]},
+                       {"revisionName": revision, "percent": 0, "latestRevision": True, "tag": "latest", "url": url}]
+        else:
+            traffic = [{"revisionName": revision, "percent": percent, "latestRevision": True, "tag": "latest",
+                        "url": url},
+                       {"revisionName": previous[0], "percent": 100 - percent, "tag": "prev", "url": previous[1]}]
+        stable_url = traffic[0]["url"] if traffic[0]["percent"] == 100 else previous[1]
+        return {"observedGeneration": generation, "url": stable_url,
+                "conditions": [{"type": "Ready", "status": "True"}, {"type": "PredictorReady", "status": "True"}],
+                "components": {"predictor": {"latestCreatedRevision": revision, "latestReadyRevision": revision,
+                                             "traffic": traffic, "url": stable_url}}}
+
+
+@pytest.fixture(scope="module")
+def model_servers(tmp_path_factory, pushed_versions):
+    """A live model server per stored version, standing in for the revisions' pods: each serves the model
+    under the InferenceService's name, as KServe's runtime does."""
+    import sys
+
+    from conftest import BackgroundServer, free_port
+
+    servers, urls = [], {}
+    for version in (1, 2):
+        port = free_port()
+        command = [sys.executable, "-m", "kubeline.serving.server", "--model_name", "penguins", "--model_dir",
+                   pushed_versions[version], "--model_version", str(version), "--http_port", str(port)]
+        servers.append(BackgroundServer(command, port, tmp_path_factory.mktemp(f"revision-{version}"), 120).start())
+        urls[STORAGE[version]] = f"http://127.0.0.1:{port}"
+    yield urls
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def kserve_api(tmp_path, model_servers):
+    resources = {("serving.kserve.io", "v1beta1", "inferenceservices"):
+                 ("InferenceService", crd_validator("serving.kserve.io_inferenceservices.yaml"))}
+    fake = FakeKubernetes(resources, reconcile_interval=0.02).start()
+    fake.kubeconfig_path = fake.kubeconfig(tmp_path / "kubeconfig")
+    fake.controller = FakeKServe(model_servers)
+    fake.controllers["inferenceservices"] = fake.controller
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def inputs(trained_model, evaluated_model):
+    return load_inputs(str(trained_model[1]), str(evaluated_model), rows=20)
+
+
+def config(name, **kwargs):
+    return DeployConfig(target="kubernetes", name=name, canary_percent=25, timeout_s=10, poll_s=0.02,
+                        service={"namespace": "kubeflow", **kwargs})
+
+
+def test_first_deploy_creates_the_service_then_a_canary_is_promoted(kserve_api, inputs):
+    schema, expected = inputs
+    lines = []
+    first = deploy(Release(STORAGE[1], "1"), expected, schema, config("penguins"),
+                   kubeconfig=kserve_api.kubeconfig_path, log=lines.append)
+    assert first.action == "created" and first.smoke["passed"]
+    service = kserve_api.get("inferenceservices", "kubeflow", "penguins")
+    assert service["metadata"]["generation"] == 1 and "canaryTrafficPercent" not in service["spec"]["predictor"]
+    assert first.endpoint == f"{kserve_api.controller.urls[STORAGE[1]]}/v1/models/penguins:predict"
+
+    second = deploy(Release(STORAGE[2], "2"), expected, schema, config("penguins"),
+                    kubeconfig=kserve_api.kubeconfig_path, log=lines.append)
+    assert second.action == "promoted" and second.smoke["passed"]
+    assert second.endpoint == f"{kserve_api.controller.urls[STORAGE[2]]}/v1/models/penguins:predict"
+    service = kserve_api.get("inferenceservices", "kubeflow", "penguins")
+    assert service["metadata"]["generation"] == 3  # canary, then promotion
+    assert "canaryTrafficPercent" not in service["spec"]["predictor"]
+    assert service["spec"]["predictor"]["model"]["storageUri"] == STORAGE[2]
+    patches = [path for method, path in kserve_api.requests if method == "PATCH"]
+    assert len(patches) == 2 and [m for m, _ in kserve_api.requests if m == "POST"] == ["POST"]
+    assert any("canary with 25% of traffic next to version 1" in line for line in lines)
+
+
+def test_a_failing_canary_is_rolled_back_and_the_service_keeps_the_stable_revision(kserve_api, inputs):
+    schema, expected = inputs
+    deploy(Release(STORAGE[1], "1"), expected, schema, config("penguins"), kubeconfig=kserve_api.kubeconfig_path,
+           log=lambda line: None)
+    wrong = smoke.Expected(expected.instances, ["Chinstrap"] * len(expected.labels), expected.probabilities,
+                           expected.classes)
+    with pytest.raises(OperationFailedError, match="smoke test of version 2 failed, rolled back: version 1 keeps"):
+        deploy(Release(STORAGE[2], "2"), wrong, schema, config("penguins"), kubeconfig=kserve_api.kubeconfig_path,
+               log=lambda line: None)
+    service = kserve_api.get("inferenceservices", "kubeflow", "penguins")
+    assert service["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    traffic = service["status"]["components"]["predictor"]["traffic"]
+    assert {t["tag"]: t["percent"] for t in traffic} == {"prev": 100, "latest": 0}
+
+
+def test_a_revision_that_never_gets_ready_times_out_with_its_conditions(kserve_api, inputs):
+    schema, expected = inputs
+    with pytest.raises(OperationFailedError, match="generation 1 was not Ready within 0 s; conditions: Ready=False "
+                                                   "\\(RevisionMissing: Revision penguins-predictor-00001"):
+        deploy(Release("gs://models/penguins/9", "9"), expected, schema,
+               DeployConfig(target="kubernetes", name="penguins", timeout_s=0.3, poll_s=0.02),
+               kubeconfig=kserve_api.kubeconfig_path, log=lambda line: None)
+
+
+@pytest.mark.parametrize("kwargs,release_uri,field", [
+    ({"canary_percent": 120}, STORAGE[1], "canary_percent"),
+    ({"canary_percent": 0}, STORAGE[1], "canary_percent"),
+    ({"service": {"runtime": "onnx"}}, STORAGE[1], "runtime"),
+    ({}, "", "storage_uri"),
+    ({}, "file:///tmp/models/penguins/1", "storage_uri"),
+    ({"service": {"replicas": 3}}, STORAGE[1], "service"),
+    ({"service": {"min_replicas": 3, "max_replicas": 1}}, STORAGE[1], "max_replicas"),
+    ({"target": "openshift"}, STORAGE[1], "target"),
+    ({"name": "Penguins!"}, STORAGE[1], "endpoint_name"),
+])
+def test_bad_deploy_configs_are_refused_before_anything_is_sent(kserve_api, inputs, kwargs, release_uri, field):
+    schema, expected = inputs
+    with pytest.raises(InvalidInputError) as caught:
+        deploy(Release(release_uri, "1"), expected, schema,
+               DeployConfig(**{"target": "kubernetes", "name": "penguins", **kwargs}),
+               kubeconfig=kserve_api.kubeconfig_path, log=lambda line: None)
+    assert caught.value.field == field
+    assert kserve_api.requests == []
