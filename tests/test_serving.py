@@ -201,6 +201,9 @@ def test_a_bad_rollout_is_refused_and_the_stable_version_keeps_serving(server, p
                                                                 "canary": {"uri": pushed_versions[2]},
                                                                 "canary_percent": 120})
     assert status == 400 and "canary_percent: 120 is not in 0..100" in body["error"]
+    for broken in ([1, 2], {"stable": "v1"}, {"stable": {"uri": pushed_versions[1]}, "canary": {"version": "2"}}):
+        status, body = call(server, "PUT", "/kubeline/v1/rollout", broken)
+        assert status == 400 and (".uri: is missing" in body["error"]), body
     assert call(server, "GET", "/kubeline/v1/rollout")[1]["canary"] is None
     assert call(server, "POST", "/v1/models/penguins:predict", {"instances": [ROW]})[1]["model_version"] == "1"
 

@@ -148,9 +148,12 @@ class Deployment:
         """Loads what the state names (a failure leaves the current state serving), then switches."""
         from kubeline.serving.model import TrafficSplit
 
+        if not isinstance(state, dict) or not isinstance(state.get("stable"), dict) or not state["stable"].get("uri"):
+            raise InvalidInputError("stable.uri", "is missing", 'send {"stable": {"uri": ..., "version": ...}, '
+                                                                '"canary": {...} or null, "canary_percent": 0..100}')
+        if state.get("canary") is not None and not (isinstance(state["canary"], dict) and state["canary"].get("uri")):
+            raise InvalidInputError("canary.uri", "is missing", "name the canary's stored version, or send null")
         percent = state.get("canary_percent", 0)
-        if not state.get("stable", {}).get("uri"):
-            raise InvalidInputError("stable.uri", "is missing", "name the stored version to serve")
         if not isinstance(percent, int) or not 0 <= percent <= 100:
             raise InvalidInputError("canary_percent", f"{percent!r} is not in 0..100", "give a whole percent")
         stable = self._model(state["stable"])
@@ -209,6 +212,7 @@ def create_app(deployment_name: str, cache_dir: str):
     app.add_api_route("/metrics", metrics, methods=["GET"])
     app.add_api_route("/kubeline/v1/rollout", rollout, methods=["PUT"])
     app.add_api_route("/kubeline/v1/rollout", current, methods=["GET"])
+
     async def invalid_input(_, error):
         return JSONResponse({"error": invalid_input_message(error)}, status_code=400)
 
