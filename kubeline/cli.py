@@ -53,6 +53,7 @@ def cmd_compile(args) -> int:
 
 def cmd_serve(args) -> int:
     from kubeline.serving import local
+    from kubeline.serving.client import predict_url
 
     if args.action == "list":
         running = local.deployments()
@@ -61,7 +62,7 @@ def cmd_serve(args) -> int:
         for state in running:
             canary = (f", canary version {state['canary']['version']} at {state['canary_percent']}%"
                       if state["canary"] else "")
-            print(f"{state['name']}: {state['url']}/v1/models/{state['name']}:predict  stable version "
+            print(f"{state['name']}: {predict_url(state['url'], state['name'])}  stable version "
                   f"{state['stable']['version']} ({state['stable']['uri']}){canary}  pid {state['pid']}")
         return 0
     if not args.name:

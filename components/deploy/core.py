@@ -16,6 +16,7 @@ from kubeline import kube
 from kubeline.errors import InvalidInputError, OperationFailedError
 from kubeline.schema import Schema
 from kubeline.serving import local, smoke
+from kubeline.serving.client import predict_url
 from kubeline.serving.inference_service import GROUP, PLURAL, VERSION, ServiceConfig, build, check, check_name
 
 TARGETS = ("local", "kubernetes")
@@ -115,7 +116,7 @@ class LocalTarget:
         local.stop(self.config.name)
 
     def endpoint(self) -> str:
-        return f"{self.state['url']}/v1/models/{self.config.name}:predict"
+        return predict_url(self.state["url"], self.config.name)
 
 
 class KubernetesTarget:
@@ -198,7 +199,7 @@ class KubernetesTarget:
                  f"(kubectl describe inferenceservice -n {self.namespace} {self.config.name})")
 
     def endpoint(self) -> str:
-        return f"{self._url()}/v1/models/{self.config.name}:predict"
+        return predict_url(self._url(), self.config.name)
 
 
 def _smoke(url: str, model_name: str, expected: smoke.Expected, schema: Schema, config: DeployConfig, protocols,

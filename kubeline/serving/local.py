@@ -13,10 +13,10 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 from kubeline.errors import OperationFailedError
+from kubeline.serving.client import request
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 120
@@ -28,16 +28,6 @@ def home() -> Path:
 
 def _state_file(name: str) -> Path:
     return home() / "deployments" / f"{name}.json"
-
-
-def request(method: str, url: str, body: dict | None = None, timeout: float = 30.0) -> tuple[int, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
 
 
 def _alive(state: dict) -> bool:

@@ -16,6 +16,7 @@ from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
+from kubeline.errors import InvalidInputError
 from kubeline.model import SIGNATURE, load_schema
 from kubeline.schema import NUMERIC, Schema
 from kubeline.serving import metrics
@@ -102,7 +103,8 @@ def packed_predictor(saved_model, schema: Schema):
 
 
 def _fail(field: str, problem: str, fix: str):
-    raise InvalidInput(f"{field}: {problem}. Fix: {fix}")
+    """A bad request: KServe's InvalidInput (HTTP 400) with the project's ``field: problem. Fix: fix`` message."""
+    raise InvalidInput(str(InvalidInputError(field, problem, fix)))
 
 
 class ServedModel(Model):
@@ -117,7 +119,6 @@ class ServedModel(Model):
         import tensorflow as tf
 
         self.schema = load_schema(self.model_dir)
-        self.classes = list(self.schema.classes)
         self.batcher = MicroBatcher(packed_predictor(tf.saved_model.load(self.model_dir), self.schema))
         self.batcher.run(self.columns_v1([self.example_row()], "instances"))  # trace and warm up before ready
         self.ready = True
@@ -129,7 +130,7 @@ class ServedModel(Model):
 
     def get_output_types(self) -> list[dict]:
         return [{"name": "label", "datatype": "BYTES", "shape": [-1]},
-                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(self.classes)]}]
+                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(self.schema.classes)]}]
 
     def example_row(self) -> dict:
         return {f.name: (0.0 if f.kind == NUMERIC else f.domain[0]) for f in self.schema.features}
@@ -236,11 +237,11 @@ class ServedModel(Model):
             return InferResponse(
                 response_id=payload.id or "", model_name=self.name, model_version=self.version,
                 infer_outputs=[InferOutput("label", [rows], "BYTES", data=labels),
-                               InferOutput("probabilities", [rows, len(self.classes)], "FP32",
+                               InferOutput("probabilities", [rows, len(self.schema.classes)], "FP32",
                                            data=probabilities.flatten().tolist(),
-                                           parameters={"classes": ",".join(self.classes)})])
+                                           parameters={"classes": ",".join(self.schema.classes)})])
         return {"model_version": self.version,
-                "predictions": [{"label": label, "probabilities": dict(zip(self.classes, map(float, row)))}
+                "predictions": [{"label": label, "probabilities": dict(zip(self.schema.classes, map(float, row)))}
                                 for label, row in zip(labels, probabilities)]}
 
 

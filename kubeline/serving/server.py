@@ -7,10 +7,9 @@ Flags follow KServe's model-server conventions (a ServingRuntime passes ``--mode
 ``--model_dir=/mnt/models``); ``--host`` defaults to 127.0.0.1, the container image passes 0.0.0.0.
 ``model_dir`` may be a stored version's URI (verified against its manifest; gs:// is downloaded to
 ``--cache_dir``). A folder without a manifest, such as KServe's /mnt/models copy, is served as is.
-``kserve.ModelServer`` always
-binds 0.0.0.0, so the FastAPI app is assembled from KServe's endpoint, data-plane and error-handler parts
-and served by uvicorn on ``host``. Besides the KServe routes it serves ``/metrics`` and
-``PUT /kubeline/v1/rollout`` (the local deployer's way to load a canary, promote or roll back).
+``kserve.ModelServer`` always binds 0.0.0.0, so the FastAPI app is assembled from KServe's endpoint,
+data-plane and error-handler parts and served by uvicorn on ``host``. Besides the KServe routes it serves
+``/metrics`` and ``PUT /kubeline/v1/rollout`` (the local deployer's way to load a canary, promote or roll back).
 """
 import asyncio
 import json
@@ -21,7 +20,12 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+
 from kubeline.errors import InvalidInputError
+from kubeline.serving import metrics
+from kubeline.serving.model import ServedModel, TrafficSplit
 
 MAX_BODY_BYTES = 1 << 20
 MODEL_PATH = re.compile(r"^/v([12])/models/([^/:]+)(?::predict|/infer)$")
@@ -64,8 +68,6 @@ class Front:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        from kubeline.serving import metrics
-
         started = time.perf_counter()
         match = MODEL_PATH.match(scope["path"])
         status = {}
@@ -91,8 +93,6 @@ class Front:
             metrics.LATENCY.labels(model, protocol).observe(time.perf_counter() - started)
 
     async def predict_v1(self, model_name: str, scope, receive) -> tuple[int, dict]:
-        from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
-
         chunks, more = [], True
         while more:
             message = await receive()
@@ -117,8 +117,6 @@ class Front:
 
 
 async def respond(send, status: int, content: dict) -> None:
-    import orjson
-
     body = orjson.dumps(content)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
@@ -135,8 +133,6 @@ class Deployment:
         self.lock = asyncio.Lock()
 
     def _model(self, target: dict):
-        from kubeline.serving.model import ServedModel
-
         uri = target["uri"]
         if uri not in self.loaded:
             model = ServedModel(self.name, local_copy(uri, self.cache_dir), str(target.get("version", "")))
@@ -146,8 +142,6 @@ class Deployment:
 
     def apply(self, state: dict) -> dict:
         """Loads what the state names (a failure leaves the current state serving), then switches."""
-        from kubeline.serving.model import TrafficSplit
-
         if not isinstance(state, dict) or not isinstance(state.get("stable"), dict) or not state["stable"].get("uri"):
             raise InvalidInputError("stable.uri", "is missing", 'send {"stable": {"uri": ..., "version": ...}, '
                                                                 '"canary": {...} or null, "canary_percent": 0..100}')

@@ -6,16 +6,14 @@ the V1 protocol and, for the kubeline runtime, in V2.
 """
 from __future__ import annotations
 
-import json
 import math
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from kubeline.schema import NUMERIC, Schema
+from kubeline.serving.client import predict_url, request
 
 PREDICTIONS_FILE = "predictions.parquet"
 
@@ -58,16 +56,6 @@ def v2_request(instances: list[dict], schema: Schema) -> dict:
                                  for row in instances]} for f in schema.features]}
 
 
-def post(url: str, body: dict, timeout: float = 30.0) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, {"error": error.read().decode(errors="replace")}
-
-
 def _served_v1(response: dict, classes: list[str]) -> tuple[list[str], np.ndarray]:
     predictions = response["predictions"]
     labels = [p["label"] for p in predictions]
@@ -88,9 +76,10 @@ def check(base_url: str, model_name: str, expected: Expected, schema: Schema, to
     problems, worst = [], 0.0
     for protocol in protocols:
         if protocol == "v1":
-            status, body = post(f"{base_url}/v1/models/{model_name}:predict", {"instances": expected.instances})
+            status, body = request("POST", predict_url(base_url, model_name), {"instances": expected.instances})
         else:
-            status, body = post(f"{base_url}/v2/models/{model_name}/infer", v2_request(expected.instances, schema))
+            status, body = request("POST", f"{base_url}/v2/models/{model_name}/infer",
+                                   v2_request(expected.instances, schema))
         if status != 200:
             problems.append(f"{protocol}: HTTP {status} {str(body)[:300]}")
             continue

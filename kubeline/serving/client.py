@@ -1,0 +1,26 @@
+"""A small JSON-over-HTTP client for the model server (standard library only)."""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+
+def predict_url(base_url: str, model_name: str) -> str:
+    """The V1 predict URL of a model on a server."""
+    return f"{base_url}/v1/models/{model_name}:predict"
+
+
+def request(method: str, url: str, body: dict | None = None, timeout: float = 30.0) -> tuple[int, dict]:
+    """(HTTP status, JSON body); an error body that is not JSON comes back as ``{"error": text}``."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        text = error.read()
+        try:
+            return error.code, json.loads(text or b"{}")
+        except ValueError:
+            return error.code, {"error": text.decode(errors="replace")}
