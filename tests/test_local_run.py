@@ -16,7 +16,9 @@ def run_cli(*args, cwd=None):
 
 
 @pytest.fixture(scope="module")
-def penguin_run(tmp_path_factory, kubeline_home):
+def penguin_run(tmp_path_factory, kubeline_home, gcs):
+    # The endpoint this run starts keeps its environment: with the GCS emulator's address in it, the later
+    # gs:// run can load its canary into the same server, as a user's server would with their credentials.
     out = tmp_path_factory.mktemp("run")
     result = run_cli("run", "--local", "--output-dir", str(out), "--cache")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
