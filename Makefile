@@ -1,16 +1,19 @@
 # Two commands on a fresh clone: `make run` (the local penguin pipeline) and `make test` (the whole suite).
+# Every install takes its exact versions from constraints.txt (the lock); `make lock` regenerates it.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+LOCK := constraints.txt
 STAMP := $(VENV)/.kubeline-installed
 OUTPUT_DIR ?= runs/latest
 
-.PHONY: run test compile bench clean
+.PHONY: run test compile bench lock fresh-check clean
 
-$(STAMP): setup.py
+# Reinstalls whenever setup.py or the lock changes: pip moves every package to its locked version.
+$(STAMP): setup.py $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/pip install --quiet -e '.[all,dev]'
+	$(BIN)/pip install --quiet -c $(LOCK) pip setuptools wheel
+	$(BIN)/pip install --quiet -c $(LOCK) -e '.[all,dev]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -24,6 +27,15 @@ compile: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/local_run.py
+
+# A deliberate upgrade: make lock && make compile && make test, then commit the lock and compiled YAML together.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python .ci/lock
+
+# The README's two commands on a fresh clone of HEAD, with no virtualenv or pip cache reused.
+fresh-check:
+	.ci/fresh-check
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -44,6 +44,7 @@ TF = [
     "tensorflow>=2.21,<2.22",
     "tensorflow-transform>=1.21,<1.22",
 ]
+GPU = ["tensorflow[and-cuda]>=2.21,<2.22"]  # the CUDA libraries, for the kubeline-tf-gpu image
 SERVING = ["kserve>=0.21,<0.22", "kubernetes>=30,<31"]
 REGISTRY = ["mlflow>=3.17,<3.18"]
 TUNING = ["optuna>=4,<6", "cmaes>=0.11", "scikit-optimize>=0.10.2,<0.11", "kubernetes>=30,<31"]
@@ -75,6 +76,7 @@ setup(
         "registry": REGISTRY,
         "tuning": TUNING,
         "all": DATA + TF + SERVING + REGISTRY + TUNING,
+        "gpu": GPU,
         "dev": DEV,
     },
     entry_points={"console_scripts": ["kubeline=kubeline.cli:main"]},

@@ -8,6 +8,7 @@ import pytest
 import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
+from lock import locked_versions
 
 from kubeline import __version__
 from kubeline.pipelines import PIPELINES
@@ -22,12 +23,51 @@ def compile_fresh(out_dir: Path) -> None:
                     f"compile_all({str(out_dir)!r})"], check=True, env=env)
 
 
+def pipeline_documents(text: str) -> list[dict]:
+    """The compiled YAML as data, less `sdkVersion` (which SDK wrote it, not what the pipeline does)."""
+    documents = list(yaml.safe_load_all(text))
+    for document in documents:
+        document.pop("sdkVersion", None)
+    return documents
+
+
+def differences(committed, fresh, path: str = "") -> list[str]:
+    """Where two parsed specs differ, as readable paths (`root.inputDefinitions.parameters.seed.defaultValue`)."""
+    if isinstance(committed, dict) and isinstance(fresh, dict):
+        return [line for key in sorted(set(committed) | set(fresh), key=str)
+                for line in differences(committed.get(key), fresh.get(key), f"{path}.{key}".lstrip("."))]
+    if isinstance(committed, list) and isinstance(fresh, list) and len(committed) == len(fresh):
+        return [line for index, (a, b) in enumerate(zip(committed, fresh))
+                for line in differences(a, b, f"{path}[{index}]")]
+    return [] if committed == fresh else [f"{path}: committed {committed!r}, compiled now {fresh!r}"]
+
+
 @pytest.mark.parametrize("file_name", sorted(PIPELINES))
 def test_committed_yaml_is_current(file_name, tmp_path):
     compile_fresh(tmp_path)
-    committed = (COMPILED_DIR / file_name).read_text()
-    assert (tmp_path / file_name).read_text() == committed, (
-        f"pipelines/compiled/{file_name} is stale: run `make compile` and commit the result")
+    changed = differences(pipeline_documents((COMPILED_DIR / file_name).read_text()),
+                          pipeline_documents((tmp_path / file_name).read_text()))
+    assert not changed, (f"pipelines/compiled/{file_name} is stale: run `make compile` and commit the result. "
+                         f"Differences: {changed[:10]}")
+
+
+def test_staleness_check_sees_the_spec_and_not_the_sdk_version():
+    committed = (COMPILED_DIR / "training_pipeline.yaml").read_text()
+    documents = pipeline_documents(committed)
+    assert differences(documents, pipeline_documents(committed.replace("sdkVersion: kfp-", "sdkVersion: kfp-9"))) == []
+    head, found, tail = committed.rpartition("defaultValue: 42.0")  # the last one: the pipeline's own seed
+    changed_default = head + "defaultValue: 43.0" + tail
+    assert found
+    assert differences(documents, pipeline_documents(changed_default)) == [
+        "[0].root.inputDefinitions.parameters.seed.defaultValue: committed 42.0, compiled now 43.0"]
+
+
+@pytest.mark.parametrize("file_name", sorted(PIPELINES))
+def test_committed_yaml_was_compiled_with_the_locked_kfp(file_name):
+    sdk_version = yaml.safe_load((COMPILED_DIR / file_name).read_text())["sdkVersion"]
+    assert sdk_version == f"kfp-{locked_versions()['kfp']}", (
+        f"pipelines/compiled/{file_name} was compiled with {sdk_version}, the lock has "
+        f"kfp=={locked_versions()['kfp']}: run `make compile` in the locked environment and commit the result")
 
 
 @pytest.mark.parametrize("file_name", sorted(PIPELINES))
