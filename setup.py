@@ -3,10 +3,11 @@
 The import package is ``kubeline``. The repository's top-level folders map into it, so the
 folder layout shows the architecture while nothing shadows the real ``kserve`` SDK:
 
-    kubeline/     -> kubeline             shared core: schema, URIs, images, CLI, local runner
-    components/   -> kubeline.components  one folder per component (component.py + plain-Python core)
+    kubeline/     -> kubeline             contracts at the bottom (schema, storage, model store, saved model,
+                                          training, artifacts, registry, kube, serving), the CLI on top
+    katib/        -> kubeline.katib       Katib Experiment builder, cluster runner, local tuner
+    components/   -> kubeline.components  one folder per component (component.py, config.py, core.py)
     pipelines/    -> kubeline.pipelines   pipeline definitions; compiled/ holds the committed YAML
-    katib/        -> kubeline.tuning      Katib Experiment builder, trial entrypoint, local tuner
     kserve/          (no Python)          model-server image, ServingRuntime and RBAC manifests; the
                                           server's code is kubeline/serving (kubeline.serving)
 """
@@ -22,7 +23,7 @@ PACKAGE_DIRS = {
     "kubeline": "kubeline",
     "kubeline.components": "components",
     "kubeline.pipelines": "pipelines",
-    "kubeline.tuning": "katib",  # Katib's SDK imports as kubeflow.katib: a root katib/ shadows nothing
+    "kubeline.katib": "katib",  # Katib's SDK imports as kubeflow.katib: nothing is shadowed
 }
 COMPONENTS = ["ingest", "transform", "tune", "train", "evaluate", "track", "push", "deploy"]
 

@@ -39,8 +39,8 @@ def wrk(url: str, concurrency: int, seconds: int, work_dir: Path) -> dict:
 def in_process(model_dir: str, seconds: float) -> dict:
     import tensorflow as tf
 
-    from kubeline.model import load_schema
-    from kubeline.serving.model import packed_predictor
+    from kubeline.saved_model import load_schema
+    from kubeline.serving.served_model import packed_predictor
     from kubeline.schema import NUMERIC
 
     schema = load_schema(model_dir)

@@ -1,1 +1,1 @@
-"""Katib tuning: Experiment objects for the train step and the trial entrypoint (kubeline.tuning)."""
+"""Katib tuning (``kubeline.katib``): Experiment objects for the train step, a cluster runner, a local tuner."""

@@ -1,12 +1,11 @@
 """Run an Experiment on a cluster's Katib and read its optimal trial."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from kubeline import kube
 from kubeline.errors import InvalidInputError, OperationFailedError
-from kubeline.tuning.experiment import GROUP, PLURAL, VERSION, validate
+from kubeline.katib.experiment import GROUP, PLURAL, VERSION, validate
 
 
 @dataclass
@@ -67,27 +66,28 @@ def run_experiment(experiment: dict, timeout_s: float, poll_s: float = 10.0, del
 def _wait(api, experiment: dict, where: str, timeout_s: float, poll_s: float, log) -> ClusterResult:
     namespace, name = experiment["metadata"]["namespace"], experiment["metadata"]["name"]
     max_failed = experiment["spec"].get("maxFailedTrialCount")
-    deadline, last = time.monotonic() + timeout_s, None
-    while True:
-        current = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    last = {}
+
+    def finished(current: dict) -> bool:
         status = current.get("status") or {}
         counts = _counts(status)
-        if counts != last:
+        if counts != last.get("counts"):
             log(f"tune: {where} trials {counts}")
-            last = counts
+            last["counts"] = counts
         failed_list = ", ".join(status.get("failedTrialList") or []) or "none listed"
         if kube.condition(current, "Failed") or (max_failed is not None and counts["Failed"] > max_failed):
             raise OperationFailedError(f"{where} failed: {counts['Failed']} failed trials (maxFailedTrialCount "
-                                    f"{max_failed}; {failed_list}); conditions: {kube.conditions_text(current)}. "
-                                    f"See the trials' logs: kubectl logs -n {namespace} -l "
-                                    f"katib.kubeflow.org/experiment={name}")
-        succeeded = kube.condition(current, "Succeeded")
-        if succeeded:
-            return _result(status, succeeded, where, experiment["spec"]["objective"]["objectiveMetricName"])
-        if time.monotonic() > deadline:
-            raise OperationFailedError(f"{where} did not finish within {timeout_s:.0f} s; trials {counts}; "
-                                    f"conditions: {kube.conditions_text(current)}")
-        time.sleep(poll_s)
+                                       f"{max_failed}; {failed_list}); conditions: {kube.conditions_text(current)}. "
+                                       f"See the trials' logs: kubectl logs -n {namespace} -l "
+                                       f"katib.kubeflow.org/experiment={name}")
+        return kube.condition(current, "Succeeded") is not None
+
+    current = kube.wait_for(lambda: api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
+                            finished, timeout_s, poll_s,
+                            lambda obj: f"{where} did not finish within {timeout_s:.0f} s; trials "
+                                        f"{_counts(obj.get('status') or {})}; conditions: {kube.conditions_text(obj)}")
+    return _result(current["status"], kube.condition(current, "Succeeded"), where,
+                   experiment["spec"]["objective"]["objectiveMetricName"])
 
 
 def _result(status: dict, succeeded: dict, where: str, objective: str) -> ClusterResult:

@@ -8,11 +8,11 @@ so a bad spec is refused here, before anything is sent to a cluster.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from kubeline import images
-from kubeline.components.train.core import HParams
 from kubeline.errors import InvalidInputError
+from kubeline.training import TRAINER_METRICS, TRIAL_MODULE, TUNABLE, trial_args
 
 GROUP, VERSION, PLURAL, KIND = "kubeflow.org", "v1beta1", "experiments", "Experiment"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -30,9 +30,6 @@ ALGORITHM_SETTINGS = {
     "hyperband": {"resource_name", "eta", "r_l"},
 }
 EARLY_STOPPING_SETTINGS = {"medianstop": {"min_trials_required", "start_step"}}
-# What the train step prints (name=value lines), which way is better, and the values it can take.
-TRAINER_METRICS = {"accuracy": ("maximize", 0.0, 1.0), "loss": ("minimize", 0.0, float("inf"))}
-TUNABLE = {f.name for f in fields(HParams)}
 PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^}]+)\}")
 CONTAINER = "training"
 
@@ -66,16 +63,17 @@ def _text(value) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
-def build_experiment(name: str, parameters: list[Parameter], trial_args: list[str], namespace: str = "kubeflow",
+def build_experiment(name: str, parameters: list[Parameter], fixed_args: list[str], namespace: str = "kubeflow",
                      objective_metric: str = "accuracy", goal: float | None = None,
                      additional_metrics: list[str] | None = None, algorithm: str = "random",
                      algorithm_settings: dict | None = None, parallel_trials: int = 2, max_trials: int = 8,
                      max_failed_trials: int = 3, early_stopping: dict | None = None, image: str = images.TF_GPU,
                      gpus: int = 0) -> dict:
-    """A validated Experiment whose trials run ``python -m kubeline.tuning.trial`` in the train image.
+    """A validated Experiment whose trials run the training contract's trial command in the train image.
 
-    ``trial_args`` are the trial entrypoint's fixed arguments (the transformed data and transform graph
-    URIs); each parameter is passed as ``--<name>=${trialParameters.<name>}``. ``early_stopping`` is e.g.
+    ``fixed_args`` are the trial's fixed arguments (``kubeline.training.trial_args``: the transformed data
+    and transform graph URIs, the budget, the seed); each parameter is passed as
+    ``--<name>=${trialParameters.<name>}``. ``early_stopping`` is e.g.
     ``{"algorithm": "medianstop", "settings": {"min_trials_required": 3}}``.
     """
     direction = TRAINER_METRICS.get(objective_metric, ("maximize",))[0]
@@ -85,8 +83,8 @@ def build_experiment(name: str, parameters: list[Parameter], trial_args: list[st
         objective["goal"] = goal
     container = {
         "name": CONTAINER, "image": image,
-        "command": ["python", "-m", "kubeline.tuning.trial", *trial_args,
-                    *(f"--{p.name}=${{trialParameters.{p.name}}}" for p in parameters)],
+        "command": ["python", "-m", TRIAL_MODULE, *fixed_args,
+                    *trial_args({p.name: f"${{trialParameters.{p.name}}}" for p in parameters})],
     }
     if gpus:
         container["resources"] = {"limits": {"nvidia.com/gpu": gpus}}

@@ -1,7 +1,7 @@
 """Run a Katib Experiment spec on this machine with the libraries behind Katib's algorithms.
 
-Each trial is a real training run (``python -m kubeline.tuning.trial``) in its own process, up to
-``parallelTrialCount`` at once; its metrics are read from stdout the way Katib's StdOut collector
+Each trial is a real training run, the trial template's container command with Katib's
+``${trialParameters.*}`` placeholders filled in, in its own process here, up to ``parallelTrialCount`` at once; its metrics are read from stdout the way Katib's StdOut collector
 reads them (``name=value`` lines; the trial prints one set per epoch, then the final values).
 The search stops at ``maxTrialCount``, when the objective reaches ``goal``, or when more than
 ``maxFailedTrialCount`` trials failed. ``medianstop`` stops a running trial whose objective at an
@@ -22,7 +22,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from kubeline.tuning.experiment import validate
+from kubeline.katib.experiment import PLACEHOLDER, validate
 
 METRIC_LINE = re.compile(r"^\s*([\w|-]+)\s*=\s*([+-]?\d*\.?\d+(?:[eE][+-]?\d+)?)\s*$")
 LOG_TAIL_LINES = 20
@@ -266,10 +266,20 @@ class MedianStop:
             return not self.better(value, statistics.median(earlier))
 
 
-def run_trial(number: int, parameters: dict, trial_args: list[str], objective: str,
+def trial_command(spec: dict, assignments: dict) -> list[str]:
+    """The primary container's command and args with the trial's assignments filled in, as Katib's controller
+    fills them, and ``python`` meaning this interpreter."""
+    template = spec["trialTemplate"]
+    references = {p["name"]: p["reference"] for p in template["trialParameters"]}
+    containers = template["trialSpec"]["spec"]["template"]["spec"]["containers"]
+    container = next(c for c in containers if c["name"] == template["primaryContainerName"])
+    command = [PLACEHOLDER.sub(lambda match: str(assignments[references[match[1]]]), part)
+               for part in [*container.get("command", []), *container.get("args", [])]]
+    return [sys.executable, *command[1:]] if command[0] == "python" else command
+
+
+def run_trial(number: int, parameters: dict, command: list[str], objective: str,
               early_stop: MedianStop | None) -> TrialResult:
-    command = [sys.executable, "-m", "kubeline.tuning.trial", *trial_args,
-               *(f"--{name}={value}" for name, value in parameters.items())]
     started = time.time()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines, curve, metrics, stopped = [], [], {}, False
@@ -295,7 +305,7 @@ def run_trial(number: int, parameters: dict, trial_args: list[str], objective: s
     return TrialResult(number, parameters, state, metrics, time.time() - started, tail)
 
 
-def tune(experiment: dict, trial_args: list[str], log=print) -> TuningResult:
+def tune(experiment: dict, log=print) -> TuningResult:
     """Runs the Experiment's search here and returns every trial and why the search stopped."""
     validate(experiment, trainer_metrics=True)
     spec = experiment["spec"]
@@ -327,8 +337,8 @@ def tune(experiment: dict, trial_args: list[str], log=print) -> TuningResult:
                 if suggestion is None:
                     break
                 token, values = suggestion
-                running[pool.submit(run_trial, len(results) + len(running), values, trial_args, objective,
-                                    early_stop)] = token
+                running[pool.submit(run_trial, len(results) + len(running), values, trial_command(spec, values),
+                                    objective, early_stop)] = token
             if not running:
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)

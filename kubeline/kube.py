@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import time
+from typing import Callable
 
-from kubeline.errors import InvalidInputError, ServiceUnavailableError
+from kubeline.errors import InvalidInputError, OperationFailedError, ServiceUnavailableError
 
 
 def custom_objects(kubeconfig: str = ""):
@@ -62,3 +64,17 @@ def conditions_text(obj: dict) -> str:
     items = (obj.get("status") or {}).get("conditions") or []
     return "; ".join(f"{c.get('type')}={c.get('status')}" + (f" ({c['reason']}: {c.get('message', '')})"
                                                                 if c.get("reason") else "") for c in items) or "none"
+
+
+def wait_for(read: Callable[[], dict], done: Callable[[dict], bool], timeout_s: float, poll_s: float,
+             timed_out: Callable[[dict], str]) -> dict:
+    """Reads an object every ``poll_s`` until ``done`` says so (it may raise to fail the wait); after
+    ``timeout_s`` raises OperationFailedError with ``timed_out``'s description of the last object read."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        current = read()
+        if done(current):
+            return current
+        if time.monotonic() > deadline:
+            raise OperationFailedError(timed_out(current))
+        time.sleep(poll_s)

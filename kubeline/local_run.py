@@ -5,11 +5,11 @@ import inspect
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from kubeline import storage
+from kubeline.artifacts import read_evaluation
 from kubeline.errors import InvalidInputError
 from kubeline.pipelines.training import PIPELINE_NAME, training_pipeline
 
@@ -55,61 +55,17 @@ def check_overrides(overrides: dict) -> None:
                                         f"give a JSON value like the default, {json.dumps(default)}")
 
 
-def preflight(data_uri: str, label: str, overrides: dict, model_root: str) -> None:
-    """Validates the data and options in this process, so mistakes fail in a second with a clear message."""
-    from dataclasses import fields
+def preflight(arguments: dict) -> None:
+    """Checks the options in this process, so mistakes fail in a second with a clear message: every step's
+    config from the arguments it will get (the checks the steps run), and that the data exists."""
+    from kubeline.pipelines import arguments as pipeline_arguments
 
-    from kubeline.components.evaluate.core import check_thresholds
-    from kubeline.components.ingest.core import ingest
-    from kubeline.components.push.core import check_model_name
-    from kubeline.components.train.core import HParams
-    from kubeline.schema import Schema
-
-    check_overrides(overrides)
-    HParams(**{f.name: overrides[f.name] for f in fields(HParams) if f.name in overrides})
-    check_tuning(overrides)
-    check_thresholds(overrides.get("thresholds", {}), "thresholds")
-    check_thresholds(overrides.get("change_thresholds", {}), "change_thresholds")
-    check_model_name(overrides.get("model_name", pipeline_parameters()["model_name"]))
-    check_deployment(overrides, model_root)
-    scheme, _ = storage.split_uri(model_root, "--model-root")
-    if scheme == "file" and overrides.get("tracking_uri", "").startswith(("http://", "https://")):
-        raise InvalidInputError("--model-root", "a tracking server refuses local model sources",
-                                "give a gs:// --model-root, or use the embedded sqlite:/// tracking default")
-    keys = ("eval_fraction", "seed", "drop_columns", "max_unknown_fraction")
-    schema = Schema.load_uri(overrides["schema_uri"]) if overrides.get("schema_uri") else None
-    with tempfile.TemporaryDirectory() as scratch:
-        paths = [os.path.join(scratch, name) for name in ("train", "eval", "schema", "report", "stats")]
-        ingest(data_uri, label, *paths, given_schema=schema, **{k: overrides[k] for k in keys if k in overrides})
-
-
-def check_tuning(overrides: dict) -> None:
-    """Builds the tune step's Experiment from the options, so a bad search fails before the pipeline runs."""
-    from kubeline.components.tune.core import TuneConfig, experiment_for
-
-    defaults = pipeline_parameters()
-    tune = {name[len("tune_"):]: overrides.get(name, default) for name, default in defaults.items()
-            if name.startswith("tune_")}
-    config = TuneConfig(**tune, gpus=overrides.get("accelerator_count", 0), seed=overrides.get("seed", 42))
-    if config.max_trials:
-        experiment_for(config, ["--transformed-train=.", "--transformed-eval=.", "--transform-graph=."])
-
-
-def check_deployment(overrides: dict, model_root: str) -> None:
-    """Refuses a bad deploy config before the pipeline runs (percent, names, InferenceService settings)."""
-    from kubeline.components.deploy.core import DeployConfig, endpoint_name
-
-    target = overrides.get("deploy_target", "local")
-    if target == "none":
-        return
-    model_name = overrides.get("model_name", pipeline_parameters()["model_name"])
-    config = DeployConfig(target=target, name=endpoint_name(model_name, overrides.get("deploy_endpoint_name", "")),
-                          canary_percent=overrides.get("deploy_canary_percent", 20),
-                          smoke_rows=overrides.get("deploy_smoke_rows", 20), service=overrides.get("deploy_service", {}))
-    if target == "kubernetes":
-        from kubeline.serving.inference_service import check
-
-        check(config.service_config(f"{model_root}/{model_name}/1", "1", config.canary_percent))
+    pipeline_arguments.check(training_pipeline, arguments)
+    storage.check_readable(arguments["data_uri"], "data_uri")
+    if arguments.get("deploy_target") == "kubernetes" and storage.split_uri(arguments["model_root"])[0] == "file":
+        raise InvalidInputError("--model-root", f"'{arguments['model_root']}' is on this machine, which a cluster's "
+                                "storage initializer cannot read", "give a gs:// --model-root for deploy_target="
+                                "kubernetes")
 
 
 def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overrides: dict | None = None,
@@ -133,7 +89,8 @@ def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overr
         raise InvalidInputError("--label", "no label column given for --data", "name the column to predict")
     overrides.setdefault("tracking_uri", f"sqlite:///{output / 'mlflow.db'}")
     model_root = model_root or f"file://{output / 'models'}"
-    preflight(data_uri, label, overrides, model_root)
+    check_overrides(overrides)
+    preflight({"data_uri": data_uri, "label": label, "model_root": model_root, **overrides})
     if KFP_LOCAL_REWRITES in data_uri and not data_uri.startswith("gs://"):
         # kfp.local replaces "python3" inside task arguments, which corrupts paths such as
         # .../lib/python3.11/site-packages/...: run on a copy beside the outputs.
@@ -168,7 +125,7 @@ def summarize(outputs: dict, run_dir: Path, data_uri: str, label: str, seconds: 
     """
     artifacts = {name: value.path for name, value in sorted(outputs.items()) if hasattr(value, "path")}
     statistics = outputs["statistics"].metadata
-    evaluation = json.loads((Path(artifacts["evaluation"]) / "evaluation.json").read_text())
+    evaluation = read_evaluation(artifacts["evaluation"])
     pushed_file = run_dir / "push" / "executor_output.json"
     pushed = json.loads(pushed_file.read_text())["parameterValues"] if pushed_file.is_file() else None
     tuning = json.loads(Path(artifacts["tuning"]).read_text())

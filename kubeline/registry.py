@@ -19,6 +19,7 @@ import os
 import re
 from contextlib import contextmanager
 
+from kubeline import model_store
 from kubeline.errors import InvalidInputError, ServiceUnavailableError
 
 CHALLENGER = "challenger"
@@ -138,10 +139,8 @@ def fetch(model_uri: str, tracking_uri: str, dest_dir: str):
 
     Every file is checked against the version's sha256 manifest first: a changed or missing file is refused.
     """
-    from kubeline.components.push.core import fetch_verified
-
     source = resolve(model_uri, tracking_uri) if model_uri.startswith("models:/") else model_uri
-    return fetch_verified(source, dest_dir)
+    return model_store.local_copy(source, dest_dir)
 
 
 def list_versions(model_name: str, tracking_uri: str) -> list[dict]:

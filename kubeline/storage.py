@@ -59,6 +59,24 @@ def gcs_client():
     return storage.Client()
 
 
+def _no_such_file(uri: str, field: str) -> InvalidInputError:
+    return InvalidInputError(field, f"cannot read '{uri}': no such file",
+                             "check the path, or mount the volume that holds it")
+
+
+def check_readable(uri: str, field: str = "uri") -> None:
+    """Refuses a URI whose object does not exist, without reading it."""
+    scheme, path = split_uri(uri, field)
+    if scheme == "file":
+        if not Path(path).is_file():
+            raise _no_such_file(uri, field)
+        return
+    bucket_name, blob_name = path.split("/", 1)
+    if gcs_client().bucket(bucket_name).get_blob(blob_name, retry=gcs_retry()) is None:
+        raise InvalidInputError(field, f"cannot read '{uri}': no such bucket or object",
+                                "check the bucket and object name")
+
+
 def fetch(uri: str, dest_dir: str | Path, field: str = "uri") -> Path:
     """Makes the object at ``uri`` available as a local file and returns its path.
 
@@ -68,8 +86,7 @@ def fetch(uri: str, dest_dir: str | Path, field: str = "uri") -> Path:
     if scheme == "file":
         local = Path(path)
         if not local.is_file():
-            raise InvalidInputError(field, f"cannot read '{uri}': no such file",
-                                    "check the path, or mount the volume that holds it")
+            raise _no_such_file(uri, field)
         return local
     bucket_name, blob_name = path.split("/", 1)
     from google.api_core import exceptions as gexc
@@ -87,7 +104,6 @@ def fetch(uri: str, dest_dir: str | Path, field: str = "uri") -> Path:
         raise InvalidInputError(field, f"cannot read '{uri}': {err.message}",
                                 "check the credentials and that the caller may read the object") from None
     return dest
-
 
 
 def fetch_dir(uri: str, dest_dir: str | Path, field: str = "uri") -> Path:

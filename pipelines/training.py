@@ -4,7 +4,17 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Artifact, Markdown, Model
 
+from kubeline.artifacts import PASS
 from kubeline.components import DeployOp, EvaluateOp, IngestOp, PushOp, TrackOp, TrainOp, TransformOp, TuneOp
+from kubeline.components.deploy.config import DeployConfig
+from kubeline.components.evaluate.config import EvaluateConfig
+from kubeline.components.ingest.config import IngestConfig
+from kubeline.components.push.config import PushConfig
+from kubeline.components.track.config import TrackConfig
+from kubeline.components.train.config import TrainConfig
+from kubeline.components.transform.config import TransformConfig
+from kubeline.components.tune.config import TuneConfig
+from kubeline.config import defaults
 
 TrainingOutputs = NamedTuple("TrainingOutputs", schema=Artifact, statistics=Artifact, statistics_report=Markdown,
                              transform_graph=Artifact, tuning=Artifact, model=Model, evaluation=Artifact, evaluation_report=Markdown,
@@ -12,6 +22,10 @@ TrainingOutputs = NamedTuple("TrainingOutputs", schema=Artifact, statistics=Arti
 
 
 PIPELINE_NAME = "kubeline-training"
+# Each step's config owns its defaults; the pipeline's parameters take them from there.
+INGEST, TRANSFORM, TUNE = defaults(IngestConfig), defaults(TransformConfig), defaults(TuneConfig)
+TRAIN, EVALUATE, TRACK = defaults(TrainConfig), defaults(EvaluateConfig), defaults(TrackConfig)
+PUSH, DEPLOY = defaults(PushConfig), defaults(DeployConfig)
 
 
 @dsl.pipeline(name=PIPELINE_NAME,
@@ -23,45 +37,45 @@ def training_pipeline(
     data_uri: str,
     model_root: str,
     label: str = "species",
-    model_name: str = "model",
-    tracking_uri: str = "",
-    experiment_name: str = "kubeline",
-    schema_uri: str = "",
-    eval_fraction: float = 0.2,
-    seed: int = 42,
-    drop_columns: list = [],
-    max_unknown_fraction: float = 0.01,
-    module_file: str = "",
-    beam_runner: str = "DirectRunner",
-    beam_pipeline_args: list = [],
-    tune_target: str = "local",
-    tune_max_trials: int = 8,
-    tune_parallel_trials: int = 2,
-    tune_algorithm: str = "tpe",
-    tune_algorithm_settings: dict = {},
-    tune_search_space: list = [],
-    tune_namespace: str = "kubeflow",
-    tune_timeout_s: float = 3600.0,
-    learning_rate: float = 0.01,
-    hidden_units: int = 16,
-    num_layers: int = 2,
-    dropout: float = 0.1,
-    batch_size: int = 32,
-    epochs: int = 100,
-    early_stopping_patience: int = 10,
+    model_name: str = PUSH.model_name,
+    tracking_uri: str = PUSH.tracking_uri,
+    experiment_name: str = TRACK.experiment_name,
+    schema_uri: str = INGEST.schema_uri,
+    eval_fraction: float = INGEST.eval_fraction,
+    seed: int = TRAIN.seed,
+    drop_columns: list = INGEST.drop_columns,
+    max_unknown_fraction: float = INGEST.max_unknown_fraction,
+    module_file: str = TRANSFORM.module_file,
+    beam_runner: str = TRANSFORM.beam_runner,
+    beam_pipeline_args: list = TRANSFORM.beam_pipeline_args,
+    tune_target: str = TUNE.target,
+    tune_max_trials: int = TUNE.max_trials,
+    tune_parallel_trials: int = TUNE.parallel_trials,
+    tune_algorithm: str = TUNE.algorithm,
+    tune_algorithm_settings: dict = TUNE.algorithm_settings,
+    tune_search_space: list = TUNE.search_space,
+    tune_namespace: str = TUNE.namespace,
+    tune_timeout_s: float = TUNE.timeout_s,
+    learning_rate: float = TRAIN.learning_rate,
+    hidden_units: int = TRAIN.hidden_units,
+    num_layers: int = TRAIN.num_layers,
+    dropout: float = TRAIN.dropout,
+    batch_size: int = TRAIN.batch_size,
+    epochs: int = TRAIN.epochs,
+    early_stopping_patience: int = TRAIN.early_stopping_patience,
     accelerator_type: str = "nvidia.com/gpu",
-    accelerator_count: int = 0,
-    thresholds: dict = {"accuracy": 0.9},
-    change_thresholds: dict = {},
-    baseline_model_uri: str = "",
-    baseline_from_champion: bool = False,
-    slice_feature: str = "",
-    deploy_target: str = "local",
-    deploy_endpoint_name: str = "",
-    deploy_canary_percent: int = 20,
-    deploy_smoke_rows: int = 20,
-    deploy_timeout_s: float = 600.0,
-    deploy_service: dict = {},
+    accelerator_count: int = TUNE.gpus,
+    thresholds: dict = EVALUATE.thresholds,
+    change_thresholds: dict = EVALUATE.change_thresholds,
+    baseline_model_uri: str = EVALUATE.baseline_model_uri,
+    baseline_from_champion: bool = EVALUATE.baseline_from_champion,
+    slice_feature: str = EVALUATE.slice_feature,
+    deploy_target: str = DEPLOY.target,
+    deploy_endpoint_name: str = DEPLOY.endpoint_name,
+    deploy_canary_percent: int = DEPLOY.canary_percent,
+    deploy_smoke_rows: int = DEPLOY.smoke_rows,
+    deploy_timeout_s: float = DEPLOY.timeout_s,
+    deploy_service: dict = DEPLOY.service,
 ) -> TrainingOutputs:
     """Trains and gates a classifier; the model is pushed only when the gate passes.
 
@@ -75,7 +89,7 @@ def training_pipeline(
         experiment_name: MLflow experiment for the run.
         schema_uri: Schema JSON to apply instead of inferring one; empty to infer.
         eval_fraction: Share of rows for evaluation, in (0, 1).
-        seed: Seed for the split and for training.
+        seed: Seed for the split, the search and training.
         drop_columns: Columns to ignore.
         max_unknown_fraction: Share of rows outside the schema that is tolerated.
         module_file: Python file defining preprocessing_fn(inputs); empty for the default.
@@ -129,7 +143,8 @@ def training_pipeline(
                        max_trials=tune_max_trials, parallel_trials=tune_parallel_trials, algorithm=tune_algorithm,
                        algorithm_settings=tune_algorithm_settings, search_space=tune_search_space,
                        namespace=tune_namespace, timeout_s=tune_timeout_s, gpus=accelerator_count, epochs=epochs,
-                       early_stopping_patience=early_stopping_patience, seed=seed)
+                       early_stopping_patience=early_stopping_patience, seed=seed,
+                       kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
     train_task = TrainOp(transformed_train=transform_task.outputs["transformed_train"],
                        transformed_eval=transform_task.outputs["transformed_eval"],
                        transform_graph=transform_task.outputs["transform_graph"], learning_rate=learning_rate,
@@ -145,9 +160,10 @@ def training_pipeline(
                          statistics_report=ingest_task.outputs["statistics_report"], model=train_task.outputs["model"],
                          evaluation=evaluate_task.outputs["evaluation"],
                          evaluation_report=evaluate_task.outputs["evaluation_report"], tracking_uri=tracking_uri,
-                         experiment_name=experiment_name, pipeline_name=PIPELINE_NAME)
+                         experiment_name=experiment_name, pipeline_name=PIPELINE_NAME,
+                         kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER)
     track_task.set_caching_options(False)
-    with dsl.If(evaluate_task.outputs["Output"] == "pass", name="gate-passed"):
+    with dsl.If(evaluate_task.outputs["Output"] == PASS, name="gate-passed"):
         push_task = PushOp(model=train_task.outputs["model"], evaluation=evaluate_task.outputs["evaluation"],
                          model_root=model_root, model_name=model_name, tracking_uri=tracking_uri,
                          run_id=track_task.output)

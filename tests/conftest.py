@@ -126,14 +126,27 @@ def penguins_csv(tmp_path_factory) -> Path:
     return path
 
 
-def ingest_into(out_dir: Path, data_uri, label="species", **kwargs):
+def push_model(model_dir, model_root, model_name, tracking_uri="", run_id=""):
+    """The push core with a PushConfig, as the push step calls it."""
+    from kubeline.components.push.config import PushConfig
+    from kubeline.components.push.core import push
+
+    return push(str(model_dir), PushConfig(str(model_root), model_name, tracking_uri), run_id)
+
+
+def ingest_into(out_dir: Path, data_uri, label="species", given_schema=None, **settings):
+    """The ingest core into out_dir; a given schema is written beside out_dir and passed as schema_uri."""
+    from kubeline.components.ingest.config import IngestConfig
     from kubeline.components.ingest.core import ingest
 
+    if given_schema is not None:
+        settings["schema_uri"] = str(out_dir.parent / f"{out_dir.name}-given-schema.json")
+        given_schema.save(settings["schema_uri"])
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: str(out_dir / name) for name in ("train.parquet", "eval.parquet", "schema.json", "report.md",
                                                     "statistics.json")}
-    result = ingest(str(data_uri), label, paths["train.parquet"], paths["eval.parquet"], paths["schema.json"],
-                    paths["report.md"], paths["statistics.json"], **kwargs)
+    result = ingest(IngestConfig(str(data_uri), label, **settings), paths["train.parquet"], paths["eval.parquet"],
+                    paths["schema.json"], paths["report.md"], paths["statistics.json"])
     return result, paths
 
 
@@ -160,21 +173,24 @@ def transformed(tmp_path_factory, penguin_splits):
 
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory, transformed):
-    from kubeline.components.train.core import HParams, train
+    from kubeline.components.train.core import train
+    from kubeline.training import DEFAULT_SEED, HParams
 
     _, dirs = transformed
     model_dir = tmp_path_factory.mktemp("model") / "model"
-    result = train(str(dirs["train"]), str(dirs["eval"]), str(dirs["graph"]), str(model_dir), HParams())
+    result = train(str(dirs["train"]), str(dirs["eval"]), str(dirs["graph"]), str(model_dir), HParams(),
+                   DEFAULT_SEED)
     return result, model_dir
 
 
 @pytest.fixture(scope="session")
 def evaluated_model(tmp_path_factory, trained_model, penguin_splits):
     """The trained model's evaluation folder (predictions.parquet: the offline predictions)."""
+    from kubeline.components.evaluate.config import EvaluateConfig
     from kubeline.components.evaluate.core import evaluate, write
 
     out = tmp_path_factory.mktemp("evaluation") / "evaluation"
-    write(evaluate(str(trained_model[1]), penguin_splits[1]["eval.parquet"], {"accuracy": 0.9}), out)
+    write(evaluate(str(trained_model[1]), penguin_splits[1]["eval.parquet"], EvaluateConfig()), out)
     return out
 
 
@@ -185,16 +201,15 @@ def pushed_versions(tmp_path_factory, trained_model):
     import json
     import shutil
 
-    from kubeline.components.push.core import push
-    from kubeline.model import METADATA_FILE
+    from kubeline.saved_model import METADATA_FILE
 
     root = tmp_path_factory.mktemp("models")
-    first = push(str(trained_model[1]), f"file://{root}", "penguins")
+    first = push_model(trained_model[1], f"file://{root}", "penguins")
     copy = tmp_path_factory.mktemp("model-v2") / "model"
     shutil.copytree(trained_model[1], copy)
     metadata = json.loads((copy / METADATA_FILE).read_text())
     (copy / METADATA_FILE).write_text(json.dumps({**metadata, "note": "version 2"}))
-    second = push(str(copy), f"file://{root}", "penguins")
+    second = push_model(copy, f"file://{root}", "penguins")
     return {1: first.uri, 2: second.uri}
 
 

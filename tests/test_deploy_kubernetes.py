@@ -8,10 +8,11 @@ import yaml
 
 from crds import crd_validator
 from fake_kube import FakeKubernetes
-from kubeline.components.deploy.core import DeployConfig, Release, deploy, load_inputs
+from kubeline.components.deploy.config import DeployConfig
+from kubeline.components.deploy.core import Release, deploy, load_inputs
 from kubeline.errors import InvalidInputError, OperationFailedError
 from kubeline.serving import smoke
-from kubeline.serving.inference_service import ServiceConfig, build, check_webhook_rules
+from kubeline.serving.inference_service import ServiceSettings, build, check_webhook_rules
 
 REPO = Path(__file__).resolve().parents[1]
 STORAGE = {1: "gs://models/penguins/1", 2: "gs://models/penguins/2"}
@@ -22,20 +23,20 @@ def isvc_schema():
     return crd_validator("serving.kserve.io_inferenceservices.yaml")
 
 
-@pytest.mark.parametrize("config", [
-    ServiceConfig("penguins", STORAGE[1]),
-    ServiceConfig("penguins", STORAGE[1], runtime="tensorflow", gpus=1, canary_traffic_percent=10, min_replicas=0,
-                  max_replicas=5, scale_metric="rps", scale_target=200, service_account="kubeline-pipeline",
-                  namespace="team-a", model_version="7", labels={"team": "a"}),
+@pytest.mark.parametrize("settings,canary", [
+    (ServiceSettings(), None),
+    (ServiceSettings(runtime="tensorflow", gpus=1, min_replicas=0, max_replicas=5, scale_metric="rps",
+                     scale_target=200, service_account="kubeline-pipeline", namespace="team-a", labels={"team": "a"}),
+     10),
 ], ids=["kubeline-runtime", "tensorflow-runtime-gpu-canary"])
-def test_inference_services_validate_against_the_crd(config, isvc_schema):
-    service = build(config)
+def test_inference_services_validate_against_the_crd(settings, canary, isvc_schema):
+    service = build("penguins", settings, STORAGE[1], "7", canary)
     errors = sorted(isvc_schema.iter_errors(service), key=str)
     assert not errors, errors[0].message
     model = service["spec"]["predictor"]["model"]
     assert model["storageUri"] == STORAGE[1]
-    assert model["modelFormat"]["name"] == ("kubeline" if config.runtime == "kubeline" else "tensorflow")
-    if config.gpus:
+    assert model["modelFormat"]["name"] == ("kubeline" if settings.runtime == "kubeline" else "tensorflow")
+    if settings.gpus:
         assert model["resources"]["limits"]["nvidia.com/gpu"] == "1" and "runtime" not in model
         assert service["spec"]["predictor"]["canaryTrafficPercent"] == 10
     else:
@@ -51,38 +52,45 @@ def test_serving_runtime_and_rbac_manifests():
     container = runtime["spec"]["containers"][0]
     assert container["image"] == images.SERVING and container["image"].endswith(f":{__version__}")
     assert "--model_dir=/mnt/models" in container["args"]
-    assert runtime["metadata"]["name"] == build(ServiceConfig("x", STORAGE[1]))["spec"]["predictor"]["model"]["runtime"]
+    assert runtime["metadata"]["name"] == build("x", ServiceSettings(), STORAGE[1])["spec"]["predictor"]["model"][
+        "runtime"]
     role = next(d for d in yaml.safe_load_all((REPO / "kserve" / "rbac.yaml").read_text()) if d["kind"] == "Role")
     assert {(r["apiGroups"][0], r["resources"][0]): sorted(r["verbs"]) for r in role["rules"]} == {
         ("serving.kserve.io", "inferenceservices"): ["create", "get", "patch"],
         ("kubeflow.org", "experiments"): ["create", "delete", "get"]}
 
 
-@pytest.mark.parametrize("kwargs,field", [
-    ({"canary_traffic_percent": 120}, "canary_traffic_percent"),
-    ({"canary_traffic_percent": -1}, "canary_traffic_percent"),
-    ({"runtime": "sklearn"}, "runtime"),
-    ({"storage_uri": ""}, "storage_uri"),
-    ({"storage_uri": "file:///tmp/models/penguins/1"}, "storage_uri"),
-    ({"min_replicas": 4, "max_replicas": 2}, "max_replicas"),
-    ({"scale_metric": "latency"}, "scale_metric"),
-    ({"name": "Penguins_Model"}, "name"),
-    ({"gpus": -1}, "gpus"),
+@pytest.mark.parametrize("settings,field", [
+    ({"runtime": "sklearn"}, "service.runtime"),
+    ({"min_replicas": 4, "max_replicas": 2}, "service.max_replicas"),
+    ({"scale_metric": "latency"}, "service.scale_metric"),
+    ({"gpus": -1}, "service.gpus"),
+    ({"replicas": 3}, "service"),
 ])
-def test_bad_service_configs_are_refused(kwargs, field):
+def test_bad_service_settings_are_refused(settings, field):
     with pytest.raises(InvalidInputError) as caught:
-        build(ServiceConfig(**{"name": "penguins", "storage_uri": STORAGE[1], **kwargs}))
+        ServiceSettings.from_dict(settings)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize("name,storage_uri,field", [
+    ("penguins", "", "storage_uri"),
+    ("penguins", "file:///tmp/models/penguins/1", "storage_uri"),
+    ("Penguins_Model", STORAGE[1], "name"),
+])
+def test_bad_service_objects_are_refused(name, storage_uri, field):
+    with pytest.raises(InvalidInputError) as caught:
+        build(name, ServiceSettings(), storage_uri)
     assert caught.value.field == field
 
 
 @pytest.mark.parametrize("change,field", [
-    (lambda p: p.update(canaryTrafficPercent=150), "spec.predictor.canaryTrafficPercent"),
     (lambda p: p.update(tensorflow={"storageUri": STORAGE[1]}), "spec.predictor"),
     (lambda p: p.pop("model"), "spec.predictor"),
     (lambda p: p.update(minReplicas=5, maxReplicas=2), "spec.predictor.minReplicas"),
 ])
 def test_webhook_only_rules_are_checked_in_code(change, field):
-    service = copy.deepcopy(build(ServiceConfig("penguins", STORAGE[1])))
+    service = copy.deepcopy(build("penguins", ServiceSettings(), STORAGE[1]))
     change(service["spec"]["predictor"])
     with pytest.raises(InvalidInputError) as caught:
         check_webhook_rules(service)
@@ -168,7 +176,7 @@ def inputs(trained_model, evaluated_model):
 
 
 def config(name, **kwargs):
-    return DeployConfig(target="kubernetes", name=name, canary_percent=25, timeout_s=10, poll_s=0.02,
+    return DeployConfig(model_name=name, target="kubernetes", canary_percent=25, timeout_s=10, poll_s=0.02,
                         service={"namespace": "kubeflow", **kwargs})
 
 
@@ -215,26 +223,26 @@ def test_a_revision_that_never_gets_ready_times_out_with_its_conditions(kserve_a
     with pytest.raises(OperationFailedError, match="generation 1 was not Ready within 0 s; conditions: Ready=False "
                                                    "\\(RevisionMissing: Revision penguins-predictor-00001"):
         deploy(Release("gs://models/penguins/9", "9"), expected, schema,
-               DeployConfig(target="kubernetes", name="penguins", timeout_s=0.3, poll_s=0.02),
+               DeployConfig(model_name="penguins", target="kubernetes", timeout_s=0.3, poll_s=0.02),
                kubeconfig=kserve_api.kubeconfig_path, log=lambda line: None)
 
 
 @pytest.mark.parametrize("kwargs,release_uri,field", [
     ({"canary_percent": 120}, STORAGE[1], "canary_percent"),
     ({"canary_percent": 0}, STORAGE[1], "canary_percent"),
-    ({"service": {"runtime": "onnx"}}, STORAGE[1], "runtime"),
+    ({"service": {"runtime": "onnx"}}, STORAGE[1], "service.runtime"),
     ({}, "", "storage_uri"),
     ({}, "file:///tmp/models/penguins/1", "storage_uri"),
     ({"service": {"replicas": 3}}, STORAGE[1], "service"),
-    ({"service": {"min_replicas": 3, "max_replicas": 1}}, STORAGE[1], "max_replicas"),
+    ({"service": {"min_replicas": 3, "max_replicas": 1}}, STORAGE[1], "service.max_replicas"),
     ({"target": "openshift"}, STORAGE[1], "target"),
-    ({"name": "Penguins!"}, STORAGE[1], "endpoint_name"),
+    ({"endpoint_name": "Penguins!"}, STORAGE[1], "endpoint_name"),
 ])
 def test_bad_deploy_configs_are_refused_before_anything_is_sent(kserve_api, inputs, kwargs, release_uri, field):
     schema, expected = inputs
     with pytest.raises(InvalidInputError) as caught:
         deploy(Release(release_uri, "1"), expected, schema,
-               DeployConfig(**{"target": "kubernetes", "name": "penguins", **kwargs}),
+               DeployConfig(**{"model_name": "penguins", "target": "kubernetes", **kwargs}),
                kubeconfig=kserve_api.kubeconfig_path, log=lambda line: None)
     assert caught.value.field == field
     assert kserve_api.requests == []

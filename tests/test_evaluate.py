@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kubeline.components.evaluate.config import EvaluateConfig
 from kubeline.components.evaluate.core import (compute_metrics, evaluate, gate, render_report, roc_points,
                                                write)
 from kubeline.errors import InvalidInputError
@@ -49,8 +50,8 @@ def test_gate_change_thresholds_against_baseline():
 
 def test_penguin_model_passes_gate_with_slices(tmp_path, trained_model, penguin_splits):
     _, model_dir = trained_model
-    result = evaluate(str(model_dir), penguin_splits[1]["eval.parquet"], {"accuracy": 0.95, "log_loss": 0.3},
-                      {"accuracy": 0.0}, baseline_model_dir=str(model_dir), slice_feature="island")
+    config = EvaluateConfig({"accuracy": 0.95, "log_loss": 0.3}, {"accuracy": 0.0}, slice_feature="island")
+    result = evaluate(str(model_dir), penguin_splits[1]["eval.parquet"], config, baseline_model_dir=str(model_dir))
     assert result.decision == "pass" and result.metrics["accuracy"] >= 0.95
     assert result.baseline_metrics == result.metrics
     assert set(result.slices) == {"Biscoe", "Dream", "Torgersen"}
@@ -66,7 +67,7 @@ def test_penguin_model_passes_gate_with_slices(tmp_path, trained_model, penguin_
 
 
 def test_strict_gate_fails_and_says_why(trained_model, penguin_splits):
-    result = evaluate(str(trained_model[1]), penguin_splits[1]["eval.parquet"], {"accuracy": 0.999})
+    result = evaluate(str(trained_model[1]), penguin_splits[1]["eval.parquet"], EvaluateConfig({"accuracy": 0.999}))
     assert result.decision == "fail"
     assert result.reasons[0].startswith("FAILED: accuracy")
 
@@ -79,10 +80,10 @@ def test_strict_gate_fails_and_says_why(trained_model, penguin_splits):
 ])
 def test_bad_gate_config_is_refused(kwargs, expected, trained_model, penguin_splits):
     with pytest.raises(InvalidInputError) as error:
-        evaluate(str(trained_model[1]), penguin_splits[1]["eval.parquet"], **kwargs)
+        evaluate(str(trained_model[1]), penguin_splits[1]["eval.parquet"], EvaluateConfig(**kwargs))
     assert expected in str(error.value)
 
 
 def test_model_folder_that_is_not_a_kubeline_model(tmp_path, penguin_splits):
     with pytest.raises(InvalidInputError, match="is not a model written by the kubeline train step"):
-        evaluate(str(tmp_path), penguin_splits[1]["eval.parquet"], {})
+        evaluate(str(tmp_path), penguin_splits[1]["eval.parquet"], EvaluateConfig({}))

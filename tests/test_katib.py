@@ -8,7 +8,8 @@ import yaml
 
 from crds import CRDS, katib_experiment_validator
 from kubeline.errors import InvalidInputError
-from kubeline.tuning.experiment import ALGORITHM_SETTINGS, Parameter, build_experiment, default_parameters, validate
+from kubeline.katib.experiment import ALGORITHM_SETTINGS, Parameter, build_experiment, default_parameters, validate
+from kubeline.training import TRIAL_MODULE, trial_args
 
 TRIAL_ARGS = ["--transformed-train=gs://b/t/train", "--transformed-eval=gs://b/t/eval",
               "--transform-graph=gs://b/t/graph"]
@@ -41,7 +42,7 @@ def test_every_algorithm_builds_a_valid_experiment(algorithm, experiment_schema)
     errors = sorted(experiment_schema.iter_errors(experiment), key=str)
     assert not errors, errors[0].message
     container = experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"][:3] == ["python", "-m", "kubeline.tuning.trial"]
+    assert container["command"][:3] == ["python", "-m", TRIAL_MODULE]
     assert "--learning_rate=${trialParameters.learning_rate}" in container["command"]
     assert experiment["spec"]["metricsCollectorSpec"] == {"collector": {"kind": "StdOut"}}
 
@@ -133,10 +134,10 @@ def test_builder_refuses_before_returning():
 
 def test_trial_entrypoint_prints_katib_metrics(transformed, tmp_path):
     _, dirs = transformed
-    result = subprocess.run([sys.executable, "-m", "kubeline.tuning.trial", f"--transformed-train={dirs['train']}",
-                             f"--transformed-eval={dirs['eval']}", f"--transform-graph={dirs['graph']}",
-                             "--learning_rate=0.02", "--hidden_units=8", "--epochs=20",
-                             f"--model-dir={tmp_path / 'model'}"], capture_output=True, text=True, timeout=300)
+    args = trial_args({"transformed_train": dirs["train"], "transformed_eval": dirs["eval"],
+                       "transform_graph": dirs["graph"], "learning_rate": 0.02, "hidden_units": 8, "epochs": 20,
+                       "model_dir": tmp_path / "model"})
+    result = subprocess.run([sys.executable, "-m", TRIAL_MODULE, *args], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     assert 0.8 <= float(metrics["accuracy"]) <= 1.0 and float(metrics["loss"]) > 0

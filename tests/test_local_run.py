@@ -98,7 +98,7 @@ def test_tuning_reports_its_trials_and_the_tuned_model_is_at_least_as_good(pengu
 def test_saved_model_predicts_species_from_raw_values(penguin_run):
     import tensorflow as tf
 
-    from kubeline.components.push.core import verify
+    from kubeline.model_store import verify
 
     out, _, _ = penguin_run
     pushed_dir = out / "models" / "penguins" / "1"
@@ -135,8 +135,8 @@ def test_failed_gate_skips_the_push_and_exits_3(penguin_run):
     (["run", "--local", "--set", "dropout=1.5"], "dropout: 1.5 is out of range"),
     (["run", "--local", "--set", 'thresholds={"acc": 0.9}'], "thresholds: unknown metrics ['acc']"),
     (["run", "--local", "--set", "model_name=my model"], "model_name: 'my model' is not a valid model name"),
-    (["run", "--local", "--set", "tracking_uri=http://127.0.0.1:9"], "--model-root: a tracking server refuses"),
-    (["run", "--local", "--model-root", "s3://bucket/models"], "--model-root: unsupported URI scheme 's3'"),
+    (["run", "--local", "--set", "tracking_uri=http://127.0.0.1:9"], "model_root: a tracking server refuses"),
+    (["run", "--local", "--model-root", "s3://bucket/models"], "model_root: unsupported URI scheme 's3'"),
     (["run", "--local", "--set", "tune_algorithm=annealing"], "spec.algorithm.algorithmName: unknown algorithm"),
     (["run", "--local", "--set", "tune_target=slurm"], "target: 'slurm' is not a tuning target"),
     (["run", "--local", "--set", 'tune_search_space=[{"name": "dropout", "type": "double", "min": 0.5, "max": 0.1}]'],
@@ -144,7 +144,7 @@ def test_failed_gate_skips_the_push_and_exits_3(penguin_run):
     (["run", "--local", "--set", "deploy_canary_percent=120"], "canary_percent: 120 is not in 1..100"),
     (["run", "--local", "--set", "deploy_target=docker"], "target: 'docker' is not a deploy target"),
     (["run", "--local", "--set", "deploy_endpoint_name=My_Endpoint"], "endpoint_name: 'My_Endpoint' is not a valid"),
-    (["run", "--local", "--set", "deploy_target=kubernetes"], "storage_uri: 'file://"),
+    (["run", "--local", "--set", "deploy_target=kubernetes"], "--model-root: 'file://"),
     (["run"], "--local: only local runs are started from this command"),
 ])
 def test_cli_refuses_bad_options_before_running(args, expected, tmp_path):
@@ -158,7 +158,7 @@ def test_run_against_tracking_server_and_gcs(penguin_run, mlflow_tracking, bucke
     import os
 
     from kubeline import registry
-    from kubeline.components.push.core import MANIFEST
+    from kubeline.model_store import MANIFEST
 
     out, _, _ = penguin_run
     env_cmd = ["run", "--local", "--output-dir", str(out), "--cache", "--model-root", f"gs://{bucket.name}/models",

@@ -1,13 +1,17 @@
 """The local tuner runs real training trials in parallel processes, as Katib would on a cluster."""
+import sys
+
 import pytest
 
-from kubeline.tuning.experiment import Parameter, build_experiment
-from kubeline.tuning.local_tuner import MedianStop, TrialResult, optuna_sampler, search, tune
+from kubeline.katib.experiment import Parameter, build_experiment
+from kubeline.katib.local_tuner import MedianStop, TrialResult, optuna_sampler, search, trial_command, tune
+from kubeline.training import TRIAL_MODULE
+from kubeline.training import trial_args as flags
 
 
-def trial_args(dirs):
-    return [f"--transformed-train={dirs['train']}", f"--transformed-eval={dirs['eval']}",
-            f"--transform-graph={dirs['graph']}", "--epochs=15"]
+def trial_args(dirs, train_suffix=""):
+    return flags({"transformed_train": f"{dirs['train']}{train_suffix}", "transformed_eval": dirs["eval"],
+                  "transform_graph": dirs["graph"], "epochs": 15})
 
 
 def test_four_tpe_trials_two_at_a_time_find_a_good_model(transformed):
@@ -17,7 +21,7 @@ def test_four_tpe_trials_two_at_a_time_find_a_good_model(transformed):
                                   trial_args(dirs), algorithm="tpe", algorithm_settings={"random_state": 1},
                                   parallel_trials=2, max_trials=4)
     lines = []
-    result = tune(experiment, trial_args(dirs), log=lines.append)
+    result = tune(experiment, log=lines.append)
     assert [t.number for t in result.trials] == [0, 1, 2, 3]
     assert all(t.state == "Succeeded" for t in result.trials), [t.log_tail for t in result.trials]
     assert result.stopped_because == "maxTrialCount 4 reached"
@@ -29,12 +33,10 @@ def test_four_tpe_trials_two_at_a_time_find_a_good_model(transformed):
 
 def test_failed_trials_are_counted_and_stop_the_search(transformed):
     _, dirs = transformed
-    broken = [f"--transformed-train={dirs['train']}/missing", f"--transformed-eval={dirs['eval']}",
-              f"--transform-graph={dirs['graph']}"]
-    experiment = build_experiment("broken", [Parameter("num_layers", "int", 1, 3)], broken, parallel_trials=1,
-                                  max_trials=5, max_failed_trials=1, algorithm="grid")
+    experiment = build_experiment("broken", [Parameter("num_layers", "int", 1, 3)], trial_args(dirs, "/missing"),
+                                  parallel_trials=1, max_trials=5, max_failed_trials=1, algorithm="grid")
     lines = []
-    result = tune(experiment, broken, log=lines.append)
+    result = tune(experiment, log=lines.append)
     assert [t.state for t in result.trials] == ["Failed", "Failed"]
     assert result.stopped_because == "2 trials failed, more than maxFailedTrialCount 1"
     assert "cannot read" in result.trials[0].log_tail and result.best is None
@@ -45,9 +47,16 @@ def test_grid_search_tries_every_point_once(transformed):
     _, dirs = transformed
     experiment = build_experiment("grid", [Parameter("num_layers", "int", 1, 2)], trial_args(dirs),
                                   algorithm="grid", parallel_trials=2, max_trials=6)
-    result = tune(experiment, trial_args(dirs), log=lambda line: None)
+    result = tune(experiment, log=lambda line: None)
     assert sorted(t.parameters["num_layers"] for t in result.trials) == [1, 2]
     assert result.stopped_because == "the search space is exhausted"
+
+
+def test_trial_command_is_the_template_filled_in_as_katib_fills_it():
+    experiment = build_experiment("cmd", [Parameter("num_layers", "int", 1, 3)], flags({"transformed_train": "t"}))
+    command = trial_command(experiment["spec"], {"num_layers": 2})
+    assert command[0] == sys.executable and command[1:] == ["-m", TRIAL_MODULE, "--transformed_train=t",
+                                                            "--num_layers=2"]
 
 
 def test_median_stop_compares_with_earlier_trials():

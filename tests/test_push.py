@@ -3,8 +3,11 @@ import json
 
 import pytest
 
-from kubeline.components.push.core import MANIFEST, check_blessed, fetch_verified, push, verify
+from conftest import push_model
+from kubeline import model_store
+from kubeline.components.push.core import check_blessed
 from kubeline.errors import InvalidInputError
+from kubeline.model_store import MANIFEST, verify
 
 
 def make_model(folder, content=b"graph"):
@@ -21,9 +24,9 @@ def small_model(tmp_path):
 
 def test_local_versions_are_numbered_never_overwritten_and_reused(tmp_path, small_model):
     root = tmp_path / "models"
-    first = push(str(small_model), f"file://{root}", "penguins")
-    other = push(str(make_model(tmp_path / "other", b"graph v2")), str(root), "penguins")
-    again = push(str(small_model), str(root), "penguins")
+    first = push_model(str(small_model), f"file://{root}", "penguins")
+    other = push_model(str(make_model(tmp_path / "other", b"graph v2")), str(root), "penguins")
+    again = push_model(str(small_model), str(root), "penguins")
     assert (first.storage_version, other.storage_version) == (1, 2)
     assert (again.storage_version, again.reused, again.uri) == (1, True, first.uri)
     assert first.uri == f"file://{root / 'penguins' / '1'}" and first.files == 2 and first.registry_version is None
@@ -34,46 +37,45 @@ def test_local_versions_are_numbered_never_overwritten_and_reused(tmp_path, smal
 
 
 def test_tampered_or_incomplete_version_is_refused(tmp_path, small_model):
-    result = push(str(small_model), str(tmp_path), "penguins")
+    result = push_model(str(small_model), str(tmp_path), "penguins")
     version_dir = tmp_path / "penguins" / str(result.storage_version)
     (version_dir / "saved_model.pb").write_bytes(b"evil")
     with pytest.raises(InvalidInputError, match="does not match its manifest: changed saved_model.pb"):
-        fetch_verified(result.uri, tmp_path / "unused")
+        model_store.local_copy(result.uri, tmp_path / "unused")
     (version_dir / "saved_model.pb").unlink()
     with pytest.raises(InvalidInputError, match="missing saved_model.pb"):
         verify(version_dir)
     (version_dir / MANIFEST).unlink()
-    with pytest.raises(InvalidInputError, match="the push never finished"):
+    with pytest.raises(InvalidInputError, match="it is not a finished stored version"):
         verify(version_dir)
 
 
 def test_gcs_push_and_download_match_manifest(tmp_path, bucket, small_model):
     root = f"gs://{bucket.name}/models"
-    first = push(str(small_model), root, "penguins")
-    second = push(str(make_model(tmp_path / "v2", b"v2")), root, "penguins")
+    first = push_model(str(small_model), root, "penguins")
+    second = push_model(str(make_model(tmp_path / "v2", b"v2")), root, "penguins")
     assert (first.uri, second.storage_version) == (f"gs://{bucket.name}/models/penguins/1", 2)
-    assert push(str(small_model), root, "penguins").reused
-    local = fetch_verified(first.uri, tmp_path / "download")
+    assert push_model(str(small_model), root, "penguins").reused
+    local = model_store.local_copy(first.uri, tmp_path / "download")
     assert verify(local)["version"] == 1
     assert (local / "saved_model.pb").read_bytes() == b"graph"
     manifest = json.loads(bucket.blob(f"models/penguins/1/{MANIFEST}").download_as_text())
     assert manifest["model_name"] == "penguins"
     bucket.blob("models/penguins/1/saved_model.pb").upload_from_string(b"evil")
     with pytest.raises(InvalidInputError, match="changed saved_model.pb"):
-        fetch_verified(first.uri, tmp_path / "download-again")
+        model_store.local_copy(first.uri, tmp_path / "download-again")
 
 
 def test_only_blessed_models_are_pushed(tmp_path):
-    evaluation = tmp_path / "evaluation.json"
-    evaluation.write_text(json.dumps({"decision": "fail"}))
+    (tmp_path / "evaluation.json").write_text(json.dumps({"decision": "fail"}))
     with pytest.raises(InvalidInputError, match="the gate decided 'fail'"):
-        check_blessed(evaluation)
+        check_blessed(tmp_path)
 
 
 def test_bad_model_name_and_empty_model(tmp_path, small_model):
     with pytest.raises(InvalidInputError, match="model_name: 'my model' is not a valid model name"):
-        push(str(small_model), str(tmp_path), "my model")
+        push_model(str(small_model), str(tmp_path), "my model")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InvalidInputError, match="holds no files"):
-        push(str(empty), str(tmp_path / "root"), "penguins")
+        push_model(str(empty), str(tmp_path / "root"), "penguins")

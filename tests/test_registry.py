@@ -2,20 +2,22 @@
 import json
 
 import pytest
-from conftest import emulator_env, gcs_emulator, mlflow_server
+from conftest import emulator_env, gcs_emulator, mlflow_server, push_model
 
-from kubeline import registry
+from kubeline import model_store, registry
+from kubeline.components.evaluate.config import EvaluateConfig
 from kubeline.components.evaluate.core import evaluate, fetch_baseline, write
-from kubeline.components.push.core import MANIFEST, MLMODEL, fetch_verified, push
+from kubeline.components.track.config import TrackConfig
 from kubeline.components.track.core import track
 from kubeline.errors import InvalidInputError, ServiceUnavailableError
+from kubeline.model_store import MANIFEST, MLMODEL
 
 
 @pytest.fixture(scope="module")
 def evaluation_dir(tmp_path_factory, trained_model, penguin_splits):
     out = tmp_path_factory.mktemp("evaluation")
-    result = evaluate(str(trained_model[1]), penguin_splits[1]["eval.parquet"], {"accuracy": 0.9},
-                      slice_feature="island")
+    result = evaluate(str(trained_model[1]), penguin_splits[1]["eval.parquet"],
+                      EvaluateConfig(thresholds={"accuracy": 0.9}, slice_feature="island"))
     write(result, out / "evaluation")
     (out / "report.md").write_text("# report\n")
     return out
@@ -23,8 +25,9 @@ def evaluation_dir(tmp_path_factory, trained_model, penguin_splits):
 
 def log_run(tracking_uri, trained_model, penguin_splits, evaluation_dir, kfp_run_id="run-1"):
     paths = penguin_splits[1]
-    return track(tracking_uri, "kubeline-tests", "kubeline-training", kfp_run_id, f"kubeline-training-{kfp_run_id}",
-                 paths["schema.json"], paths["statistics.json"], paths["report.md"], str(trained_model[1]),
+    config = TrackConfig(tracking_uri, kfp_run_id, f"kubeline-training-{kfp_run_id}", "kubeline-tests",
+                         "kubeline-training")
+    return track(config, paths["schema.json"], paths["statistics.json"], paths["report.md"], str(trained_model[1]),
                  str(evaluation_dir / "evaluation"), str(evaluation_dir / "report.md"))
 
 
@@ -54,8 +57,8 @@ def test_track_logs_params_metrics_lineage_and_reports_once_per_kfp_run(sqlite_u
 def test_push_registers_challenger_once_with_lineage_and_signature(tmp_path, sqlite_uri, trained_model,
                                                                    penguin_splits, evaluation_dir):
     run_id = log_run(sqlite_uri, trained_model, penguin_splits, evaluation_dir)
-    first = push(str(trained_model[1]), str(tmp_path / "models"), "penguins", sqlite_uri, run_id)
-    again = push(str(trained_model[1]), str(tmp_path / "models"), "penguins", sqlite_uri, run_id)
+    first = push_model(str(trained_model[1]), str(tmp_path / "models"), "penguins", sqlite_uri, run_id)
+    again = push_model(str(trained_model[1]), str(tmp_path / "models"), "penguins", sqlite_uri, run_id)
     assert (first.registry_version, first.storage_version, first.reused) == (1, 1, False)
     assert (again.registry_version, again.uri, again.reused) == (1, first.uri, True)
     versions = registry.list_versions("penguins", sqlite_uri)
@@ -66,7 +69,7 @@ def test_push_registers_challenger_once_with_lineage_and_signature(tmp_path, sql
     assert versions[0]["metrics"]["accuracy"] >= 0.95
     assert registry.resolve("models:/penguins@challenger", sqlite_uri) == first.uri
     assert registry.resolve("models:/penguins/1", sqlite_uri) == first.uri
-    stored = fetch_verified(first.uri, tmp_path / "unused")
+    stored = model_store.local_copy(first.uri, tmp_path / "unused")
     signature = (stored / MLMODEL).read_text()
     assert '"name": "bill_length_mm"' in signature and '"name": "probabilities"' in signature
     with pytest.raises(InvalidInputError, match="'models:/penguins@champion' does not exist in the registry"):
@@ -76,26 +79,27 @@ def test_push_registers_challenger_once_with_lineage_and_signature(tmp_path, sql
 
 
 def test_champion_baseline_is_resolved_verified_or_reported_missing(tmp_path, sqlite_uri, trained_model):
-    _, reason = fetch_baseline("", True, sqlite_uri, "penguins", str(tmp_path / "a"))
+    champion = EvaluateConfig(baseline_from_champion=True, tracking_uri=sqlite_uri, model_name="penguins")
+    _, reason = fetch_baseline(champion, str(tmp_path / "a"))
     assert reason == "no champion of 'penguins' in the registry yet"
-    result = push(str(trained_model[1]), str(tmp_path / "models"), "penguins", sqlite_uri)
+    result = push_model(str(trained_model[1]), str(tmp_path / "models"), "penguins", sqlite_uri)
     registry.client(sqlite_uri).set_registered_model_alias("penguins", "champion", result.registry_version)
-    local, reason = fetch_baseline("", True, sqlite_uri, "penguins", str(tmp_path / "b"))
+    local, reason = fetch_baseline(champion, str(tmp_path / "b"))
     assert reason == "" and local == str(tmp_path / "models" / "penguins" / "1")
     (tmp_path / "models" / "penguins" / "1" / "saved_model.pb").write_bytes(b"tampered")
     with pytest.raises(InvalidInputError, match="does not match its manifest"):
-        fetch_baseline("", True, sqlite_uri, "penguins", str(tmp_path / "c"))
+        fetch_baseline(champion, str(tmp_path / "c"))
     with pytest.raises(InvalidInputError, match="baseline_from_champion: needs tracking_uri and model_name"):
-        fetch_baseline("", True, "", "penguins", str(tmp_path / "d"))
+        EvaluateConfig(baseline_from_champion=True, model_name="penguins")
 
 
 def test_tracking_server_and_gcs_end_to_end(tmp_path, mlflow_tracking, bucket, trained_model, penguin_splits,
                                             evaluation_dir):
     run_id = log_run(mlflow_tracking.uri, trained_model, penguin_splits, evaluation_dir, kfp_run_id="run-gcs")
-    result = push(str(trained_model[1]), f"gs://{bucket.name}/models", "penguins_gcs", mlflow_tracking.uri, run_id)
+    result = push_model(str(trained_model[1]), f"gs://{bucket.name}/models", "penguins_gcs", mlflow_tracking.uri, run_id)
     assert result.uri == f"gs://{bucket.name}/models/penguins_gcs/1" and result.registry_version == 1
     assert registry.resolve("models:/penguins_gcs@challenger", mlflow_tracking.uri) == result.uri
-    local = fetch_verified(result.uri, tmp_path / "download")
+    local = model_store.local_copy(result.uri, tmp_path / "download")
     manifest = json.loads((local / MANIFEST).read_text())
     assert set(manifest["files"]) == {str(p.relative_to(local)) for p in local.rglob("*")
                                       if p.is_file() and p.name != MANIFEST}
@@ -123,7 +127,7 @@ def test_storage_dying_mid_upload_registers_nothing_and_a_rerun_completes(tmp_pa
 
             monkeypatch.setattr(Blob, "upload_from_filename", upload_then_die)
             with pytest.raises(ServiceUnavailableError) as error:
-                push(str(trained_model[1]), "gs://faults/models", "penguins", sqlite_uri)
+                push_model(str(trained_model[1]), "gs://faults/models", "penguins", sqlite_uri)
             message = str(error.value)
             assert "storage gs://faults is unavailable" in message and "No registry version was created" in message
             assert "has no manifest: it is never loaded or registered" in message
@@ -134,10 +138,10 @@ def test_storage_dying_mid_upload_registers_nothing_and_a_rerun_completes(tmp_pa
             emulator.start()
             partial = {b.name.split("/")[2] for b in gcs_client().list_blobs("faults", prefix="models/penguins/")}
             assert partial == {"1"}  # the dead upload's objects, without a manifest
-            result = push(str(trained_model[1]), "gs://faults/models", "penguins", sqlite_uri)
+            result = push_model(str(trained_model[1]), "gs://faults/models", "penguins", sqlite_uri)
             assert (result.storage_version, result.registry_version) == (2, 1)
             assert registry.resolve("models:/penguins@challenger", sqlite_uri) == "gs://faults/models/penguins/2"
-            fetch_verified(result.uri, tmp_path / "download")
+            model_store.local_copy(result.uri, tmp_path / "download")
     finally:
         emulator.stop()
 
@@ -152,7 +156,7 @@ def test_tracking_server_down_fails_clearly_and_a_rerun_registers_once(tmp_path,
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
     try:
         with pytest.raises(ServiceUnavailableError, match="Nothing was stored or registered"):
-            push(str(trained_model[1]), models, "penguins", uri)
+            push_model(str(trained_model[1]), models, "penguins", uri)
         assert stored() == []
 
         server.start()
@@ -164,17 +168,17 @@ def test_tracking_server_down_fails_clearly_and_a_rerun_registers_once(tmp_path,
 
         monkeypatch.setattr(registry, "register", die_then_register)
         with pytest.raises(ServiceUnavailableError) as error:
-            push(str(trained_model[1]), models, "penguins", uri)
+            push_model(str(trained_model[1]), models, "penguins", uri)
         assert f"The model is stored, complete, at {models}/penguins/1" in str(error.value)
         assert "no registry version points at it; rerun the push" in str(error.value)
 
         monkeypatch.setattr(registry, "register", register)
         server.start()
-        result = push(str(trained_model[1]), models, "penguins", uri)
+        result = push_model(str(trained_model[1]), models, "penguins", uri)
         assert (result.storage_version, result.registry_version, result.reused) == (1, 1, True)
         assert [v["version"] for v in registry.list_versions("penguins", uri)] == [1]
         assert stored() == ["1"]
         with pytest.raises(InvalidInputError, match="model_root: a tracking server refuses local model sources"):
-            push(str(trained_model[1]), str(tmp_path / "local"), "penguins", uri)
+            push_model(str(trained_model[1]), str(tmp_path / "local"), "penguins", uri)
     finally:
         server.stop()

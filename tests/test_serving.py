@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 
-from kubeline.components.deploy.core import DeployConfig, Release, deploy, load_inputs
+from kubeline.components.deploy.config import DeployConfig
+from kubeline.components.deploy.core import Release, deploy, load_inputs
 from kubeline.errors import OperationFailedError
 from kubeline.serving import local, smoke
 
@@ -157,6 +158,44 @@ def test_metrics_count_requests_by_status_latency_and_classes(server):
     assert "request_predict_seconds" in text  # KServe's own per-model histograms are there too
 
 
+def test_kserve_times_each_model_api_stage(server):
+    """preprocess decodes and checks, predict runs the graph, postprocess encodes: each stage's histogram (KServe's
+    Model.__call__, kserve/model.py) counts the request, and a refused request stops in preprocess."""
+    def counts():
+        text = call(server, "GET", "/metrics")[1]
+        return {stage: sum(float(v) for v in re.findall(
+            rf'request_{stage}_seconds_count\{{model_name="penguins"\}} (\S+)', text))
+            for stage in ("preprocess", "predict", "postprocess")}
+
+    before = counts()
+    assert call(server, "POST", "/v1/models/penguins:predict", {"instances": [ROW]})[0] == 200
+    assert call(server, "POST", "/v2/models/penguins/infer", v2())[0] == 200
+    after_good = counts()
+    assert {stage: after_good[stage] - before[stage] for stage in before} == {
+        "preprocess": 2, "predict": 2, "postprocess": 2}
+    assert call(server, "POST", "/v1/models/penguins:predict", {"instances": [{**ROW, "sex": 1}]})[0] == 400
+    after_bad = counts()
+    assert after_bad["preprocess"] == after_good["preprocess"] + 1
+    assert after_bad["predict"] == after_good["predict"] and after_bad["postprocess"] == after_good["postprocess"]
+
+
+def test_a_plain_model_folder_without_a_manifest_is_served_as_is(kubeline_home, trained_model, tmp_path):
+    """KServe's storage initializer copies the model files to /mnt/models without our manifest."""
+    import shutil
+
+    plain = tmp_path / "mnt-models"
+    shutil.copytree(trained_model[1], plain)
+    state = local.start("plain", {"uri": str(plain), "version": ""})
+    try:
+        status, body = call(state, "POST", "/v1/models/plain:predict", {"instances": [ROW]})
+        assert status == 200 and body["predictions"][0]["label"] == "Gentoo"
+    finally:
+        local.stop("plain")
+    (plain / "saved_model.pb").write_bytes(b"not a model")  # no manifest to check: TensorFlow refuses it
+    with pytest.raises(OperationFailedError, match="exited with code"):
+        local.start("plain", {"uri": str(plain), "version": ""})
+
+
 def test_concurrent_requests_are_folded_into_fewer_model_calls(server):
     def batches():
         text = call(server, "GET", "/metrics")[1]
@@ -210,7 +249,7 @@ def test_a_bad_rollout_is_refused_and_the_stable_version_keeps_serving(server, p
 
 def test_deploy_local_promotes_a_passing_canary_and_rolls_back_a_failing_one(kubeline_home, pushed_versions, inputs):
     schema, expected = inputs
-    config = DeployConfig(target="local", name="deploy-test", canary_percent=25, smoke_rows=20)
+    config = DeployConfig(model_name="deploy-test", target="local", canary_percent=25, smoke_rows=20)
     lines = []
     first = deploy(Release(pushed_versions[1], "1"), expected, schema, config, log=lines.append)
     assert first.action == "created" and first.endpoint.endswith("/v1/models/deploy-test:predict")

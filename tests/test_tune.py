@@ -3,12 +3,12 @@ import pytest
 
 from crds import katib_experiment_validator
 from fake_kube import FakeKubernetes
-from kubeline.components.tune.core import TuneConfig, experiment_for, experiment_name_for, tune
+from kubeline.components.tune.config import TuneConfig
+from kubeline.components.tune.core import tune
 from kubeline.errors import InvalidInputError, OperationFailedError
 
 DATA = {"transformed_train": "gs://b/run/train", "transformed_eval": "gs://b/run/eval",
         "transform_graph": "gs://b/run/graph"}
-FIXED = {"epochs": 50, "early_stopping_patience": 5}
 
 
 class FakeKatib:
@@ -56,14 +56,15 @@ def katib(tmp_path):
 
 
 def config(**kwargs) -> TuneConfig:
-    return TuneConfig(**{"target": "kubernetes", "experiment_name": "penguins-tune", "max_trials": 6,
-                         "parallel_trials": 2, "poll_s": 0.02, "timeout_s": 10, **kwargs})
+    return TuneConfig(**{"kfp_run_id": "run-1", "target": "kubernetes", "experiment_name": "penguins-tune",
+                         "max_trials": 6, "parallel_trials": 2, "poll_s": 0.02, "timeout_s": 10, "epochs": 50,
+                         "early_stopping_patience": 5, **kwargs})
 
 
 def test_kubernetes_target_creates_the_experiment_and_returns_the_optimal_trial(katib):
     katib.controllers["experiments"] = FakeKatib("succeed")
     lines = []
-    outcome = tune(DATA, config(delete_experiment=True), FIXED, kubeconfig=katib.kubeconfig_path, log=lines.append)
+    outcome = tune(DATA, config(delete_experiment=True), kubeconfig=katib.kubeconfig_path, log=lines.append)
     assert outcome.best_parameters == {"learning_rate": 0.1, "hidden_units": 64, "num_layers": 3, "dropout": 0.4,
                                        "batch_size": 64}
     assert type(outcome.best_parameters["hidden_units"]) is int and outcome.objective_value == 0.97
@@ -73,7 +74,7 @@ def test_kubernetes_target_creates_the_experiment_and_returns_the_optimal_trial(
     assert posted == ["/apis/kubeflow.org/v1beta1/namespaces/kubeflow/experiments"]
     command = outcome.report["experiment"]["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"][
         "containers"][0]["command"]
-    assert "--transformed-train=gs://b/run/train" in command and "--epochs=50" in command
+    assert "--transformed_train=gs://b/run/train" in command and "--epochs=50" in command
     assert ("DELETE", "/apis/kubeflow.org/v1beta1/namespaces/kubeflow/experiments/penguins-tune") in katib.requests
     assert katib.get("experiments", "kubeflow", "penguins-tune") is None
     assert any("created Experiment kubeflow/penguins-tune" in line for line in lines)
@@ -86,28 +87,28 @@ def test_kubernetes_target_creates_the_experiment_and_returns_the_optimal_trial(
 def test_a_failed_experiment_fails_the_step(katib, outcome, message):
     katib.controllers["experiments"] = FakeKatib(outcome)
     with pytest.raises(OperationFailedError, match=message):
-        tune(DATA, config(), FIXED, kubeconfig=katib.kubeconfig_path, log=lambda line: None)
+        tune(DATA, config(), kubeconfig=katib.kubeconfig_path, log=lambda line: None)
     assert katib.get("experiments", "kubeflow", "penguins-tune") is not None  # kept for kubectl describe
 
 
 def test_timeout_reports_the_conditions(katib):
     katib.controllers["experiments"] = FakeKatib("hang")
     with pytest.raises(OperationFailedError, match="did not finish within 0 s.*Running=True \\(ExperimentRunning"):
-        tune(DATA, config(timeout_s=0.2), FIXED, kubeconfig=katib.kubeconfig_path, log=lambda line: None)
+        tune(DATA, config(timeout_s=0.2), kubeconfig=katib.kubeconfig_path, log=lambda line: None)
 
 
 def test_a_retried_step_attaches_to_its_experiment_and_a_different_search_is_refused(katib):
     katib.controllers["experiments"] = FakeKatib("succeed", after=1)
-    first = tune(DATA, config(), FIXED, kubeconfig=katib.kubeconfig_path, log=lambda line: None)
+    first = tune(DATA, config(), kubeconfig=katib.kubeconfig_path, log=lambda line: None)
     lines = []
-    again = tune(DATA, config(), FIXED, kubeconfig=katib.kubeconfig_path, log=lines.append)
+    again = tune(DATA, config(), kubeconfig=katib.kubeconfig_path, log=lines.append)
     assert again.best_parameters == first.best_parameters
     assert any("exists with the same search" in line for line in lines)
     assert len([m for m, _ in katib.requests if m == "POST"]) == 2  # the second create got 409 AlreadyExists
     other_data = {**DATA, "transformed_train": "gs://b/other/train"}
     with pytest.raises(InvalidInputError, match="experiment_name: Experiment kubeflow/penguins-tune exists with "
                                                 "another search"):
-        tune(other_data, config(), FIXED, kubeconfig=katib.kubeconfig_path, log=lambda line: None)
+        tune(other_data, config(), kubeconfig=katib.kubeconfig_path, log=lambda line: None)
 
 
 @pytest.mark.parametrize("kwargs,field", [
@@ -124,25 +125,25 @@ def test_a_retried_step_attaches_to_its_experiment_and_a_different_search_is_ref
 ])
 def test_bad_tuning_configs_are_refused_before_anything_is_sent(katib, kwargs, field):
     with pytest.raises(InvalidInputError) as caught:
-        tune(DATA, config(**kwargs), FIXED, kubeconfig=katib.kubeconfig_path, log=lambda line: None)
+        tune(DATA, config(**kwargs), kubeconfig=katib.kubeconfig_path, log=lambda line: None)
     assert caught.value.field.startswith(field)
     assert katib.requests == []
 
 
 def test_zero_trials_skip_tuning():
-    outcome = tune(DATA, TuneConfig(max_trials=0), FIXED, log=lambda line: None)
+    outcome = tune(DATA, TuneConfig(kfp_run_id="run-1", max_trials=0), log=lambda line: None)
     assert outcome.best_parameters == {} and outcome.report == {"skipped": "max_trials is 0"}
 
 
 def test_experiment_names_follow_the_run_and_fit_katib():
-    name = experiment_name_for("4F1C2D3E-aaaa-bbbb-cccc-123456789012")
+    name = TuneConfig(kfp_run_id="4F1C2D3E-aaaa-bbbb-cccc-123456789012").name
     assert name == "kubeline-tune-4f1c2d3eaaaabbbb" and len(name) <= 40
 
 
 def test_the_api_server_refuses_an_object_that_breaks_the_schema(katib):
     from kubeline import kube
 
-    experiment = experiment_for(config(), ["--transformed-train=x"])
+    experiment = config().experiment(DATA)
     experiment["spec"]["parallelTrialCount"] = "two"
     api = kube.custom_objects(katib.kubeconfig_path)
     with pytest.raises(InvalidInputError, match="experiment: the API server refused it: .*parallelTrialCount: "

@@ -13,10 +13,9 @@ def deploy(
     evaluation: Input[Artifact],
     model_uri: str,
     storage_version: int,
+    registry_version: int,
+    model_name: str,
     deployment: Output[Artifact],
-    registry_version: int = 0,
-    model_name: str = "model",
-    tracking_uri: str = "",
     target: str = "local",
     endpoint_name: str = "",
     canary_percent: int = 20,
@@ -25,6 +24,7 @@ def deploy(
     timeout_s: float = 600.0,
     port: int = 0,
     service: dict = {},
+    tracking_uri: str = "",
 ) -> NamedTuple("DeployOutputs", endpoint=str, action=str):
     """Rolls a pushed model out behind an endpoint; a new version starts as a canary.
 
@@ -39,10 +39,9 @@ def deploy(
         evaluation: Evaluation from evaluate (its predictions.parquet holds the expected predictions).
         model_uri: Stored version from push; gs:// for the kubernetes target.
         storage_version: Storage version from push.
-        deployment: JSON describing what was done and what serves now.
         registry_version: Registry version from push; 0 leaves the registry alone.
         model_name: Registered model name.
-        tracking_uri: MLflow registry URI for the champion alias; empty for none.
+        deployment: JSON describing what was done and what serves now.
         target: "local" or "kubernetes".
         endpoint_name: Endpoint (InferenceService) name; empty for model_name.
         canary_percent: Share of traffic a new version gets while it is checked (1..100).
@@ -52,6 +51,7 @@ def deploy(
         port: Local target's port; 0 picks a free one (an existing deployment keeps its port).
         service: InferenceService settings: namespace, runtime ("kubeline" or "tensorflow"), min_replicas,
             max_replicas, scale_metric, scale_target, cpu, memory, gpus, service_account, labels.
+        tracking_uri: MLflow registry URI for the champion alias; empty for none.
 
     Returns:
         endpoint: The V1 predict URL.
@@ -60,15 +60,13 @@ def deploy(
     from collections import namedtuple
     from pathlib import Path
 
-    from kubeline.components.deploy.core import (DeployConfig, Release, deploy as run_deploy, endpoint_name as name_of,
-                                                 load_inputs)
+    from kubeline.components.deploy.config import CONFIG
+    from kubeline.components.deploy.core import Release, deploy as run_deploy, load_inputs
+    from kubeline.config import from_inputs
 
-    config = DeployConfig(target=target, name=name_of(model_name, endpoint_name),
-                          canary_percent=canary_percent, smoke_rows=smoke_rows, tolerance=tolerance,
-                          timeout_s=timeout_s, port=port, service=service)
-    schema, expected = load_inputs(model.path, evaluation.path, smoke_rows)
-    release = Release(model_uri, str(storage_version), registry_version, model_name, tracking_uri)
-    result = run_deploy(release, expected, schema, config)
+    config = from_inputs(CONFIG, locals())
+    schema, expected = load_inputs(model.path, evaluation.path, config.smoke_rows)
+    result = run_deploy(Release(model_uri, str(storage_version), registry_version), expected, schema, config)
     Path(deployment.path).write_text(result.to_json())
     deployment.metadata.update({"endpoint": result.endpoint, "action": result.action})
     print(f"deploy: {result.action}; endpoint {result.endpoint} serves version {result.serving['version']}")

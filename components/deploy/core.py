@@ -9,70 +9,24 @@ compare with the offline predictions, then promote when they match (all traffic 
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from kubeline import kube
-from kubeline.errors import InvalidInputError, OperationFailedError
+from kubeline.components.deploy.config import DeployConfig
+from kubeline.errors import OperationFailedError
 from kubeline.schema import Schema
 from kubeline.serving import local, smoke
 from kubeline.serving.client import predict_url
-from kubeline.serving.inference_service import GROUP, PLURAL, VERSION, ServiceConfig, build, check, check_name
-
-TARGETS = ("local", "kubernetes")
-
-
-@dataclass
-class DeployConfig:
-    """Where and how to roll out; ``service`` fields apply to the kubernetes target."""
-
-    target: str = "local"
-    name: str = "model"
-    canary_percent: int = 20
-    smoke_rows: int = 20
-    tolerance: float = 1e-5
-    timeout_s: float = 600.0
-    poll_s: float = 5.0
-    port: int = 0  # local target; 0 picks a free port
-    service: dict = field(default_factory=dict)  # ServiceConfig fields: namespace, runtime, replicas, ...
-
-    def __post_init__(self):
-        if self.target not in TARGETS:
-            raise InvalidInputError("target", f"'{self.target}' is not a deploy target", f"use one of {list(TARGETS)}")
-        check_name(self.name, "endpoint_name")
-        if isinstance(self.canary_percent, bool) or not isinstance(self.canary_percent, int) or \
-                not 1 <= self.canary_percent <= 100:
-            raise InvalidInputError("canary_percent", f"{self.canary_percent!r} is not in 1..100",
-                                    "give the whole percent of traffic the new version gets first")
-        if self.smoke_rows < 1:
-            raise InvalidInputError("smoke_rows", f"{self.smoke_rows}", "send at least 1 smoke row")
-        if not self.tolerance > 0:
-            raise InvalidInputError("tolerance", f"{self.tolerance}", "give a positive probability tolerance")
-
-    def service_config(self, storage_uri: str, version: str, percent: int | None) -> ServiceConfig:
-        known = set(ServiceConfig.__dataclass_fields__) - {"name", "storage_uri", "model_version",
-                                                           "canary_traffic_percent"}
-        unknown = sorted(set(self.service) - known)
-        if unknown:
-            raise InvalidInputError("service", f"unknown settings {unknown}", f"use only {sorted(known)}")
-        return ServiceConfig(name=self.name, storage_uri=storage_uri, model_version=version,
-                             canary_traffic_percent=percent, **self.service)
-
-
-def endpoint_name(model_name: str, given: str = "") -> str:
-    """The endpoint's name: ``given``, else the model name as a Kubernetes name."""
-    return given or model_name.lower().replace("_", "-")
+from kubeline.serving.inference_service import GROUP, MODEL_VERSION_ENV, PLURAL, VERSION, build
 
 
 @dataclass
 class Release:
-    """The version being deployed: its storage URI and numbers, and the registry that holds it."""
+    """The version being deployed: its storage URI, storage version and registry version (0: not registered)."""
 
     uri: str
     version: str
     registry_version: int = 0
-    model_name: str = ""
-    tracking_uri: str = ""
 
     def served(self) -> dict:
         return {"uri": self.uri, "version": self.version, "registry_version": self.registry_version}
@@ -124,7 +78,7 @@ class KubernetesTarget:
 
     def __init__(self, config: DeployConfig, kubeconfig: str = "", log=print):
         self.config, self.log = config, log
-        self.namespace = config.service.get("namespace", "kubeflow")
+        self.namespace = config.settings.namespace
         self.api = kube.custom_objects(kubeconfig)
         self.service = self._get()
 
@@ -142,7 +96,7 @@ class KubernetesTarget:
         if self.service is None:
             return None
         model = self.service["spec"]["predictor"]["model"]
-        version = next((e["value"] for e in model.get("env", []) if e["name"] == "KUBELINE_MODEL_VERSION"), "")
+        version = next((e["value"] for e in model.get("env", []) if e["name"] == MODEL_VERSION_ENV), "")
         percent = self.service["spec"]["predictor"].get("canaryTrafficPercent")
         return {"uri": model["storageUri"], "version": version, "canary": percent not in (None, 100) or None}
 
@@ -154,19 +108,17 @@ class KubernetesTarget:
     def _wait(self) -> None:
         """Until the latest generation is Ready and its revision is the latest ready one."""
         generation = self.service["metadata"]["generation"]
-        deadline = time.monotonic() + self.config.timeout_s
-        while True:
-            self.service = self._get()
-            status = self.service.get("status") or {}
+
+        def rolled_out(service: dict) -> bool:
+            status = service.get("status") or {}
             predictor = (status.get("components") or {}).get("predictor") or {}
-            if (status.get("observedGeneration", 0) >= generation and kube.condition(self.service, "Ready")
-                    and predictor.get("latestReadyRevision") == predictor.get("latestCreatedRevision")):
-                return
-            if time.monotonic() > deadline:
-                raise OperationFailedError(
-                    f"InferenceService {self.namespace}/{self.config.name} generation {generation} was not Ready "
-                    f"within {self.config.timeout_s:.0f} s; conditions: {kube.conditions_text(self.service)}")
-            time.sleep(self.config.poll_s)
+            return (status.get("observedGeneration", 0) >= generation and kube.condition(service, "Ready") is not None
+                    and predictor.get("latestReadyRevision") == predictor.get("latestCreatedRevision"))
+
+        self.service = kube.wait_for(
+            self._get, rolled_out, self.config.timeout_s, self.config.poll_s,
+            lambda service: f"InferenceService {self.namespace}/{self.config.name} generation {generation} was not "
+                            f"Ready within {self.config.timeout_s:.0f} s; conditions: {kube.conditions_text(service)}")
 
     def _url(self, tag: str = "") -> str:
         status = self.service.get("status") or {}
@@ -175,7 +127,7 @@ class KubernetesTarget:
         return (tagged or [status.get("url") or (status.get("address") or {}).get("url")])[0]
 
     def create(self, release: Release) -> str:
-        service = build(self.config.service_config(release.uri, release.version, None))
+        service = build(self.config.name, self.config.settings, release.uri, release.version)
         self.service = kube.call("inference service", self.api.create_namespaced_custom_object, GROUP, VERSION,
                                  self.namespace, PLURAL, service)
         self.log(f"deploy: created InferenceService {self.namespace}/{self.config.name}")
@@ -183,8 +135,8 @@ class KubernetesTarget:
         return self._url()
 
     def canary(self, release: Release) -> tuple[str, str]:
-        predictor = build(self.config.service_config(release.uri, release.version,
-                                                     self.config.canary_percent))["spec"]["predictor"]
+        predictor = build(self.config.name, self.config.settings, release.uri, release.version,
+                          self.config.canary_percent)["spec"]["predictor"]
         self._patch(predictor)
         return self._url("latest"), self.config.name
 
@@ -214,11 +166,11 @@ def deploy(release: Release, expected: smoke.Expected, schema: Schema, config: D
            kubeconfig: str = "", log=print) -> DeployResult:
     """Rolls ``release`` out on the configured target; raises OperationFailedError after a rollback."""
     if config.target == "kubernetes":
-        check(config.service_config(release.uri, release.version, config.canary_percent))  # before any API call
+        build(config.name, config.settings, release.uri, release.version, config.canary_percent)  # before any call
         target = KubernetesTarget(config, kubeconfig, log)
     else:
         target = LocalTarget(config)
-    protocols = ("v1",) if config.service.get("runtime") == "tensorflow" else ("v1", "v2")
+    protocols = ("v1",) if config.settings.runtime == "tensorflow" else ("v1", "v2")
     current = target.current()
     if current and current["uri"] == release.uri and not current["canary"]:
         log(f"deploy: {config.name} already serves version {release.version}")
@@ -230,7 +182,7 @@ def deploy(release: Release, expected: smoke.Expected, schema: Schema, config: D
             target.discard()
             raise OperationFailedError(f"smoke test of the new endpoint '{config.name}' failed: "
                                        f"{'; '.join(result.problems[:3])}")
-        _champion(release, log)
+        _champion(release, config, log)
         return DeployResult("created", target.endpoint(), release.served(), smoke=asdict(result))
     previous = {k: v for k, v in current.items() if k != "canary"}
     url, canary_model = target.canary(release)
@@ -243,21 +195,21 @@ def deploy(release: Release, expected: smoke.Expected, schema: Schema, config: D
                                    f"{previous.get('version')} keeps serving all traffic. "
                                    f"{'; '.join(result.problems[:3])}")
     target.promote()
-    _champion(release, log)
+    _champion(release, config, log)
     return DeployResult("promoted", target.endpoint(), release.served(), smoke=asdict(result))
 
 
-def _champion(release: Release, log) -> None:
-    if release.tracking_uri and release.registry_version:
+def _champion(release: Release, config: DeployConfig, log) -> None:
+    if config.tracking_uri and release.registry_version:
         from kubeline import registry
 
-        registry.promote(release.model_name, release.registry_version, release.tracking_uri)
-        log(f"deploy: models:/{release.model_name}/{release.registry_version} is now @champion")
+        registry.promote(config.model_name, release.registry_version, config.tracking_uri)
+        log(f"deploy: models:/{config.model_name}/{release.registry_version} is now @{registry.CHAMPION}")
 
 
 def load_inputs(model_dir: str, evaluation_dir: str, rows: int) -> tuple[Schema, smoke.Expected]:
     """The model's schema and the offline predictions the smoke test expects."""
-    from kubeline.model import load_schema
+    from kubeline.saved_model import load_schema
 
     schema = load_schema(model_dir)
     return schema, smoke.expected_predictions(evaluation_dir, schema, rows)

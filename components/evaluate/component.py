@@ -52,13 +52,14 @@ def evaluate(
     import json
     import tempfile
 
+    from kubeline.components.evaluate.config import CONFIG
     from kubeline.components.evaluate.core import evaluate as run_evaluate, fetch_baseline, render_report, write
+    from kubeline.config import from_inputs
 
+    config = from_inputs(CONFIG, locals())
     with tempfile.TemporaryDirectory() as work_dir:
-        baseline, no_baseline = fetch_baseline(baseline_model_uri, baseline_from_champion, tracking_uri, model_name,
-                                               work_dir)
-        result = run_evaluate(model.path, eval_data.path, thresholds, change_thresholds, baseline, slice_feature,
-                              no_baseline)
+        baseline, no_baseline = fetch_baseline(config, work_dir)
+        result = run_evaluate(model.path, eval_data.path, config, baseline, no_baseline)
     write(result, evaluation.path)
     with open(evaluation_report.path, "w") as handle:
         handle.write(render_report(result))

@@ -12,13 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kubeline import artifacts, model_store, registry
+from kubeline.components.evaluate.config import LOWER_IS_BETTER, EvaluateConfig
 from kubeline.errors import InvalidInputError
-from kubeline.model import load_model, predict_probabilities
+from kubeline.saved_model import load_model, predict_probabilities
 
-# Every metric is higher-is-better except these.
-LOWER_IS_BETTER = {"log_loss"}
-METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted", "recall_weighted",
-           "f1_weighted", "roc_auc", "log_loss")
 MISSING_SLICE = "(missing)"
 MAX_ROC_POINTS = 200
 
@@ -70,15 +68,6 @@ def roc_points(y_true: np.ndarray, probabilities: np.ndarray) -> dict:
             "thresholds": np.clip(thresholds[keep], 0.0, 1.0).round(6).tolist()}
 
 
-def check_thresholds(thresholds: dict, field_name: str) -> None:
-    unknown = sorted(set(thresholds) - set(METRICS))
-    if unknown:
-        raise InvalidInputError(field_name, f"unknown metrics {unknown}", f"use names from {list(METRICS)}")
-    for name, value in thresholds.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise InvalidInputError(f"{field_name}.{name}", f"{value!r} is not a number", "give a number")
-
-
 def gate(metrics: dict, thresholds: dict, change_thresholds: dict, baseline: dict | None,
          no_baseline: str = "no baseline model") -> tuple[str, list[str]]:
     """Checks absolute thresholds and, with a baseline, the largest allowed worsening per metric."""
@@ -99,45 +88,31 @@ def gate(metrics: dict, thresholds: dict, change_thresholds: dict, baseline: dic
                        f"worse by {max(worsening, 0):.4f}, at most {allowed} allowed")
     if not reasons:
         reasons.append("ok: no thresholds configured")
-    return ("pass" if passed else "fail"), reasons
+    return (artifacts.PASS if passed else artifacts.FAIL), reasons
 
 
-def fetch_baseline(baseline_model_uri: str, from_champion: bool, tracking_uri: str, model_name: str,
-                   work_dir: str) -> tuple[str, str]:
-    """The baseline as a local folder (or "") and, without one, why. Registry URIs resolve to storage."""
-    from kubeline import registry, storage
-    from kubeline.components.push.core import MANIFEST, verify
-
-    if from_champion:
-        if baseline_model_uri:
-            raise InvalidInputError("baseline_from_champion", "set together with baseline_model_uri",
-                                    "choose one baseline")
-        if not (tracking_uri and model_name):
-            raise InvalidInputError("baseline_from_champion", "needs tracking_uri and model_name",
-                                    "give the registry and the registered model name")
-        baseline_model_uri = f"models:/{model_name}@{registry.CHAMPION}"
-    if not baseline_model_uri:
+def fetch_baseline(config: EvaluateConfig, work_dir: str) -> tuple[str, str]:
+    """The baseline as a verified local folder (or "") and, without one, why. Registry URIs resolve to storage."""
+    uri = config.baseline_model_uri
+    if config.baseline_from_champion:
+        uri = f"models:/{config.model_name}@{registry.CHAMPION}"
+    if not uri:
         return "", "no baseline model"
-    if baseline_model_uri.startswith("models:/"):
+    if uri.startswith("models:/"):
         try:
-            baseline_model_uri = registry.resolve(baseline_model_uri, tracking_uri)
+            uri = registry.resolve(uri, config.tracking_uri)
         except InvalidInputError:
-            if from_champion:
-                return "", f"no {registry.CHAMPION} of '{model_name}' in the registry yet"
+            if config.baseline_from_champion:
+                return "", f"no {registry.CHAMPION} of '{config.model_name}' in the registry yet"
             raise
-    local = storage.fetch_dir(baseline_model_uri, work_dir, field="baseline_model_uri")
-    if (local / MANIFEST).is_file():
-        verify(local)
-    return str(local), ""
+    return str(model_store.local_copy(uri, work_dir, field="baseline_model_uri", require_manifest=False)), ""
 
 
-def evaluate(model_dir: str, eval_path: str, thresholds: dict, change_thresholds: dict | None = None,
-             baseline_model_dir: str = "", slice_feature: str = "", no_baseline: str = "no baseline model") -> Evaluation:
+def evaluate(model_dir: str, eval_path: str, config: EvaluateConfig, baseline_model_dir: str = "",
+             no_baseline: str = "no baseline model") -> Evaluation:
     """Computes metrics, per-slice metrics, the confusion matrix and ROC, then applies the gate."""
-    change_thresholds = change_thresholds or {}
-    check_thresholds(thresholds, "thresholds")
-    check_thresholds(change_thresholds, "change_thresholds")
     serve, schema = load_model(model_dir)
+    slice_feature = config.slice_feature
     if slice_feature and slice_feature not in schema.categorical:
         raise InvalidInputError("slice_feature", f"'{slice_feature}' is not a categorical feature of the model",
                                 f"choose one of {schema.categorical} or leave it empty")
@@ -163,7 +138,7 @@ def evaluate(model_dir: str, eval_path: str, thresholds: dict, change_thresholds
                                     f"candidate's {schema.classes}", "compare models trained for the same label")
         baseline_metrics = compute_metrics(y_true, predict_probabilities(baseline_serve, baseline_schema, frame),
                                            len(schema.classes))
-    decision, reasons = gate(metrics, thresholds, change_thresholds, baseline_metrics, no_baseline)
+    decision, reasons = gate(metrics, config.thresholds, config.change_thresholds, baseline_metrics, no_baseline)
 
     from sklearn.metrics import confusion_matrix
 
@@ -177,13 +152,13 @@ def evaluate(model_dir: str, eval_path: str, thresholds: dict, change_thresholds
 
 
 def write(evaluation: Evaluation, out_dir: str) -> None:
-    """Writes evaluation.json and predictions.parquet (offline predictions, kept for parity checks)."""
+    """Writes the evaluation and its offline predictions (kept for parity checks): kubeline.artifacts' layout."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     body = {k: getattr(evaluation, k) for k in ("decision", "reasons", "metrics", "baseline_metrics", "slices",
                                                  "classes", "confusion_matrix", "roc")}
-    (out / "evaluation.json").write_text(json.dumps(body, indent=2))
-    evaluation.predictions.to_parquet(out / "predictions.parquet", index=False)
+    (out / artifacts.EVALUATION_FILE).write_text(json.dumps(body, indent=2))
+    evaluation.predictions.to_parquet(out / artifacts.PREDICTIONS_FILE, index=False)
 
 
 def render_report(evaluation: Evaluation) -> str:

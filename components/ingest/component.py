@@ -44,13 +44,12 @@ def ingest(
     """
     from collections import namedtuple
 
+    from kubeline.components.ingest.config import CONFIG
     from kubeline.components.ingest.core import ingest as run_ingest
-    from kubeline.schema import Schema
+    from kubeline.config import from_inputs
 
-    given = Schema.load_uri(schema_uri) if schema_uri else None
-    result = run_ingest(data_uri, label, train_data.path, eval_data.path, schema.path, statistics_report.path,
-                        statistics.path, given_schema=given, eval_fraction=eval_fraction, seed=seed,
-                        drop_columns=drop_columns, max_unknown_fraction=max_unknown_fraction)
+    result = run_ingest(from_inputs(CONFIG, locals()), train_data.path, eval_data.path, schema.path,
+                        statistics_report.path, statistics.path)
     train_data.metadata.update({"rows": result.train_rows, "format": "parquet"})
     eval_data.metadata.update({"rows": result.eval_rows, "format": "parquet"})
     schema.metadata.update({"label": label, "classes": result.schema.classes,

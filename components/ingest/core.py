@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kubeline import storage
+from kubeline.components.ingest.config import IngestConfig
 from kubeline.errors import InvalidInputError
 from kubeline.schema import CATEGORICAL, NUMERIC, Feature, Schema, check_name
 
@@ -40,24 +41,19 @@ class IngestResult:
     anomalies: list[str] = field(default_factory=list)
 
 
-def ingest(data_uri: str, label: str, train_path: str, eval_path: str, schema_path: str, report_path: str,
-           statistics_path: str, given_schema: Schema | None = None, eval_fraction: float = 0.2, seed: int = 42,
-           drop_columns: list[str] | None = None, max_unknown_fraction: float = 0.01) -> IngestResult:
+def ingest(config: IngestConfig, train_path: str, eval_path: str, schema_path: str, report_path: str,
+           statistics_path: str) -> IngestResult:
     """Reads, validates and splits a dataset; writes the splits (Parquet), schema, statistics and report.
 
     Nothing is written unless every check passes.
     """
-    if not 0.0 < eval_fraction < 1.0:
-        raise InvalidInputError("eval_fraction", f"{eval_fraction} is outside (0, 1)",
-                                "give the share of rows for evaluation, e.g. 0.2")
-    if not 0.0 <= max_unknown_fraction < 1.0:
-        raise InvalidInputError("max_unknown_fraction", f"{max_unknown_fraction} is outside [0, 1)",
-                                "give the share of unknown values tolerated, e.g. 0.01")
+    label = config.label
+    given_schema = Schema.load_uri(config.schema_uri) if config.schema_uri else None
     with tempfile.TemporaryDirectory() as work_dir:
-        local = storage.fetch(data_uri, work_dir, field="data_uri")
+        local = storage.fetch(config.data_uri, work_dir, field="data_uri")
         digest = storage.sha256_file(local)
-        frame = read_table(local, data_uri)
-    frame = select_columns(frame, label, drop_columns or [])
+        frame = read_table(local, config.data_uri)
+    frame = select_columns(frame, label, config.drop_columns)
     labelled = frame[frame[label].notna()]
     dropped = len(frame) - len(labelled)
     if labelled.empty:
@@ -66,15 +62,15 @@ def ingest(data_uri: str, label: str, train_path: str, eval_path: str, schema_pa
     if given_schema is not None and given_schema.label != label:
         raise InvalidInputError("label", f"'{label}' differs from the schema's label '{given_schema.label}'",
                                 "use the schema's label or a schema made for this label")
-    clean, anomalies = conform(labelled, schema, max_unknown_fraction)
-    train, evaluation = stratified_split(clean, label, eval_fraction, seed)
+    clean, anomalies = conform(labelled, schema, config.max_unknown_fraction)
+    train, evaluation = stratified_split(clean, label, config.eval_fraction, config.seed)
     statistics = describe(clean, schema, train, evaluation, digest, dropped)
 
     train.to_parquet(train_path, index=False)
     evaluation.to_parquet(eval_path, index=False)
     schema.save(schema_path)
     Path(statistics_path).write_text(json.dumps(statistics, indent=2))
-    Path(report_path).write_text(render_report(statistics, anomalies, data_uri))
+    Path(report_path).write_text(render_report(statistics, anomalies, config.data_uri))
     return IngestResult(digest, len(clean), len(train), len(evaluation), dropped, schema, statistics, anomalies)
 
 
@@ -131,8 +127,6 @@ def select_columns(frame: pd.DataFrame, label: str, drop_columns: list[str]) -> 
                                 f"choose from {list(frame.columns)}")
     if label not in frame.columns:
         raise InvalidInputError("label", f"no column named '{label}'", f"choose one of {list(frame.columns)}")
-    if label in drop_columns:
-        raise InvalidInputError("drop_columns", f"the label '{label}' cannot be dropped", "remove it from drop_columns")
     return frame.drop(columns=drop_columns)
 
 

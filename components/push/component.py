@@ -12,9 +12,9 @@ def push(
     model: Input[Model],
     evaluation: Input[Artifact],
     model_root: str,
-    model_name: str,
+    run_id: str,
+    model_name: str = "model",
     tracking_uri: str = "",
-    run_id: str = "",
 ) -> NamedTuple("PushOutputs", model_uri=str, storage_version=int, registry_version=int):
     """Stores a model that passed the gate and registers it as the challenger.
 
@@ -28,20 +28,23 @@ def push(
         model_root: file:// path, local path or gs:// URI under which versions are stored.
         model_name: Registered model name and folder name under model_root.
         tracking_uri: MLflow tracking/registry URI; empty stores without registering.
-        run_id: The MLflow run of this pipeline run (from track); its lineage tags go on the version.
+        run_id: The MLflow run of this pipeline run (from track; empty when not tracking); its lineage tags
+            go on the version.
 
     Returns:
         model_uri: URI of the stored version (the registry version's source).
         storage_version: The storage version number; versions are never overwritten.
         registry_version: The registry version number, 0 when not registered.
     """
-    import os
     from collections import namedtuple
 
+    from kubeline.components.push.config import CONFIG
     from kubeline.components.push.core import check_blessed, push as run_push
+    from kubeline.config import from_inputs
 
-    check_blessed(os.path.join(evaluation.path, "evaluation.json"))
-    result = run_push(model.path, model_root, model_name, tracking_uri=tracking_uri, run_id=run_id)
+    config = from_inputs(CONFIG, locals())
+    check_blessed(evaluation.path)
+    result = run_push(model.path, config, run_id=run_id)
     registered = f", registry version {result.registry_version} (alias challenger)" if result.registry_version else ""
     print(f"push: {'reused' if result.reused else 'stored'} {result.uri} (storage version {result.storage_version})"
           f"{registered}")

@@ -14,10 +14,10 @@ def track(
     evaluation: Input[Artifact],
     evaluation_report: Input[Markdown],
     tracking_uri: str,
+    kfp_run_id: str,
+    kfp_run_name: str,
     experiment_name: str = "kubeline",
     pipeline_name: str = "",
-    kfp_run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-    kfp_run_name: str = dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
 ) -> str:
     """Logs parameters, metrics, the gate decision, reports and lineage tags to an MLflow run.
 
@@ -30,21 +30,25 @@ def track(
         evaluation_report: Evaluation report from evaluate.
         tracking_uri: MLflow tracking URI (sqlite:///path/mlflow.db or http://host:port); empty turns
             tracking off and the step returns an empty run id.
+        kfp_run_id: The KFP run id (the pipeline passes dsl.PIPELINE_JOB_ID_PLACEHOLDER); tags the MLflow run,
+            so a retried step logs into the same run.
+        kfp_run_name: The KFP run name (dsl.PIPELINE_JOB_NAME_PLACEHOLDER); names the MLflow run.
         experiment_name: MLflow experiment.
         pipeline_name: The pipeline's name, recorded as the kfp.pipeline_name tag.
-        kfp_run_id: The KFP run id (filled in by KFP); tags the MLflow run.
-        kfp_run_name: The KFP run name (filled in by KFP); names the MLflow run.
 
     Returns:
         The MLflow run id, or "" when tracking is off.
     """
-    if not tracking_uri:
+    from kubeline.components.track.config import CONFIG
+    from kubeline.config import from_inputs
+
+    config = from_inputs(CONFIG, locals())
+    if not config.tracking_uri:
         print("track: no tracking_uri, nothing logged")
         return ""
     from kubeline.components.track.core import track as run_track
 
-    run_id = run_track(tracking_uri, experiment_name, pipeline_name, kfp_run_id, kfp_run_name, schema.path,
-                       statistics.path,
-                       statistics_report.path, model.path, evaluation.path, evaluation_report.path)
-    print(f"track: logged MLflow run {run_id} in experiment '{experiment_name}' at {tracking_uri}")
+    run_id = run_track(config, schema.path, statistics.path, statistics_report.path, model.path, evaluation.path,
+                       evaluation_report.path)
+    print(f"track: logged MLflow run {run_id} in experiment '{config.experiment_name}' at {config.tracking_uri}")
     return run_id

@@ -13,8 +13,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from kubeline import __version__, images, registry
-from kubeline.model import METADATA_FILE
+from kubeline import __version__, artifacts, images, registry
+from kubeline.components.track.config import TrackConfig
+from kubeline.saved_model import METADATA_FILE
 
 METRIC_NAME_UNSAFE = re.compile(r"[^\w\-. /]")
 
@@ -35,13 +36,12 @@ def artifact_location(tracking_uri: str) -> str | None:
     return None
 
 
-def track(tracking_uri: str, experiment_name: str, kfp_pipeline_name: str, kfp_run_id: str, kfp_run_name: str,
-          schema_path: str,
-          statistics_path: str, statistics_report_path: str, model_dir: str, evaluation_dir: str,
-          evaluation_report_path: str) -> str:
+def track(config: TrackConfig, schema_path: str, statistics_path: str, statistics_report_path: str, model_dir: str,
+          evaluation_dir: str, evaluation_report_path: str) -> str:
     """Logs the run and returns its MLflow run id."""
+    tracking_uri, experiment_name, kfp_run_id = config.tracking_uri, config.experiment_name, config.kfp_run_id
     statistics = json.loads(Path(statistics_path).read_text())
-    evaluation = json.loads((Path(evaluation_dir) / "evaluation.json").read_text())
+    evaluation = artifacts.read_evaluation(evaluation_dir)
     hparams = json.loads((Path(model_dir) / METADATA_FILE).read_text())["hparams"]
     client = registry.client(tracking_uri)
     with registry.reachable(tracking_uri, "Nothing was logged; rerun the step."):
@@ -50,9 +50,9 @@ def track(tracking_uri: str, experiment_name: str, kfp_pipeline_name: str, kfp_r
             experiment = client.get_experiment_by_name(experiment_name)
             experiment_id = (experiment.experiment_id if experiment else
                              client.create_experiment(experiment_name, artifact_location(tracking_uri)))
-            run = client.create_run(experiment_id, run_name=kfp_run_name,
-                                    tags=lineage_tags(statistics["dataset_sha256"], kfp_pipeline_name, kfp_run_id,
-                                                      kfp_run_name))
+            run = client.create_run(experiment_id, run_name=config.kfp_run_name,
+                                    tags=lineage_tags(statistics["dataset_sha256"], config.pipeline_name, kfp_run_id,
+                                                      config.kfp_run_name))
         run_id = run.info.run_id
         params = {**hparams, "label": statistics["label"]["name"], "rows": statistics["rows"],
                   "train_rows": statistics["train_rows"], "eval_rows": statistics["eval_rows"]}
@@ -68,7 +68,7 @@ def track(tracking_uri: str, experiment_name: str, kfp_pipeline_name: str, kfp_r
         with tempfile.TemporaryDirectory() as bundle:
             for source, name in ((schema_path, "data/schema.json"), (statistics_path, "data/statistics.json"),
                                  (statistics_report_path, "data/statistics.md"),
-                                 (Path(evaluation_dir) / "evaluation.json", "evaluation/evaluation.json"),
+                                 (Path(evaluation_dir) / artifacts.EVALUATION_FILE, "evaluation/evaluation.json"),
                                  (evaluation_report_path, "evaluation/evaluation.md")):
                 target = Path(bundle, name)
                 target.parent.mkdir(exist_ok=True)

@@ -52,17 +52,18 @@ def train(
     from collections import namedtuple
     from dataclasses import asdict
 
-    from kubeline.components.train.core import HParams, train as run_train
+    from kubeline.components.train.config import CONFIG
+    from kubeline.components.train.core import train as run_train
+    from kubeline.config import from_inputs
+    from kubeline.training import metric_lines
 
-    hparams = HParams.with_overrides(
-        dict(learning_rate=learning_rate, hidden_units=hidden_units, num_layers=num_layers, dropout=dropout,
-             batch_size=batch_size, epochs=epochs, early_stopping_patience=early_stopping_patience),
-        tuned_hyperparameters)
+    config = from_inputs(CONFIG, locals())
+    hparams = config.hparams()
     result = run_train(transformed_train.path, transformed_eval.path, transform_graph.path, model.path, hparams,
-                       seed=seed)
+                       seed=config.seed)
     for name, value in result.objective.items():
         metrics.log_metric(name, value)
-        print(f"{name}={value}")
+    print(metric_lines(result.objective))
     model.metadata.update({"framework": "tensorflow", "signature": "serving_default", "devices": result.devices,
                            "epochs_run": result.epochs_run, "hyperparameters": asdict(hparams)})
     return namedtuple("TrainOutputs", ["accuracy", "loss"])(result.objective["accuracy"], result.objective["loss"])

@@ -9,50 +9,16 @@ from __future__ import annotations
 import json
 import os
 import random
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kubeline.components.transform.core import RAW_SCHEMA_FILE
+from kubeline.artifacts import RAW_SCHEMA_FILE, TRANSFORMED_SUFFIX
 from kubeline.errors import InvalidInputError
-from kubeline.model import METADATA_FILE, SIGNATURE
+from kubeline.saved_model import METADATA_FILE, SIGNATURE
 from kubeline.schema import NUMERIC, Schema
+from kubeline.training import HParams, metric_lines
 
 CACHE_LIMIT_BYTES = 256 << 20  # compressed transformed data cached in memory up to this size
-
-
-@dataclass
-class HParams:
-    learning_rate: float = 0.01
-    hidden_units: int = 16
-    num_layers: int = 2
-    dropout: float = 0.1
-    batch_size: int = 32
-    epochs: int = 100
-    early_stopping_patience: int = 10
-
-    def __post_init__(self):
-        checks = {
-            "learning_rate": (self.learning_rate > 0, "a positive number such as 0.01"),
-            "hidden_units": (self.hidden_units >= 1, "at least 1"),
-            "num_layers": (self.num_layers >= 0, "0 or more"),
-            "dropout": (0 <= self.dropout < 1, "in [0, 1)"),
-            "batch_size": (self.batch_size >= 1, "at least 1"),
-            "epochs": (self.epochs >= 1, "at least 1"),
-            "early_stopping_patience": (self.early_stopping_patience >= 0, "0 (off) or more epochs"),
-        }
-        for name, (ok, expected) in checks.items():
-            if not ok:
-                raise InvalidInputError(name, f"{getattr(self, name)} is out of range", f"use {expected}")
-
-    @classmethod
-    def with_overrides(cls, values: dict, overrides: dict) -> "HParams":
-        """``values`` with ``overrides`` (e.g. tuned ones) replacing entries, each cast to the field's type."""
-        known = {f.name: type(f.default) for f in fields(cls)}
-        unknown = sorted(set(overrides) - set(known))
-        if unknown:
-            raise InvalidInputError("tuned_hyperparameters", f"unknown hyperparameters {unknown}",
-                                    f"use names from {sorted(known)}")
-        return cls(**{**values, **{name: known[name](value) for name, value in overrides.items()}})
 
 
 @dataclass
@@ -83,9 +49,9 @@ def configure_devices(seed: int):
 def read_transformed(data_dir: str, tft_output, label: str, batch_size: int, shuffle_seed: int | None = None):
     import tensorflow as tf
 
-    files = sorted(str(p) for p in Path(data_dir).glob("*.tfrecord.gz"))
+    files = sorted(str(p) for p in Path(data_dir).glob(f"*{TRANSFORMED_SUFFIX}"))
     if not files:
-        raise InvalidInputError("transformed data", f"no .tfrecord.gz files in '{data_dir}'",
+        raise InvalidInputError("transformed data", f"no {TRANSFORMED_SUFFIX} files in '{data_dir}'",
                                 "pass the output of the transform step")
     spec = tft_output.transformed_feature_spec()
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
@@ -136,7 +102,7 @@ def build_model(tft_output, label: str, num_classes: int, hparams: HParams):
 
 
 def train(transformed_train_dir: str, transformed_eval_dir: str, transform_graph_dir: str, model_dir: str,
-          hparams: HParams, seed: int = 42) -> TrainResult:
+          hparams: HParams, seed: int) -> TrainResult:
     """Fits the model (validating on the eval split) and exports the raw-feature SavedModel to ``model_dir``.
 
     Prints the validation metrics after every epoch as ``accuracy=…``/``loss=…`` lines (what Katib's
@@ -164,7 +130,7 @@ def train(transformed_train_dir: str, transformed_eval_dir: str, transform_graph
 
 
 def print_epoch_metrics(epoch: int, logs: dict) -> None:
-    print(f"accuracy={logs['val_accuracy']}\nloss={logs['val_loss']}", flush=True)
+    print(metric_lines({"accuracy": logs["val_accuracy"], "loss": logs["val_loss"]}), flush=True)
 
 
 def export(model, tft_output, schema: Schema, model_dir: str, hparams: HParams) -> None:

@@ -35,16 +35,20 @@ def transform(
     import tempfile
 
     from kubeline import storage
+    from kubeline.components.transform.config import CONFIG
     from kubeline.components.transform.core import run_isolated
+    from kubeline.config import from_inputs
 
+    config = from_inputs(CONFIG, locals())
     for artifact in (transform_graph, transformed_train, transformed_eval):
         os.makedirs(artifact.path, exist_ok=True)
     with tempfile.TemporaryDirectory() as work_dir:
-        module_path = str(storage.fetch(module_file, work_dir, field="module_file")) if module_file else ""
+        module_path = (str(storage.fetch(config.module_file, work_dir, field="module_file")) if config.module_file
+                       else "")
         summary = run_isolated(schema_path=schema.path, train_path=train_data.path, eval_path=eval_data.path,
                                transform_graph_dir=transform_graph.path,
                                transformed_train_dir=transformed_train.path,
                                transformed_eval_dir=transformed_eval.path, module_file=module_path,
-                               runner=beam_runner, beam_pipeline_args=beam_pipeline_args)
+                               runner=config.beam_runner, beam_pipeline_args=config.beam_pipeline_args)
     transform_graph.metadata.update(summary)
-    print(f"transform: {len(summary['transformed_features'])} transformed features on {beam_runner}")
+    print(f"transform: {len(summary['transformed_features'])} transformed features on {config.beam_runner}")

@@ -15,13 +15,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from kubeline.artifacts import RAW_SCHEMA_FILE, TRANSFORMED_SUFFIX
 from kubeline.errors import InvalidInputError
 from kubeline.schema import NUMERIC, Schema
 
 COMPLETION_MARKER = "_KUBELINE_TRANSFORM_DONE"
-RAW_SCHEMA_FILE = "raw_schema.json"  # the ingest schema, kept beside the transform graph
 TRANSFORMED_PREFIX = "part"
-TRANSFORMED_SUFFIX = ".tfrecord.gz"
 
 
 def raw_feature_spec(schema: Schema) -> dict:

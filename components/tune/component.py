@@ -14,6 +14,7 @@ def tune(
     transform_graph: Input[Artifact],
     tuning: Output[Artifact],
     tuning_report: Output[Markdown],
+    kfp_run_id: str,
     target: str = "local",
     max_trials: int = 8,
     parallel_trials: int = 2,
@@ -32,7 +33,6 @@ def tune(
     epochs: int = 100,
     early_stopping_patience: int = 10,
     seed: int = 42,
-    kfp_run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
 ) -> NamedTuple("TuneOutputs", best_hyperparameters=dict, objective_value=float):
     """Searches the train step's hyperparameters; 0 trials skips the search.
 
@@ -46,6 +46,8 @@ def tune(
         transform_graph: tf.Transform output from transform.
         tuning: JSON with the Experiment, every trial and the best one.
         tuning_report: The trials as a Markdown table.
+        kfp_run_id: The KFP run id (the pipeline passes dsl.PIPELINE_JOB_ID_PLACEHOLDER); names the
+            Experiment when experiment_name is empty.
         target: "local" (trials as processes here) or "kubernetes" (a Katib Experiment).
         max_trials: Trials to run; 0 skips tuning and returns no hyperparameters.
         parallel_trials: Trials at once.
@@ -67,7 +69,6 @@ def tune(
         epochs: Maximum epochs per trial.
         early_stopping_patience: Early stopping patience of each trial; 0 turns it off.
         seed: Training seed of each trial and the search's random_state.
-        kfp_run_id: The KFP run id (filled in by KFP); names the Experiment by default.
 
     Returns:
         best_hyperparameters: The best trial's parameters (empty when skipped).
@@ -75,20 +76,16 @@ def tune(
     """
     from collections import namedtuple
 
-    from kubeline.components.tune.core import TuneConfig, experiment_name_for, tune as run_tune, write_report
+    from kubeline.components.tune.config import CONFIG
+    from kubeline.components.tune.core import tune as run_tune, write_report
+    from kubeline.config import from_inputs
 
-    config = TuneConfig(target=target, max_trials=max_trials, parallel_trials=parallel_trials,
-                        max_failed_trials=max_failed_trials, algorithm=algorithm,
-                        algorithm_settings=algorithm_settings, search_space=search_space, objective=objective,
-                        goal=goal, early_stopping=early_stopping,
-                        experiment_name=experiment_name or experiment_name_for(kfp_run_id),
-                        namespace=namespace, timeout_s=timeout_s, delete_experiment=delete_experiment, gpus=gpus,
-                        seed=seed)
+    config = from_inputs(CONFIG, locals())
     located = "uri" if target == "kubernetes" else "path"
     data = {name: getattr(artifact, located) for name, artifact in
             [("transformed_train", transformed_train), ("transformed_eval", transformed_eval),
              ("transform_graph", transform_graph)]}
-    outcome = run_tune(data, config, {"epochs": epochs, "early_stopping_patience": early_stopping_patience})
+    outcome = run_tune(data, config)
     write_report(outcome.report, tuning.path, tuning_report.path)
     tuning.metadata.update({"best_hyperparameters": outcome.best_parameters})
     return namedtuple("TuneOutputs", ["best_hyperparameters", "objective_value"])(outcome.best_parameters,

@@ -6,7 +6,7 @@
 Flags follow KServe's model-server conventions (a ServingRuntime passes ``--model_name={{.Name}}`` and
 ``--model_dir=/mnt/models``); ``--host`` defaults to 127.0.0.1, the container image passes 0.0.0.0.
 ``model_dir`` may be a stored version's URI (verified against its manifest; gs:// is downloaded to
-``--cache_dir``). A folder without a manifest, such as KServe's /mnt/models copy, is served as is.
+``--cache_dir``). A local folder without a manifest, such as KServe's /mnt/models copy, is served as is.
 ``kserve.ModelServer`` always binds 0.0.0.0, so the FastAPI app is assembled from KServe's endpoint,
 data-plane and error-handler parts and served by uvicorn on ``host``. Besides the KServe routes it serves
 ``/metrics`` and ``PUT /kubeline/v1/rollout`` (the local deployer's way to load a canary, promote or roll back).
@@ -21,40 +21,40 @@ import time
 from pathlib import Path
 
 import orjson
-from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+from kserve import errors
 
+from kubeline import model_store, storage
 from kubeline.errors import InvalidInputError
 from kubeline.serving import metrics
-from kubeline.serving.model import ServedModel, TrafficSplit
+from kubeline.serving.served_model import ServedModel, TrafficSplit
 
 MAX_BODY_BYTES = 1 << 20
 MODEL_PATH = re.compile(r"^/v([12])/models/([^/:]+)(?::predict|/infer)$")
+# The one table from exception to HTTP status, for the V1 hot path and FastAPI's routes alike; anything else
+# is the server's own failure (500), logged with its traceback.
+ERROR_STATUS = {errors.InvalidInput: 400, InvalidInputError: 400, errors.ModelNotFound: 404,
+                errors.ModelNotReady: 503, errors.ServerNotReady: 503}
 
 
-def local_copy(uri: str, cache_dir: str) -> Path:
-    """A verified local folder of a stored version (downloaded once for gs://)."""
-    from kubeline import storage
-    from kubeline.components.push.core import MANIFEST, fetch_verified, verify
-
-    scheme, path = storage.split_uri(uri, "model_uri")
-    if scheme != "gs":
-        if (Path(path) / MANIFEST).is_file() or scheme == "file":
-            verify(path)
-        return Path(path)
-    target = Path(cache_dir) / re.sub(r"[^A-Za-z0-9_.-]", "_", path)
-    if not target.is_dir():
-        fetch_verified(uri, target)
-    else:
-        verify(target)
-    return target
-
-
-def invalid_input_message(error) -> str:
+def error_response(error: Exception) -> tuple[int, dict]:
+    """The status and JSON body for an exception raised while serving a request."""
+    status = next((code for kind, code in ERROR_STATUS.items() if isinstance(error, kind)), 500)
     message = str(error)
-    if "Fix: " not in message:  # raised by KServe's decoding, before the model's checks
+    if status == 400 and "Fix: " not in message:  # raised by KServe's decoding, before the model's checks
         message = (f"body: {message}. Fix: send a JSON object, V1 {{\"instances\": [...]}} or V2 "
                    f"{{\"inputs\": [...]}}, with Content-Type: application/json")
-    return message
+    if status == 500:
+        logging.getLogger(__name__).error("request failed", exc_info=error)
+        message = f"{type(error).__name__}: {error}"
+    return status, {"error": message}
+
+
+def model_folder(uri: str, cache_dir: str) -> Path:
+    """The local folder to serve: a stored version verified against its manifest (object stores downloaded
+    once under ``cache_dir``), or a local folder without a manifest as is."""
+    scheme, path = storage.split_uri(uri, "model_uri")
+    return model_store.local_copy(uri, Path(cache_dir) / re.sub(r"[^A-Za-z0-9_.-]", "_", path),
+                                  require_manifest=False)
 
 
 class Front:
@@ -101,19 +101,12 @@ class Front:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             if not await self.dataplane.model_ready(model_name, True):
-                raise ModelNotReady(model_name)
+                raise errors.ModelNotReady(model_name)
             request, attributes = self.dataplane.decode(b"".join(chunks), headers)
             response, _ = await self.dataplane.infer(model_name, request, headers)
             return 200, self.dataplane.encode(model_name, response, headers, attributes)[0]
-        except InvalidInput as error:
-            return 400, {"error": invalid_input_message(error)}
-        except ModelNotFound as error:
-            return 404, {"error": str(error)}
-        except ModelNotReady as error:
-            return 503, {"error": str(error)}
-        except Exception as error:  # noqa: BLE001 - a model failure is the server's error, reported as such
-            logging.getLogger(__name__).exception("predict failed for %s", model_name)
-            return 500, {"error": f"{type(error).__name__}: {error}"}
+        except Exception as error:  # noqa: BLE001 - mapped by the one table
+            return error_response(error)
 
 
 async def respond(send, status: int, content: dict) -> None:
@@ -135,7 +128,7 @@ class Deployment:
     def _model(self, target: dict):
         uri = target["uri"]
         if uri not in self.loaded:
-            model = ServedModel(self.name, local_copy(uri, self.cache_dir), str(target.get("version", "")))
+            model = ServedModel(self.name, model_folder(uri, self.cache_dir), str(target.get("version", "")))
             model.load()
             self.loaded[uri] = model
         return self.loaded[uri]
@@ -170,7 +163,6 @@ def create_app(deployment_name: str, cache_dir: str):
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, ORJSONResponse, Response
-    from kserve import errors
     from kserve.model_repository import ModelRepository
     from kserve.protocol.dataplane import DataPlane
     from kserve.protocol.model_repository_extension import ModelRepositoryExtension
@@ -194,11 +186,10 @@ def create_app(deployment_name: str, cache_dir: str):
     async def rollout(request: Request):
         try:
             state = json.loads(await request.body())
-            async with deployment.lock:
-                applied = await asyncio.get_running_loop().run_in_executor(None, deployment.apply, state)
-        except (ValueError, InvalidInputError) as error:
-            return JSONResponse({"error": str(error)}, status_code=400)
-        return applied
+        except ValueError:
+            raise InvalidInputError("body", "is not JSON", "send the rollout state as a JSON object") from None
+        async with deployment.lock:
+            return await asyncio.get_running_loop().run_in_executor(None, deployment.apply, state)
 
     async def current():
         return deployment.state
@@ -207,8 +198,9 @@ def create_app(deployment_name: str, cache_dir: str):
     app.add_api_route("/kubeline/v1/rollout", rollout, methods=["PUT"])
     app.add_api_route("/kubeline/v1/rollout", current, methods=["GET"])
 
-    async def invalid_input(_, error):
-        return JSONResponse({"error": invalid_input_message(error)}, status_code=400)
+    async def mapped(_, error):
+        status, body = error_response(error)
+        return JSONResponse(body, status_code=status)
 
     async def invalid_body(_, error: RequestValidationError):
         first = error.errors()[0]
@@ -218,13 +210,8 @@ def create_app(deployment_name: str, cache_dir: str):
                             status_code=400)
 
     app.add_exception_handler(RequestValidationError, invalid_body)
-    for error, handler in [(errors.InvalidInput, invalid_input),
-                           (errors.InferenceError, errors.inference_error_handler),
-                           (errors.ModelNotFound, errors.model_not_found_handler),
-                           (errors.ModelNotReady, errors.model_not_ready_handler),
-                           (errors.ServerNotReady, errors.server_not_ready_handler),
-                           (Exception, errors.generic_exception_handler)]:
-        app.add_exception_handler(error, handler)
+    for error in [*ERROR_STATUS, Exception]:
+        app.add_exception_handler(error, mapped)
     app.add_middleware(Front, dataplane=dataplane)
     return app, deployment
 

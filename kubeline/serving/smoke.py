@@ -1,7 +1,7 @@
 """Smoke requests: rows of the eval split sent to a live endpoint, compared with the offline predictions.
 
-The evaluate step writes ``predictions.parquet`` (raw features, predicted label, ``p_<class>``
-probabilities); a served model must give the same label and probabilities within ``tolerance``, in
+The evaluate step writes its offline predictions (``kubeline.artifacts.PREDICTIONS_FILE``: raw features,
+the predicted label, ``p_<class>`` probabilities); a served model must give the same label and probabilities within ``tolerance``, in
 the V1 protocol and, for the kubeline runtime, in V2.
 """
 from __future__ import annotations
@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from kubeline.artifacts import PREDICTIONS_FILE
 from kubeline.schema import NUMERIC, Schema
 from kubeline.serving.client import predict_url, request
-
-PREDICTIONS_FILE = "predictions.parquet"
 
 
 @dataclass

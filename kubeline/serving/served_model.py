@@ -1,7 +1,10 @@
-"""A pushed Kubeline model behind KServe's V1 and Open Inference (V2) protocols.
+"""A pushed Kubeline model behind KServe's V1 and Open Inference (V2) protocols, in KServe's Model API stages.
 
-Requests are checked against the model's schema and refused with ``kserve.errors.InvalidInput`` (HTTP
-400) naming the field. Rows of concurrent requests are folded into one model call (``MicroBatcher``).
+``preprocess`` decodes a request and checks it against the model's schema (refused with
+``kserve.errors.InvalidInput``, HTTP 400, naming the field) into a ``Batch`` of feature columns;
+``predict`` runs the graph on it, folding the rows of concurrent requests into one model call
+(``MicroBatcher``); ``postprocess`` encodes the V1 or V2 response. KServe times each stage in its
+request_preprocess/predict/postprocess histograms, and a transformer could stand in front of ``predict``.
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import asyncio
 import math
 import random
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +21,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from kubeline.errors import InvalidInputError
-from kubeline.model import SIGNATURE, load_schema
+from kubeline.saved_model import SIGNATURE, load_schema
 from kubeline.schema import NUMERIC, Schema
 from kubeline.serving import metrics
 
@@ -100,6 +104,23 @@ def packed_predictor(saved_model, schema: Schema):
         return probabilities, classes[probabilities.argmax(axis=1)].tolist()
 
     return run
+
+
+@dataclass
+class Batch:
+    """A checked request: one column per feature, and the V2 request it came from (None for V1)."""
+
+    columns: dict
+    rows: int
+    request: InferRequest | None = None
+    model: "ServedModel | None" = None  # set by TrafficSplit: the version that serves this request
+
+
+@dataclass
+class Prediction:
+    batch: Batch
+    probabilities: np.ndarray
+    labels: list
 
 
 def _fail(field: str, problem: str, fix: str):
@@ -217,32 +238,41 @@ class ServedModel(Model):
             columns[feature.name] = self._column(feature, data, lambda i, w=where: f"{w}.data[{i}]")
         return columns, rows
 
-    # -- inference -------------------------------------------------------------------------------------
-    async def predict(self, payload, headers=None):
+    # -- KServe's Model API stages ----------------------------------------------------------------------
+    async def preprocess(self, payload, headers=None) -> Batch:
+        """Decodes a V1 body or a V2 InferRequest into checked feature columns."""
         if isinstance(payload, InferRequest):
             columns, rows = self.columns_v2(payload)
-        else:
-            if isinstance(payload, (bytes, str)):
-                _fail("body", "is not JSON", "send Content-Type: application/json with a JSON object")
-            if not isinstance(payload, dict) or "instances" not in payload:
-                _fail("instances", "is missing", 'send {"instances": [{feature: value, ...}]}')
-            unknown = sorted(set(payload) - {"instances", "parameters"})
-            if unknown:
-                _fail(unknown[0], "is not a field of a V1 request", 'send only "instances"')
-            columns = self.columns_v1(payload["instances"], "instances")
-            rows = len(payload["instances"])
-        probabilities, labels = await self.batcher.submit(columns, rows)
+            return Batch(columns, rows, payload)
+        if isinstance(payload, (bytes, str)):
+            _fail("body", "is not JSON", "send Content-Type: application/json with a JSON object")
+        if not isinstance(payload, dict) or "instances" not in payload:
+            _fail("instances", "is missing", 'send {"instances": [{feature: value, ...}]}')
+        unknown = sorted(set(payload) - {"instances", "parameters"})
+        if unknown:
+            _fail(unknown[0], "is not a field of a V1 request", 'send only "instances"')
+        return Batch(self.columns_v1(payload["instances"], "instances"), len(payload["instances"]))
+
+    async def predict(self, batch: Batch, headers=None) -> Prediction:
+        """The graph call, shared with concurrent requests."""
+        probabilities, labels = await self.batcher.submit(batch.columns, batch.rows)
         metrics.count_predictions(self.name, self.version, labels)
-        if isinstance(payload, InferRequest):
+        return Prediction(batch, probabilities, labels)
+
+    async def postprocess(self, prediction: Prediction, headers=None, response_headers=None):
+        """The V1 JSON body, or a V2 InferResponse for a V2 request."""
+        request, classes = prediction.batch.request, self.schema.classes
+        if request is not None:
+            rows = prediction.batch.rows
             return InferResponse(
-                response_id=payload.id or "", model_name=self.name, model_version=self.version,
-                infer_outputs=[InferOutput("label", [rows], "BYTES", data=labels),
-                               InferOutput("probabilities", [rows, len(self.schema.classes)], "FP32",
-                                           data=probabilities.flatten().tolist(),
-                                           parameters={"classes": ",".join(self.schema.classes)})])
+                response_id=request.id or "", model_name=self.name, model_version=self.version,
+                infer_outputs=[InferOutput("label", [rows], "BYTES", data=prediction.labels),
+                               InferOutput("probabilities", [rows, len(classes)], "FP32",
+                                           data=prediction.probabilities.flatten().tolist(),
+                                           parameters={"classes": ",".join(classes)})])
         return {"model_version": self.version,
-                "predictions": [{"label": label, "probabilities": dict(zip(self.schema.classes, map(float, row)))}
-                                for label, row in zip(labels, probabilities)]}
+                "predictions": [{"label": label, "probabilities": dict(zip(classes, map(float, row)))}
+                                for label, row in zip(prediction.labels, prediction.probabilities)]}
 
 
 class TrafficSplit(Model):
@@ -259,9 +289,18 @@ class TrafficSplit(Model):
     def get_output_types(self) -> list[dict]:
         return self.stable.get_output_types()
 
-    async def predict(self, payload, headers=None):
+    async def preprocess(self, payload, headers=None) -> Batch:
+        """Picks the version for this request (canary_percent of them go to the canary) and decodes for it."""
         chosen = self.canary if self.canary and random.random() * 100 < self.canary_percent else self.stable
-        response = await chosen.predict(payload, headers)
+        batch = await chosen.preprocess(payload, headers)
+        batch.model = chosen
+        return batch
+
+    async def predict(self, batch: Batch, headers=None) -> Prediction:
+        return await batch.model.predict(batch, headers)
+
+    async def postprocess(self, prediction: Prediction, headers=None, response_headers=None):
+        response = await prediction.batch.model.postprocess(prediction, headers)
         if isinstance(response, InferResponse):
             response.model_name = self.name
         return response

@@ -1,0 +1,96 @@
+"""The tune step's settings: the search, where trials run, and the Katib Experiment they make."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+
+from kubeline import images
+from kubeline.config import internal
+from kubeline.errors import InvalidInputError
+from kubeline.katib.experiment import ALGORITHM_SETTINGS, Parameter, build_experiment, default_parameters
+from kubeline.training import DEFAULT_SEED, TRIAL_INPUTS, HParams, trial_args
+
+TARGETS = ("local", "kubernetes")
+HPARAMS = HParams()
+
+
+@dataclass
+class TuneConfig:
+    """How to search (the defaults are the penguin pipeline's): fields are the tune component's inputs of the same
+    names."""
+
+    kfp_run_id: str
+    target: str = "local"
+    max_trials: int = 8
+    parallel_trials: int = 2
+    max_failed_trials: int = 3
+    algorithm: str = "tpe"
+    algorithm_settings: dict = field(default_factory=dict)
+    search_space: list = field(default_factory=list)
+    objective: str = "accuracy"
+    goal: float = 0.0
+    early_stopping: str = ""
+    experiment_name: str = ""
+    namespace: str = "kubeflow"
+    timeout_s: float = 3600.0
+    delete_experiment: bool = False
+    gpus: int = 0
+    epochs: int = HPARAMS.epochs
+    early_stopping_patience: int = HPARAMS.early_stopping_patience
+    seed: int = DEFAULT_SEED
+    poll_s: float = internal(10.0)
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise InvalidInputError("target", f"'{self.target}' is not a tuning target", f"use one of {list(TARGETS)}")
+        if isinstance(self.max_trials, bool) or not isinstance(self.max_trials, int) or self.max_trials < 0:
+            raise InvalidInputError("max_trials", f"{self.max_trials!r} is not 0 or more",
+                                    "give 0 (no tuning) or a number of trials")
+        if self.early_stopping not in ("", "medianstop"):
+            raise InvalidInputError("early_stopping", f"'{self.early_stopping}' is not an early-stopping algorithm",
+                                    "use 'medianstop' or leave it empty")
+        HParams(epochs=self.epochs, early_stopping_patience=self.early_stopping_patience)
+        if self.max_trials:
+            self.experiment({name: "." for name in TRIAL_INPUTS})  # Katib's rules, before anything runs
+
+    @property
+    def name(self) -> str:
+        """The Experiment's name: experiment_name, else one per KFP run within Katib's 40 characters."""
+        return self.experiment_name or "kubeline-tune-" + (re.sub(r"[^a-z0-9]", "", self.kfp_run_id.lower())[:16]
+                                                           or "local")
+
+    def parameters(self) -> list[Parameter]:
+        if not self.search_space:
+            return default_parameters()
+        known = {f.name for f in fields(Parameter)}
+        parsed = []
+        for i, item in enumerate(self.search_space):
+            unknown = set(item) - known if isinstance(item, dict) else {"(not an object)"}
+            if unknown:
+                raise InvalidInputError(f"search_space[{i}]", f"unknown keys {sorted(unknown)}",
+                                        f"give an object with keys from {sorted(known)}")
+            parsed.append(Parameter(**item))
+        return parsed
+
+    def trial_args(self, data: dict) -> list[str]:
+        """Every trial's fixed arguments: the data locations, the training budget and the seed."""
+        return trial_args({**data, "epochs": self.epochs, "early_stopping_patience": self.early_stopping_patience,
+                           "seed": self.seed})
+
+    def experiment(self, data: dict) -> dict:
+        """The validated Katib Experiment whose trials train on ``data`` (TRIAL_INPUTS locations)."""
+        settings = dict(self.algorithm_settings)
+        if self.algorithm == "hyperband":
+            settings.setdefault("resource_name", "epochs")
+        if "random_state" in ALGORITHM_SETTINGS.get(self.algorithm, ()):
+            settings.setdefault("random_state", self.seed)  # the same search on every run
+        return build_experiment(
+            self.name, self.parameters(), self.trial_args(data), namespace=self.namespace,
+            objective_metric=self.objective, goal=self.goal or None, algorithm=self.algorithm,
+            algorithm_settings=settings, parallel_trials=min(self.parallel_trials, self.max_trials),
+            max_trials=self.max_trials, max_failed_trials=min(self.max_failed_trials, self.max_trials),
+            early_stopping={"algorithm": self.early_stopping} if self.early_stopping else None,
+            image=images.TF_GPU if self.gpus else images.TF, gpus=self.gpus)
+
+
+CONFIG = TuneConfig

@@ -1,0 +1,37 @@
+"""Step configs: one dataclass per step owns each setting's default and its check.
+
+A step's config fields are named as its component's inputs, so a config is built from the component's
+arguments as they are (``from_inputs``); the pipeline's parameters take their defaults from the configs
+(``defaults``). KFP runs a component's function source as written (the backend does not fill in optional
+inputs, kubeflow/pipelines ``backend/src/v2/driver/resolve.go``), so component signatures repeat the
+defaults as literals; ``tests/test_components.py`` holds every one equal to its config's.
+"""
+from __future__ import annotations
+
+from dataclasses import MISSING, field, fields
+from types import SimpleNamespace
+
+
+def internal(default):
+    """A config field the component does not expose (a polling interval tests shorten, say)."""
+    return field(default=default, metadata={"internal": True})
+
+
+def exposed_fields(cls) -> list:
+    """The fields that are component inputs."""
+    return [f for f in fields(cls) if not f.metadata.get("internal")]
+
+
+def default_of(f):
+    """A field's default (a fresh value for a default_factory), or MISSING."""
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+def defaults(cls) -> SimpleNamespace:
+    """Every default of a config class by field name, e.g. ``defaults(DeployConfig).canary_percent``."""
+    return SimpleNamespace(**{f.name: default_of(f) for f in fields(cls) if default_of(f) is not MISSING})
+
+
+def from_inputs(cls, inputs: dict):
+    """The config from a component's arguments (or the known subset of them: the rest take their defaults)."""
+    return cls(**{f.name: inputs[f.name] for f in exposed_fields(cls) if f.name in inputs})

@@ -1,0 +1,106 @@
+"""Check a pipeline's arguments the way its steps will, before anything runs.
+
+Walks the compiled pipeline spec as KFP's driver resolves it (kubeflow/pipelines
+``backend/src/v2/driver/resolve.go``): each task's parameter inputs come from the DAG's own inputs, from
+runtime constants, or from upstream outputs (unknown before the run). Every task of a Kubeline component
+gets its step config built from the inputs that are known (``kubeline.components.<name>.config.CONFIG``),
+so a setting is checked by the same code that checks it in the step. A task whose trigger condition is
+known to be false (``deploy_target == "none"``) is skipped, as the driver skips it.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+from typing import Iterator
+
+from google.protobuf import json_format
+
+from kubeline.config import from_inputs
+
+# KFP compiles dsl.If(channel == "value") into a CEL condition of this shape.
+CONDITION = re.compile(r"^inputs\.parameter_values\['(?P<name>[^']+)'\] (?P<op>==|!=) (?P<value>'[^']*'|\S+)$")
+UNKNOWN = object()
+
+
+def _as_executor_sees(value):
+    """A value as the component function receives it: the driver writes protojson, where a whole number has
+    no fraction (20, not 20.0), and the executor reads it with json.loads."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _as_executor_sees(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_executor_sees(v) for v in value]
+    return value
+
+
+def _value(parameter) -> object:
+    return _as_executor_sees(json_format.MessageToDict(parameter))
+
+
+def _resolve(task, known: dict) -> dict:
+    """The task's parameter inputs that are known before the run."""
+    resolved = {}
+    for name, spec in task.inputs.parameters.items():
+        kind = spec.WhichOneof("kind")
+        if kind == "component_input_parameter" and spec.component_input_parameter in known:
+            resolved[name] = known[spec.component_input_parameter]
+        elif kind == "runtime_value":
+            resolved[name] = _value(spec.runtime_value.constant)
+    return resolved
+
+
+def _skipped(task, inputs: dict) -> bool:
+    """True when the task's trigger condition is decided by known inputs and is false."""
+    condition = " ".join(task.trigger_policy.condition.split())
+    match = CONDITION.match(condition)
+    if not match or inputs.get(match["name"], UNKNOWN) is UNKNOWN:
+        return False
+    literal = match["value"].strip("'") if match["value"].startswith("'") else match["value"]
+    equal = str(inputs[match["name"]]) == literal
+    return equal != (match["op"] == "==")
+
+
+def _in_run_order(tasks) -> list:
+    """The DAG's tasks, each after the tasks it depends on (ties by name)."""
+    ordered, done = [], set()
+    while len(ordered) < len(tasks):
+        ready = sorted(name for name, task in tasks.items()
+                       if name not in done and set(task.dependent_tasks) <= done)
+        ordered += [(name, tasks[name]) for name in ready]
+        done.update(ready)
+    return ordered
+
+
+def step_inputs(pipeline_spec, arguments: dict) -> Iterator[tuple[str, str, dict]]:
+    """(task name, component function, known inputs) for every container task that would run."""
+    root_inputs = {name: _value(spec.default_value)
+                   for name, spec in pipeline_spec.root.input_definitions.parameters.items()
+                   if spec.HasField("default_value")}
+    executors = json_format.MessageToDict(pipeline_spec.deployment_spec)["executors"]
+
+    def walk(dag, known: dict):
+        for task_name, task in _in_run_order(dag.tasks):
+            inputs = _resolve(task, known)
+            if _skipped(task, inputs):
+                continue
+            component = pipeline_spec.components[task.component_ref.name]
+            if component.WhichOneof("implementation") == "dag":
+                yield from walk(component.dag, inputs)
+                continue
+            args = list(executors[component.executor_label]["container"].get("args", []))
+            function = args[args.index("--function_to_execute") + 1] if "--function_to_execute" in args else ""
+            yield task_name, function, inputs
+
+    yield from walk(pipeline_spec.root.dag, {**root_inputs, **arguments})
+
+
+def check(pipeline, arguments: dict) -> None:
+    """Builds every Kubeline step's config from the inputs these arguments give it; the first bad setting raises
+    InvalidInputError naming it."""
+    for _, function, inputs in step_inputs(pipeline.pipeline_spec, arguments):
+        try:
+            module = importlib.import_module(f"kubeline.components.{function}.config")
+        except ModuleNotFoundError:
+            continue  # not one of ours
+        from_inputs(module.CONFIG, inputs)
