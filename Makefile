@@ -28,10 +28,11 @@ compile: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/local_run.py
 
-# A deliberate upgrade: make lock && make compile && make test, then commit the lock and compiled YAML together.
+# A new dependency: make lock (current pins kept). A deliberate upgrade: make lock UPGRADE=1 && make compile &&
+# make test, then commit the lock and compiled YAML together.
 lock:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python .ci/lock
+	UPGRADE=$(UPGRADE) $(BIN)/python .ci/lock
 
 # The README's two commands on a fresh clone of HEAD, with no virtualenv or pip cache reused.
 fresh-check:

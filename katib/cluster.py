@@ -11,7 +11,7 @@ from kubeline.katib.experiment import GROUP, PLURAL, VERSION, validate
 @dataclass
 class ClusterResult:
     best_parameters: dict
-    objective_value: float | None
+    objective_value: float
     trials: dict  # counts by state, as Katib reports them
     reason: str
 
@@ -97,6 +97,9 @@ def _result(status: dict, succeeded: dict, where: str, objective: str) -> Cluste
                                 f"reported the objective metric; trials {_counts(status)}")
     parameters = {a["name"]: _typed(a["value"]) for a in optimal.get("parameterAssignments", [])}
     metrics = {m["name"]: m for m in (optimal.get("observation") or {}).get("metrics", [])}
-    value = float(metrics[objective]["latest"]) if objective in metrics else None
+    if objective not in metrics:
+        raise OperationFailedError(f"{where}'s optimal trial {optimal['bestTrialName']} has no '{objective}' in its "
+                                   f"observation: {optimal.get('observation')}")
+    value = float(metrics[objective]["latest"])
     return ClusterResult(parameters, value, _counts(status), f"{succeeded.get('reason')}: "
                                                              f"{succeeded.get('message', '')}".strip(": "))

@@ -77,8 +77,12 @@ def build_experiment(name: str, parameters: list[Parameter], fixed_args: list[st
     ``{"algorithm": "medianstop", "settings": {"min_trials_required": 3}}``.
     """
     direction = TRAINER_METRICS.get(objective_metric, ("maximize",))[0]
+    # Katib's defaulter ranks trials by each metric's best epoch (max or min); the trial prints every epoch and
+    # then the final values the train step reproduces, so the strategy is "latest".
     objective = {"type": direction, "objectiveMetricName": objective_metric,
-                 "additionalMetricNames": list(additional_metrics or [])}
+                 "additionalMetricNames": list(additional_metrics or []),
+                 "metricStrategies": [{"name": name, "value": "latest"}
+                                      for name in [objective_metric, *(additional_metrics or [])]]}
     if goal is not None:
         objective["goal"] = goal
     container = {

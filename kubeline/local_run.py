@@ -14,6 +14,8 @@ from kubeline.errors import InvalidInputError
 from kubeline.pipelines.training import PIPELINE_NAME, training_pipeline
 
 PENGUINS_LABEL = "species"
+# The compiled pipeline's defaults are a cluster's (Katib, KServe); a run on this machine tunes and serves here.
+LOCAL_TARGETS = {"tune_target": "local", "deploy_target": "local"}
 SET_BY_OPTIONS = {"data_uri", "label", "model_root"}  # --data, --label, --model-root
 KFP_LOCAL_REWRITES = "python3"
 SUMMARY_FILE = "summary.json"
@@ -42,17 +44,24 @@ def pipeline_parameters() -> dict:
     return {name: p.default for name, p in inspect.signature(training_pipeline.pipeline_func).parameters.items()}
 
 
-def check_overrides(overrides: dict) -> None:
+def check_overrides(overrides: dict) -> dict:
+    """The overrides with each value of its parameter's type; a whole number given for a text parameter (a
+    quantity such as accelerator_count) becomes its text."""
     known = pipeline_parameters()
+    checked = {}
     for name, value in overrides.items():
         if name not in known or name in SET_BY_OPTIONS:
             raise InvalidInputError(f"--set {name}", "not a pipeline parameter this option may set",
                                     f"use one of {sorted(set(known) - SET_BY_OPTIONS)}")
         default = known[name]
+        if isinstance(default, str) and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
         if default is not inspect.Parameter.empty and not isinstance(value, type(default)):
             if not (isinstance(default, float) and isinstance(value, int)):
                 raise InvalidInputError(f"--set {name}", f"{value!r} is not of type {type(default).__name__}",
                                         f"give a JSON value like the default, {json.dumps(default)}")
+        checked[name] = value
+    return checked
 
 
 def preflight(arguments: dict) -> None:
@@ -73,7 +82,8 @@ def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overr
     """Runs the training pipeline with kfp.local and writes ``summary.json`` into ``output_dir``.
 
     Defaults: the penguins data, an embedded SQLite MLflow store ``output_dir/mlflow.db`` (override with
-    ``overrides={"tracking_uri": ...}``; "" turns tracking off) and models under ``output_dir/models``.
+    ``overrides={"tracking_uri": ...}``; "" turns tracking off), models under ``output_dir/models``, and
+    tuning and serving on this machine (``LOCAL_TARGETS``; the compiled pipeline's defaults are a cluster's).
     """
     from kfp import local
 
@@ -87,9 +97,9 @@ def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overr
         overrides.setdefault("model_name", "penguins")
     if not label:
         raise InvalidInputError("--label", "no label column given for --data", "name the column to predict")
-    overrides.setdefault("tracking_uri", f"sqlite:///{output / 'mlflow.db'}")
+    overrides = {**LOCAL_TARGETS, "tracking_uri": f"sqlite:///{output / 'mlflow.db'}", **overrides}
     model_root = model_root or f"file://{output / 'models'}"
-    check_overrides(overrides)
+    overrides = check_overrides(overrides)
     preflight({"data_uri": data_uri, "label": label, "model_root": model_root, **overrides})
     if KFP_LOCAL_REWRITES in data_uri and not data_uri.startswith("gs://"):
         # kfp.local replaces "python3" inside task arguments, which corrupts paths such as

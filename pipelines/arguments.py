@@ -11,15 +11,24 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from google.protobuf import json_format
 
 from kubeline.config import from_inputs
+from kubeline.errors import InvalidInputError
 
 # KFP compiles dsl.If(channel == "value") into a CEL condition of this shape.
+CHANNEL = re.compile(r"^\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}$")
 CONDITION = re.compile(r"^inputs\.parameter_values\['(?P<name>[^']+)'\] (?P<op>==|!=) (?P<value>'[^']*'|\S+)$")
 UNKNOWN = object()
+
+
+class Step(NamedTuple):
+    task: str
+    function: str  # the component's Python function: kubeline.components.<function>
+    inputs: dict  # the parameter inputs known before the run
+    container: dict  # the executor's container spec
 
 
 def _as_executor_sees(value):
@@ -72,8 +81,8 @@ def _in_run_order(tasks) -> list:
     return ordered
 
 
-def step_inputs(pipeline_spec, arguments: dict) -> Iterator[tuple[str, str, dict]]:
-    """(task name, component function, known inputs) for every container task that would run."""
+def steps(pipeline_spec, arguments: dict) -> Iterator[Step]:
+    """Every container task that would run, with the inputs known before the run."""
     root_inputs = {name: _value(spec.default_value)
                    for name, spec in pipeline_spec.root.input_definitions.parameters.items()
                    if spec.HasField("default_value")}
@@ -88,19 +97,37 @@ def step_inputs(pipeline_spec, arguments: dict) -> Iterator[tuple[str, str, dict
             if component.WhichOneof("implementation") == "dag":
                 yield from walk(component.dag, inputs)
                 continue
-            args = list(executors[component.executor_label]["container"].get("args", []))
+            container = executors[component.executor_label]["container"]
+            args = container.get("args", [])
             function = args[args.index("--function_to_execute") + 1] if "--function_to_execute" in args else ""
-            yield task_name, function, inputs
+            yield Step(task_name, function, inputs, container)
 
     yield from walk(pipeline_spec.root.dag, {**root_inputs, **arguments})
 
 
+def check_accelerator(task_name: str, accelerator: dict, inputs: dict) -> None:
+    """The driver parses a task's accelerator count with Kubernetes' ParseQuantity and sets a limit only when
+    type and count are strings (backend/src/v2/driver/driver.go, initPodSpecPatch)."""
+    for key, expected in (("resourceCount", "a whole number as a string, e.g. \"1\""),
+                          ("resourceType", "a resource name as a string, e.g. \"nvidia.com/gpu\"")):
+        match = CHANNEL.match(accelerator.get(key, ""))
+        if not match or match[1] not in inputs:
+            continue
+        value, name = inputs[match[1]], match[1].removeprefix("pipelinechannel--")
+        valid = isinstance(value, str) and (re.fullmatch(r"\d+", value) if key == "resourceCount" else value)
+        if not valid:
+            raise InvalidInputError(name, f"{value!r} cannot set the {task_name} step's accelerator", f"give {expected}")
+
+
 def check(pipeline, arguments: dict) -> None:
-    """Builds every Kubeline step's config from the inputs these arguments give it; the first bad setting raises
-    InvalidInputError naming it."""
-    for _, function, inputs in step_inputs(pipeline.pipeline_spec, arguments):
+    """Builds every Kubeline step's config from the inputs these arguments give it, and checks the pod-spec values
+    the driver reads; the first bad setting raises InvalidInputError naming it."""
+    for step in steps(pipeline.pipeline_spec, arguments):
+        accelerator = step.container.get("resources", {}).get("accelerator")
+        if accelerator:
+            check_accelerator(step.task, accelerator, step.inputs)
         try:
-            module = importlib.import_module(f"kubeline.components.{function}.config")
+            module = importlib.import_module(f"kubeline.components.{step.function}.config")
         except ModuleNotFoundError:
             continue  # not one of ours
-        from_inputs(module.CONFIG, inputs)
+        from_inputs(module.CONFIG, step.inputs)

@@ -56,6 +56,7 @@ def training_pipeline(
     tune_search_space: list = TUNE.search_space,
     tune_namespace: str = TUNE.namespace,
     tune_timeout_s: float = TUNE.timeout_s,
+    tune_gpus: int = TUNE.gpus,
     learning_rate: float = TRAIN.learning_rate,
     hidden_units: int = TRAIN.hidden_units,
     num_layers: int = TRAIN.num_layers,
@@ -64,7 +65,7 @@ def training_pipeline(
     epochs: int = TRAIN.epochs,
     early_stopping_patience: int = TRAIN.early_stopping_patience,
     accelerator_type: str = "nvidia.com/gpu",
-    accelerator_count: int = TUNE.gpus,
+    accelerator_count: str = "0",
     thresholds: dict = EVALUATE.thresholds,
     change_thresholds: dict = EVALUATE.change_thresholds,
     baseline_model_uri: str = EVALUATE.baseline_model_uri,
@@ -105,6 +106,7 @@ def training_pipeline(
             empty for the default space. Tuned values replace the hyperparameters below.
         tune_namespace: Namespace of the Katib Experiment.
         tune_timeout_s: Longest wait for the Katib Experiment.
+        tune_gpus: GPUs per tuning trial.
         learning_rate: Adam learning rate.
         hidden_units: Units per hidden layer.
         num_layers: Hidden layers.
@@ -113,7 +115,8 @@ def training_pipeline(
         epochs: Maximum epochs.
         early_stopping_patience: Early stopping patience in epochs; 0 turns it off.
         accelerator_type: Accelerator resource for the train step on a cluster.
-        accelerator_count: Accelerators for the train step; 0 trains on CPU.
+        accelerator_count: Accelerators for the train step, as a whole number in a string ("1"): the KFP
+            driver reads pod-spec values as strings; "0" trains on CPU.
         thresholds: Gate bounds per metric (a maximum for log_loss, a minimum otherwise).
         change_thresholds: Largest allowed worsening per metric against the baseline.
         baseline_model_uri: Baseline for change thresholds: a storage URI or models:/NAME@ALIAS; empty for none.
@@ -142,7 +145,7 @@ def training_pipeline(
                        transform_graph=transform_task.outputs["transform_graph"], target=tune_target,
                        max_trials=tune_max_trials, parallel_trials=tune_parallel_trials, algorithm=tune_algorithm,
                        algorithm_settings=tune_algorithm_settings, search_space=tune_search_space,
-                       namespace=tune_namespace, timeout_s=tune_timeout_s, gpus=accelerator_count, epochs=epochs,
+                       namespace=tune_namespace, timeout_s=tune_timeout_s, gpus=tune_gpus, epochs=epochs,
                        early_stopping_patience=early_stopping_patience, seed=seed,
                        kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
     train_task = TrainOp(transformed_train=transform_task.outputs["transformed_train"],

@@ -5,7 +5,8 @@ from pathlib import Path
 LOCK = Path(__file__).resolve().parents[1] / "constraints.txt"
 UPGRADE_HINT = ("install the locked versions (`make test` reinstalls whenever the lock changes; in an environment "
                 "of your own: `pip install -c constraints.txt -e '.[all,dev]'`); to upgrade on purpose run "
-                "`make lock && make compile && make test` and commit constraints.txt with pipelines/compiled/")
+                "`make lock UPGRADE=1 && make compile && make test` and commit constraints.txt with "
+                "pipelines/compiled/")
 
 
 def normalize(name: str) -> str:

@@ -9,7 +9,7 @@ from kubeline import components
 from kubeline.config import default_of, exposed_fields
 from kubeline.errors import InvalidInputError
 from kubeline.pipelines import training_pipeline
-from kubeline.pipelines.arguments import check, step_inputs
+from kubeline.pipelines.arguments import check, steps
 
 NAMES = sorted(components._COMPONENTS.values())
 REQUIRED = {"data_uri": "penguins.csv", "model_root": "file:///tmp/models"}
@@ -44,13 +44,12 @@ def test_pipeline_defaults_come_from_the_configs():
 
 
 def test_every_step_is_checked_with_the_inputs_it_would_get():
-    steps = {task: (function, inputs) for task, function, inputs in step_inputs(training_pipeline.pipeline_spec,
-                                                                                REQUIRED)}
-    assert list(steps) == ["ingest", "transform", "tune", "train", "evaluate", "track", "push", "deploy"]
-    tune_function, tune_inputs = steps["tune"]
-    assert tune_function == "tune" and tune_inputs["kfp_run_id"] == "{{$.pipeline_job_uuid}}"  # a runtime constant
-    assert steps["deploy"][1]["canary_percent"] == 20 and isinstance(steps["deploy"][1]["canary_percent"], int)
-    assert "tuned_hyperparameters" not in steps["train"][1]  # an upstream output: unknown before the run
+    found = {step.task: step for step in steps(training_pipeline.pipeline_spec, REQUIRED)}
+    assert list(found) == ["ingest", "transform", "tune", "train", "evaluate", "track", "push", "deploy"]
+    assert found["tune"].function == "tune"
+    assert found["tune"].inputs["kfp_run_id"] == "{{$.pipeline_job_uuid}}"  # a runtime constant
+    assert found["deploy"].inputs["canary_percent"] == 20 and isinstance(found["deploy"].inputs["canary_percent"], int)
+    assert "tuned_hyperparameters" not in found["train"].inputs  # an upstream output: unknown before the run
 
 
 @pytest.mark.parametrize("arguments,message", [
@@ -62,6 +61,8 @@ def test_every_step_is_checked_with_the_inputs_it_would_get():
     ({"model_name": "my model"}, "model_name: 'my model' is not a valid model name"),
     ({"beam_pipeline_args": ["project=p"]}, "beam_pipeline_args: 'project=p' is not a --flag=value option"),
     ({"tracking_uri": "mlruns"}, "tracking_uri: 'mlruns' is not an MLflow store"),
+    ({"accelerator_count": "one"}, "accelerator_count: 'one' cannot set the train step's accelerator"),
+    ({"accelerator_type": ""}, "accelerator_type: '' cannot set the train step's accelerator"),
 ])
 def test_bad_arguments_are_refused_by_the_step_configs(arguments, message):
     with pytest.raises(InvalidInputError, match="Fix: ") as error:
@@ -71,6 +72,27 @@ def test_bad_arguments_are_refused_by_the_step_configs(arguments, message):
 
 def test_a_step_whose_condition_is_false_is_not_checked():
     check(training_pipeline, {**REQUIRED, "deploy_target": "none", "deploy_canary_percent": 0})
-    tasks = [task for task, _, _ in step_inputs(training_pipeline.pipeline_spec,
-                                                {**REQUIRED, "deploy_target": "none"})]
+    tasks = [step.task for step in steps(training_pipeline.pipeline_spec, {**REQUIRED, "deploy_target": "none"})]
     assert "deploy" not in tasks and "push" in tasks  # the gate's outcome is unknown: push is checked
+
+
+def test_the_compiled_defaults_are_a_clusters():
+    inputs = training_pipeline.component_spec.inputs
+    assert (inputs["tune_target"].default, inputs["deploy_target"].default) == ("kubernetes", "kubernetes")
+    assert inputs["accelerator_count"].default == "0" and inputs["accelerator_count"].type == "String"
+
+
+@pytest.mark.parametrize("arguments,message", [
+    ({"deploy_target": "local"}, "target: 'local' in a pipeline step on a cluster: the model server would run "
+                                 "inside this step's pod"),
+    ({"model_root": "file:///tmp/models"}, "model_root: 'file:///tmp/models' in a pipeline step on a cluster"),
+    ({"model_root": "gs://b/models", "tracking_uri": "sqlite:////tmp/mlflow.db"},
+     "tracking_uri: 'sqlite:////tmp/mlflow.db' in a pipeline step on a cluster"),
+])
+def test_a_step_in_a_pod_refuses_what_only_works_on_one_machine(monkeypatch, arguments, message):
+    check(training_pipeline, {**REQUIRED, "model_root": "gs://b/models", **arguments})  # fine on this machine
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    with pytest.raises(InvalidInputError, match="Fix: ") as error:
+        check(training_pipeline, {**REQUIRED, "model_root": "gs://b/models", **arguments})
+    assert message in str(error.value)
+    check(training_pipeline, {**REQUIRED, "model_root": "gs://b/models", "tune_target": "local"})  # trials run in it

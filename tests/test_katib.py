@@ -51,7 +51,8 @@ def test_penguin_experiment_matches_the_schema_and_search_space(experiment_schem
     experiment = build_experiment("penguins", default_parameters(), TRIAL_ARGS, algorithm="tpe", gpus=1)
     assert not list(experiment_schema.iter_errors(experiment))
     spec = experiment["spec"]
-    assert spec["objective"] == {"type": "maximize", "objectiveMetricName": "accuracy", "additionalMetricNames": []}
+    assert spec["objective"] == {"type": "maximize", "objectiveMetricName": "accuracy", "additionalMetricNames": [],
+                                 "metricStrategies": [{"name": "accuracy", "value": "latest"}]}
     assert spec["parameters"][0] == {"name": "learning_rate", "parameterType": "double",
                                      "feasibleSpace": {"min": "0.001", "max": "0.1", "distribution": "logUniform"}}
     assert spec["parameters"][4]["feasibleSpace"] == {"list": ["16", "32", "64"]}

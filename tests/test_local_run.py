@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from kfp_backend_rules import strict_json
 
 KUBELINE = str(Path(sys.executable).parent / "kubeline")
 
@@ -86,6 +87,11 @@ def test_tuning_reports_its_trials_and_the_tuned_model_is_at_least_as_good(pengu
     untuned = json.loads((out / "summary.json").read_text())
     assert untuned["tuning"] == {"skipped": "max_trials is 0"} and untuned["hyperparameters"]["learning_rate"] == 0.01
     assert tuned["metrics"]["accuracy"] >= untuned["metrics"]["accuracy"]
+    # Every step's outputs are JSON the cluster's launcher can read (no NaN for the skipped search's objective).
+    outputs = sorted(Path(untuned["run_dir"]).glob("*/executor_output.json"))
+    assert len(outputs) >= 6 and all(strict_json(path.read_text()) is not None for path in outputs)
+    assert strict_json((Path(untuned["run_dir"]) / "tune" / "executor_output.json").read_text())[
+        "parameterValues"]["objective_value"] == -1.0
     # The second run's model (version 2) went out as a canary next to version 1, passed and was promoted.
     assert untuned["deployment"]["action"] == "promoted" and untuned["deployment"]["serving_version"] == "2"
     assert "canary with 20% of traffic next to version 1" in default.stdout + default.stderr

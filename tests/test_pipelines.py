@@ -90,7 +90,8 @@ def test_train_step_requests_the_accelerator_from_parameters():
     assert accelerator == {"resourceCount": "{{$.inputs.parameters['pipelinechannel--accelerator_count']}}",
                            "resourceType": "{{$.inputs.parameters['pipelinechannel--accelerator_type']}}"}
     inputs = spec["root"]["inputDefinitions"]["parameters"]
-    assert inputs["accelerator_count"]["defaultValue"] == 0.0
+    assert inputs["accelerator_count"] == {"defaultValue": "0", "description": inputs["accelerator_count"]["description"],
+                                           "isOptional": True, "parameterType": "STRING"}
 
 
 def test_tune_feeds_the_best_hyperparameters_to_train():
@@ -117,7 +118,7 @@ def test_deploy_follows_push_inside_the_gate_unless_turned_off():
     deploy = spec["components"]["comp-condition-2"]["dag"]["tasks"]["deploy"]
     assert deploy["inputs"]["parameters"]["model_uri"] == {"componentInputParameter": "pipelinechannel--push-model_uri"}
     assert deploy["cachingOptions"] == {}  # never cached: a deployment is a side effect
-    assert spec["root"]["inputDefinitions"]["parameters"]["deploy_target"]["defaultValue"] == "local"
+    assert spec["root"]["inputDefinitions"]["parameters"]["deploy_target"]["defaultValue"] == "kubernetes"
 
 
 def test_registry_is_configurable(tmp_path):

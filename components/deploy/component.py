@@ -16,7 +16,7 @@ def deploy(
     registry_version: int,
     model_name: str,
     deployment: Output[Artifact],
-    target: str = "local",
+    target: str = "kubernetes",
     endpoint_name: str = "",
     canary_percent: int = 20,
     smoke_rows: int = 20,

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from kubeline.config import internal
 from kubeline.errors import InvalidInputError
+from kubeline.runtime import refuse_in_pod
 from kubeline.serving.inference_service import ServiceSettings, check_name
 
 TARGETS = ("local", "kubernetes")
@@ -15,7 +16,7 @@ class DeployConfig:
     """Where and how to roll out: fields are the deploy component's inputs of the same names."""
 
     model_name: str
-    target: str = "local"
+    target: str = "kubernetes"
     endpoint_name: str = ""
     canary_percent: int = 20
     smoke_rows: int = 20
@@ -29,6 +30,9 @@ class DeployConfig:
     def __post_init__(self):
         if self.target not in TARGETS:
             raise InvalidInputError("target", f"'{self.target}' is not a deploy target", f"use one of {list(TARGETS)}")
+        if self.target == "local":
+            refuse_in_pod("target", self.target, "the model server would run inside this step's pod and die with it",
+                          "use deploy_target=kubernetes (a KServe InferenceService) or none")
         check_name(self.name, "endpoint_name" if self.endpoint_name else "model_name")
         if isinstance(self.canary_percent, bool) or not isinstance(self.canary_percent, int) or \
                 not 1 <= self.canary_percent <= 100:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from kubeline import storage
 from kubeline.errors import InvalidInputError
+from kubeline.runtime import refuse_in_pod
 from kubeline.schema import VALID_NAME
 
 
@@ -21,6 +22,9 @@ class PushConfig:
             raise InvalidInputError("model_name", f"'{self.model_name}' is not a valid model name",
                                     "start with a letter and use only letters, digits and '_'")
         scheme, _ = storage.split_uri(self.model_root, "model_root")
+        if scheme == "file":
+            refuse_in_pod("model_root", self.model_root, "this pod's files are gone when the step ends",
+                          "store models in an object store (gs://, s3:// or minio://)")
         if scheme == "file" and self.tracking_uri.startswith(("http://", "https://")):
             raise InvalidInputError("model_root", f"a tracking server refuses local model sources like "
                                     f"'{self.model_root}'", "store models under a gs:// root, or register in an "

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kubeline.errors import InvalidInputError
+from kubeline.runtime import refuse_in_pod
 
 TRACKING_SCHEMES = ("sqlite:///", "http://", "https://", "postgresql://", "mysql://", "databricks")
 
@@ -23,6 +24,9 @@ class TrackConfig:
             raise InvalidInputError("tracking_uri", f"'{self.tracking_uri}' is not an MLflow store this step uses",
                                     "give sqlite:///path/mlflow.db, http(s)://host:port, a database URI, or empty "
                                     "to turn tracking off")
+        if self.tracking_uri.startswith("sqlite:"):
+            refuse_in_pod("tracking_uri", self.tracking_uri, "an SQLite file in this pod is gone when the step ends",
+                          "give the MLflow tracking server's http(s):// address, or empty to turn tracking off")
         if self.tracking_uri and not self.experiment_name:
             raise InvalidInputError("experiment_name", "is empty", "name the MLflow experiment, e.g. kubeline")
 

@@ -15,7 +15,7 @@ def tune(
     tuning: Output[Artifact],
     tuning_report: Output[Markdown],
     kfp_run_id: str,
-    target: str = "local",
+    target: str = "kubernetes",
     max_trials: int = 8,
     parallel_trials: int = 2,
     max_failed_trials: int = 3,
@@ -72,7 +72,7 @@ def tune(
 
     Returns:
         best_hyperparameters: The best trial's parameters (empty when skipped).
-        objective_value: The best trial's objective (NaN when skipped).
+        objective_value: The best trial's objective (-1.0 when skipped).
     """
     from collections import namedtuple
 

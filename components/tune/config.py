@@ -20,7 +20,7 @@ class TuneConfig:
     names."""
 
     kfp_run_id: str
-    target: str = "local"
+    target: str = "kubernetes"
     max_trials: int = 8
     parallel_trials: int = 2
     max_failed_trials: int = 3

@@ -9,10 +9,13 @@ from kubeline.components.tune.config import TuneConfig
 from kubeline.errors import OperationFailedError
 
 
+SKIPPED_OBJECTIVE = -1.0  # accuracy and loss are never negative; NaN is not JSON, and the launcher reads JSON
+
+
 @dataclass
 class TuneOutcome:
     best_parameters: dict  # empty when tuning was skipped
-    objective_value: float
+    objective_value: float  # SKIPPED_OBJECTIVE when tuning was skipped
     report: dict
 
 
@@ -28,7 +31,7 @@ def tune(data: dict, config: TuneConfig, kubeconfig: str = "", log=print) -> Tun
     """
     if config.max_trials == 0:
         log("tune: max_trials is 0, training with the given hyperparameters")
-        return TuneOutcome({}, float("nan"), {"skipped": "max_trials is 0"})
+        return TuneOutcome({}, SKIPPED_OBJECTIVE, {"skipped": "max_trials is 0"})
     experiment = config.experiment(data)
     report = {"target": config.target, "experiment": experiment}
     if config.target == "kubernetes":
