@@ -25,7 +25,7 @@ PACKAGE_DIRS = {
     "kubeline.pipelines": "pipelines",
     "kubeline.katib": "katib",  # Katib's SDK imports as kubeflow.katib: nothing is shadowed
 }
-COMPONENTS = ["ingest", "transform", "tune", "train", "evaluate", "track", "push", "deploy"]
+COMPONENTS = ["fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push", "deploy"]
 
 # Light core: enough to import every component and compile every pipeline (no TensorFlow).
 CORE = [
@@ -39,6 +39,7 @@ DATA = [
     "numpy>=1.26",
     "scikit-learn>=1.4",
     "google-cloud-storage>=3.1,<4",
+    "boto3>=1.35",  # s3:// and KFP's minio:// (conditional writes: If-None-Match)
     "palmerpenguins>=0.1.4",
 ]
 TF = [
@@ -53,6 +54,7 @@ DEV = [
     "pytest>=8",
     "jsonschema>=4.20",
     "gcp-storage-emulator>=2024.8",
+    "moto[server]>=5.1",  # a real S3 API server on 127.0.0.1 for s3:// and minio://
     "nbclient>=0.10",
     "nbformat>=5.10",
     "ipykernel>=6",

@@ -9,7 +9,7 @@ runtime mode (no ``dsl.component`` there).
 """
 import importlib
 
-_COMPONENTS = {"IngestOp": "ingest", "TransformOp": "transform", "TuneOp": "tune", "TrainOp": "train",
+_COMPONENTS = {"FingerprintOp": "fingerprint", "IngestOp": "ingest", "TransformOp": "transform", "TuneOp": "tune", "TrainOp": "train",
                "EvaluateOp": "evaluate", "TrackOp": "track", "PushOp": "push", "DeployOp": "deploy"}
 __all__ = list(_COMPONENTS)
 

@@ -1,28 +1,35 @@
 """Run a Katib Experiment spec on this machine with the libraries behind Katib's algorithms.
 
 Each trial is a real training run, the trial template's container command with Katib's
-``${trialParameters.*}`` placeholders filled in, in its own process here, up to ``parallelTrialCount`` at once; its metrics are read from stdout the way Katib's StdOut collector
-reads them (``name=value`` lines; the trial prints one set per epoch, then the final values).
+``${trialParameters.*}`` placeholders filled in, in its own process here, up to ``parallelTrialCount`` at
+once; its metrics are read from stdout the way Katib's StdOut collector reads them (``name=value`` lines;
+the trial prints one set per epoch, then the final values).
 The search stops at ``maxTrialCount``, when the objective reaches ``goal``, or when more than
 ``maxFailedTrialCount`` trials failed. ``medianstop`` stops a running trial whose objective at an
 epoch is worse than the median of earlier trials at that epoch.
 
-Suggestions come from the libraries behind Katib's suggestion services: Optuna samplers (random, tpe,
-multivariate-tpe, cmaes, sobol; grid enqueues every grid point), scikit-optimize for
-bayesianoptimization, and successive halving over the ``resource_name`` parameter for hyperband.
+Suggestions come from the libraries behind Katib's suggestion services, configured as those services
+configure them: Optuna samplers (random; tpe with hyperopt's settings and its random first request of
+parallelTrialCount trials; multivariate-tpe with constant_liar as Katib's optuna service; cmaes and sobol,
+which Katib's goptuna service samples ignoring the distribution; grid enqueues Katib's grid points),
+scikit-optimize for bayesianoptimization (every double on a log scale, as Katib's skopt service), and
+successive halving over the ``resource_name`` parameter for hyperband (the other parameters sampled
+uniformly, as Katib's hyperband service).
 """
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import subprocess
 import sys
 import threading
 import time
+import warnings
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from kubeline.katib.experiment import PLACEHOLDER, validate
+from kubeline.katib.experiment import PLACEHOLDER, grid_values, hyperband_eta, validate
 
 METRIC_LINE = re.compile(r"^\s*([\w|-]+)\s*=\s*([+-]?\d*\.?\d+(?:[eE][+-]?\d+)?)\s*$")
 LOG_TAIL_LINES = 20
@@ -57,13 +64,8 @@ def _settings(spec: dict) -> dict:
 
 
 def _values(parameter: dict) -> list:
-    """Every value of a parameter, for grid search."""
-    space = parameter["feasibleSpace"]
-    if "list" in space:
-        return [_typed(parameter, v) for v in space["list"]]
-    low, high, step = float(space["min"]), float(space["max"]), float(space.get("step", 1))
-    count = int(round((high - low) / step)) + 1
-    return [_typed(parameter, low + i * step) for i in range(count)]
+    """Every value of a parameter, for grid search: Katib's grid points."""
+    return [_typed(parameter, v) for v in grid_values(parameter)]
 
 
 def _typed(parameter: dict, value):
@@ -76,32 +78,54 @@ def _typed(parameter: dict, value):
     return float(value) if kind == "double" else value
 
 
-def optuna_sampler(algorithm: str, settings: dict):
-    """The Optuna sampler standing in for Katib's suggestion service."""
+def _hyperopt_gamma(gamma: float):
+    """hyperopt's TPE split: the best ceil(gamma * sqrt(n)) trials, at most 25 (its linear forgetting)."""
+    return lambda n: min(math.ceil(gamma * math.sqrt(n)), 25)
+
+
+def optuna_sampler(algorithm: str, settings: dict, parallel: int = 1):
+    """The Optuna sampler standing in for Katib's suggestion service, with that service's settings."""
     import optuna
 
     seed = int(settings["random_state"]) if "random_state" in settings else None
-    if algorithm in ("tpe", "multivariate-tpe"):
+    if algorithm == "tpe":  # hyperopt (hyperopt/base_service.py): n_startup_jobs is the first request's size
+        hyperopt = {}
+        if "gamma" in settings:
+            hyperopt["gamma"] = _hyperopt_gamma(float(settings["gamma"]))
+        if "prior_weight" in settings:
+            hyperopt["prior_weight"] = float(settings["prior_weight"])
+        with warnings.catch_warnings():  # Optuna deprecates both (4.9); hyperopt still takes them
+            warnings.simplefilter("ignore", FutureWarning)
+            return optuna.samplers.TPESampler(n_startup_trials=parallel, seed=seed,
+                                              n_ei_candidates=int(settings.get("n_EI_candidates", 24)), **hyperopt)
+    if algorithm == "multivariate-tpe":  # optuna/service.py: multivariate, constant_liar
         return optuna.samplers.TPESampler(n_startup_trials=int(settings.get("n_startup_trials", 10)),
                                           n_ei_candidates=int(settings.get("n_ei_candidates", 24)), seed=seed,
-                                          multivariate=algorithm == "multivariate-tpe")
-    if algorithm == "cmaes":
-        return optuna.samplers.CmaEsSampler(sigma0=float(settings["sigma"]) if "sigma" in settings else None,
-                                            seed=seed, restart_strategy=settings.get("restart_strategy"))
-    if algorithm == "sobol":
-        return optuna.samplers.QMCSampler(qmc_type="sobol", seed=seed)
+                                          multivariate=True, constant_liar=True)
+    if algorithm == "cmaes":  # goptuna/converter.go: sigma <= 0 leaves goptuna's own initial sigma
+        restart = settings.get("restart_strategy")
+        with warnings.catch_warnings():  # Optuna deprecates sigma0 and restart_strategy (4.9); goptuna takes them
+            warnings.simplefilter("ignore", FutureWarning)
+            return optuna.samplers.CmaEsSampler(
+                sigma0=float(settings["sigma"]) if float(settings.get("sigma", 0)) > 0 else None, seed=seed,
+                restart_strategy=None if restart in (None, "none") else restart)
+    if algorithm == "sobol":  # goptuna's Sobol sequence is unscrambled and takes no seed
+        return optuna.samplers.QMCSampler(qmc_type="sobol")
     return optuna.samplers.RandomSampler(seed=seed)  # random; grid points are enqueued, hyperband samples randomly
 
 
 class OptunaSearch:
     """Suggestions from an Optuna study (every algorithm but bayesianoptimization and hyperband)."""
 
-    def __init__(self, algorithm: str, settings: dict, parameters: list[dict], direction: str, max_trials: int):
+    def __init__(self, algorithm: str, settings: dict, parameters: list[dict], direction: str, max_trials: int,
+                 parallel: int = 1):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.parameters = parameters
-        self.study = optuna.create_study(direction=direction, sampler=optuna_sampler(algorithm, settings))
+        # Katib's goptuna service (cmaes, sobol) and hyperband's random sampling ignore the distribution.
+        self.log_scales = algorithm not in ("cmaes", "sobol", "hyperband")
+        self.study = optuna.create_study(direction=direction, sampler=optuna_sampler(algorithm, settings, parallel))
         self.limit = max_trials
         if algorithm == "grid":
             grid = [dict(zip([p["name"] for p in parameters], point))
@@ -116,7 +140,7 @@ class OptunaSearch:
             return None
         self.asked += 1
         trial = self.study.ask()
-        return trial, {p["name"]: suggest(trial, p) for p in self.parameters}
+        return trial, {p["name"]: suggest(trial, p, self.log_scales) for p in self.parameters}
 
     def tell(self, trial, result: TrialResult, objective: str) -> None:
         import optuna
@@ -139,7 +163,7 @@ class BayesianSearch:
             space, kind = parameter["feasibleSpace"], parameter["parameterType"]
             if kind in ("categorical", "discrete"):
                 return Categorical([_typed(parameter, v) for v in space["list"]], name=parameter["name"])
-            prior = "log-uniform" if space.get("distribution") in ("logUniform", "logNormal") else "uniform"
+            prior = "log-uniform" if kind == "double" else "uniform"  # skopt/base_service.py, whatever the distribution
             kind_class = Integer if kind == "int" else Real
             return kind_class(float(space["min"]) if kind == "double" else int(float(space["min"])),
                               float(space["max"]) if kind == "double" else int(float(space["max"])),
@@ -178,7 +202,7 @@ class HyperbandSearch:
     def __init__(self, settings: dict, parameters: list[dict], direction: str, max_trials: int):
         self.resource = settings["resource_name"]
         resource = next(p for p in parameters if p["name"] == self.resource)
-        self.eta = max(2, int(float(settings.get("eta", 3))))
+        self.eta = hyperband_eta(str(settings.get("eta", 3)))  # Katib's reading: int(float(eta)), 3 if not positive
         low = float(resource["feasibleSpace"]["min"])
         budget = float(settings.get("r_l", resource["feasibleSpace"]["max"]))
         budgets = [budget]
@@ -188,7 +212,7 @@ class HyperbandSearch:
         self.sizes = _rung_sizes(max_trials, self.eta, len(self.budgets))
         self.maximize = direction == "maximize"
         others = [p for p in parameters if p["name"] != self.resource]
-        sampler = OptunaSearch("random", settings, others, direction, self.sizes[0]) if others else None
+        sampler = OptunaSearch("hyperband", settings, others, direction, self.sizes[0]) if others else None
         self.queue = [sampler.ask()[1] if sampler else {} for _ in range(self.sizes[0])]
         self.finished: list[tuple[dict, float]] = []  # succeeded configurations of this rung, objective
         self.rung, self.running = 0, 0
@@ -226,14 +250,15 @@ def search(spec: dict, max_trials: int):
         return BayesianSearch(settings, spec["parameters"], direction, max_trials)
     if algorithm == "hyperband":
         return HyperbandSearch(settings, spec["parameters"], direction, max_trials)
-    return OptunaSearch(algorithm, settings, spec["parameters"], direction, max_trials)
+    return OptunaSearch(algorithm, settings, spec["parameters"], direction, max_trials,
+                        parallel=spec.get("parallelTrialCount") or 3)
 
 
-def suggest(trial, parameter: dict):
+def suggest(trial, parameter: dict, log_scales: bool = True):
     space, name, kind = parameter["feasibleSpace"], parameter["name"], parameter["parameterType"]
     if kind in ("categorical", "discrete"):
         return _typed(parameter, trial.suggest_categorical(name, space["list"]))
-    log = space.get("distribution") in ("logUniform", "logNormal")
+    log = log_scales and space.get("distribution") in ("logUniform", "logNormal")
     step = float(space["step"]) if "step" in space and not log else None
     if kind == "int":
         return trial.suggest_int(name, int(float(space["min"])), int(float(space["max"])),
@@ -311,7 +336,7 @@ def tune(experiment: dict, log=print) -> TuningResult:
     spec = experiment["spec"]
     objective = spec["objective"]["objectiveMetricName"]
     direction, goal = spec["objective"]["type"], spec["objective"].get("goal")
-    max_trials, parallel = spec.get("maxTrialCount", 8), spec.get("parallelTrialCount", 1)
+    max_trials, parallel = spec.get("maxTrialCount", 8), spec.get("parallelTrialCount") or 3  # Katib's defaults
     max_failed = spec.get("maxFailedTrialCount", max_trials)
     early_stop = (MedianStop(_settings(spec["earlyStopping"]), direction)
                   if spec.get("earlyStopping", {}).get("algorithmName") == "medianstop" else None)

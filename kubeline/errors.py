@@ -15,8 +15,12 @@ class ServiceUnavailableError(RuntimeError):
     """A service (tracking server, storage) stayed unreachable through the retries."""
 
     def __init__(self, service: str, detail: str, consequence: str):
-        self.service = service
+        self.service, self.detail = service, detail
         super().__init__(f"{service} is unavailable: {detail}. {consequence}")
+
+    def saying(self, consequence: str) -> "ServiceUnavailableError":
+        """The same outage, with what it means for the caller's operation."""
+        return ServiceUnavailableError(self.service, self.detail, consequence)
 
 
 class OperationFailedError(RuntimeError):

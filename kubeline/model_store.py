@@ -1,10 +1,10 @@
-"""The model store: immutable, versioned model folders with a sha256 manifest, locally or in GCS.
+"""The model store: immutable, versioned model folders with a sha256 manifest, locally or in an object store.
 
 Layout: ``<root>/<model-name>/<version>/`` holds the model files and ``MANIFEST`` (every file's sha256 and
 size, and the content digest over the model's own files), written last: a folder without a manifest is
 incomplete and is never loaded or registered. Versions are never overwritten: a local version appears by
-one atomic rename of a finished staging folder, a gs:// upload refuses to replace any object
-(``if_generation_match=0``). ``local_copy`` is the one way to get a verified local copy of a version.
+one atomic rename of a finished staging folder, an object-store upload refuses to replace any object
+(``if_generation_match=0`` on GCS, ``If-None-Match: *`` on S3 and MinIO). ``local_copy`` is the one way to get a verified local copy of a version.
 """
 from __future__ import annotations
 
@@ -115,73 +115,64 @@ class LocalStore:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-class GcsStore:
-    def __init__(self, root: str):
-        self.bucket_name, _, prefix = root.partition("/")
-        self.prefix = f"{prefix}/" if prefix else ""
-        self.bucket = storage.gcs_client().bucket(self.bucket_name)
+class ObjectVersions:
+    """Versions under a prefix of an object store bucket (gs://, s3://, minio://)."""
+
+    def __init__(self, objects: storage.ObjectStore, prefix: str):
+        self.objects, self.prefix = objects, f"{prefix}/" if prefix else ""
 
     def _home(self, model_name: str) -> str:
         return f"{self.prefix}{model_name}/"
 
+    def _keys(self, home: str) -> list[str]:
+        try:
+            return self.objects.list(home)
+        except ServiceUnavailableError as error:
+            raise error.saying("Nothing was stored or registered; rerun the push.") from None
+
     def find(self, model_name: str, digest: str) -> tuple[str, int] | None:
         home = self._home(model_name)
-        for blob in self._list(home):
-            version = blob.name[len(home):].split("/", 1)[0]
-            if blob.name == f"{home}{version}/{MANIFEST}" and version.isdigit():
-                if json.loads(blob.download_as_text(retry=storage.gcs_retry())).get("content_sha256") == digest:
-                    return f"gs://{self.bucket_name}/{home}{version}", int(version)
+        for key in self._keys(home):
+            version = key[len(home):].split("/", 1)[0]
+            if key == f"{home}{version}/{MANIFEST}" and version.isdigit():
+                if json.loads(self.objects.read_text(key)).get("content_sha256") == digest:
+                    return self.objects.uri(f"{home}{version}"), int(version)
         return None
 
-    def _list(self, prefix: str):
-        from google.api_core import exceptions as gexc
-
-        try:
-            return list(self.bucket.list_blobs(prefix=prefix, retry=storage.gcs_retry()))
-        except (gexc.GoogleAPICallError, gexc.RetryError, OSError) as err:
-            raise ServiceUnavailableError(f"storage gs://{self.bucket_name}", str(err)[:300],
-                                          "Nothing was stored or registered; rerun the push.") from None
-
     def store(self, staged: Path, model_name: str, manifest: dict) -> tuple[str, int]:
-        from google.api_core import exceptions as gexc
-
         home = self._home(model_name)
         while True:
-            version = _next_version({b.name[len(home):].split("/", 1)[0] for b in self._list(home)})
+            version = _next_version({key[len(home):].split("/", 1)[0] for key in self._keys(home)})
             target = f"{home}{version}/"
             written = []
             try:
                 for relative in manifest["files"]:
-                    blob = self.bucket.blob(target + relative)
-                    blob.upload_from_filename(str(staged / relative), if_generation_match=0,
-                                              retry=storage.gcs_retry())
-                    written.append(blob)
-                self.bucket.blob(target + MANIFEST).upload_from_string(
-                    json.dumps({**manifest, "version": version}, indent=2), content_type="application/json",
-                    if_generation_match=0, retry=storage.gcs_retry())
-            except gexc.PreconditionFailed:  # another push took this version first
+                    self.objects.put_file(target + relative, staged / relative)
+                    written.append(target + relative)
+                self.objects.put_text(target + MANIFEST, json.dumps({**manifest, "version": version}, indent=2))
+            except storage.ObjectExists:  # another push took this version first
                 self._remove(written)
                 continue
-            except (gexc.GoogleAPICallError, gexc.RetryError, OSError) as err:
-                left = "" if self._remove(written) else (f" The partial upload under gs://{self.bucket_name}/{target} "
+            except ServiceUnavailableError as error:
+                left = "" if self._remove(written) else (f" The partial upload under {self.objects.uri(target)} "
                                                          "has no manifest: it is never loaded or registered.")
-                raise ServiceUnavailableError(f"storage gs://{self.bucket_name}", str(err)[:300],
-                                              f"No registry version was created.{left} Rerun the push.") from None
-            return f"gs://{self.bucket_name}/{target.rstrip('/')}", version
+                raise error.saying(f"No registry version was created.{left} Rerun the push.") from None
+            return self.objects.uri(target.rstrip("/")), version
 
-    @staticmethod
-    def _remove(blobs) -> bool:
+    def _remove(self, keys: list[str]) -> bool:
         """Best-effort removal of a failed upload's objects; True when all are gone."""
         try:
-            for blob in blobs:
-                blob.delete(timeout=5, retry=None)
+            self.objects.delete(keys)
             return True
         except Exception:  # the store is what failed: leave the (manifest-less) objects
-            return not blobs
+            return not keys
 
 
 def store_for(model_root: str, field: str = "model_root"):
-    """The store behind a model root URI."""
+    """The versions behind a model root URI."""
     scheme, path = storage.split_uri(model_root, field)
     root = path.rstrip("/")
-    return LocalStore(root) if scheme == "file" else GcsStore(root)
+    if scheme == "file":
+        return LocalStore(root)
+    bucket, _, prefix = root.partition("/")
+    return ObjectVersions(storage.object_store(scheme, bucket), prefix)

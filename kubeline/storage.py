@@ -1,7 +1,18 @@
-"""Reading and writing local paths, ``file://`` and ``gs://`` URIs.
+"""Reading and writing local paths and object stores: ``file://``, ``gs://``, ``s3://`` and KFP's ``minio://``.
 
-``gs://`` goes through google-cloud-storage with standard credentials; when
-``STORAGE_EMULATOR_HOST`` is set (a GCS emulator), the client uses anonymous credentials.
+Every object store is used through one small interface (``ObjectStore``: get, list, put if absent, delete),
+so the steps and the model store do not care which one holds their files.
+
+- ``gs://`` goes through google-cloud-storage with standard credentials; with ``STORAGE_EMULATOR_HOST`` set (a
+  GCS emulator) the client is anonymous.
+- ``s3://`` goes through boto3 with its standard credentials and settings (``AWS_ACCESS_KEY_ID``,
+  ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``, ``AWS_ENDPOINT_URL`` for an S3-compatible server).
+- ``minio://`` is Kubeflow Pipelines' own object store (its default pipeline root is
+  ``minio://mlpipeline/v2/artifacts``), spoken to over the S3 API as KFP's launcher does: the endpoint is
+  ``KUBELINE_MINIO_ENDPOINT`` (default ``MINIO_DEFAULT_ENDPOINT``, KFP's in-cluster service), plain HTTP unless
+  the endpoint says https, region "minio", path-style addressing; the keys come from ``AWS_ACCESS_KEY_ID`` /
+  ``AWS_SECRET_ACCESS_KEY``, which the pipeline fills from KFP's ``mlpipeline-minio-artifact`` Secret
+  (kubeflow/pipelines ``backend/src/v2/config/env.go``, ``getDefaultMinioSessionInfo``).
 """
 from __future__ import annotations
 
@@ -10,22 +21,26 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-from kubeline.errors import InvalidInputError
+from kubeline.errors import InvalidInputError, ServiceUnavailableError
 
-SUPPORTED_SCHEMES = ("", "file", "gs")
+OBJECT_SCHEMES = ("gs", "s3", "minio")
+SUPPORTED_SCHEMES = ("", "file", *OBJECT_SCHEMES)
+MINIO_DEFAULT_ENDPOINT = "http://seaweedfs.kubeflow:9000"  # objectstore/config.go, DefaultEndpointInMultiUserMode
+KFP_STORAGE_SECRET = "mlpipeline-minio-artifact"  # config/env.go: its keys accesskey and secretkey
+RETRY_TIMEOUT_ENV = "KUBELINE_STORAGE_RETRY_TIMEOUT_S"
 
 
 def split_uri(uri: str, field: str = "uri") -> tuple[str, str]:
-    """Returns (scheme, path) where scheme is "file" or "gs"; refuses other schemes."""
+    """Returns (scheme, path): "file" and a local path, or an object scheme and "bucket/key"."""
     parsed = urlparse(uri)
     if parsed.scheme not in SUPPORTED_SCHEMES:
         raise InvalidInputError(
             field, f"unsupported URI scheme '{parsed.scheme}' in '{uri}'",
-            "use a local path, a file:// URI or a gs://bucket/object URI")
-    if parsed.scheme == "gs":
+            "use a local path, a file:// URI, or gs://, s3:// or minio://BUCKET/PATH")
+    if parsed.scheme in OBJECT_SCHEMES:
         if not parsed.netloc or not parsed.path.strip("/"):
-            raise InvalidInputError(field, f"'{uri}' names no bucket and object", "use gs://BUCKET/PATH")
-        return "gs", f"{parsed.netloc}/{parsed.path.lstrip('/')}"
+            raise InvalidInputError(field, f"'{uri}' names no bucket and object", f"use {parsed.scheme}://BUCKET/PATH")
+        return parsed.scheme, f"{parsed.netloc}/{parsed.path.lstrip('/')}"
     if parsed.scheme == "file":
         return "file", parsed.path
     return "file", uri
@@ -39,24 +54,244 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def gcs_retry():
-    """Retry policy for GCS calls: google-cloud-storage's default (exponential backoff on transient
-    errors), bounded by ``KUBELINE_STORAGE_RETRY_TIMEOUT_S`` seconds (default 120)."""
-    from google.cloud.storage.retry import DEFAULT_RETRY
-
-    return DEFAULT_RETRY.with_timeout(float(os.environ.get("KUBELINE_STORAGE_RETRY_TIMEOUT_S", "120")))
+def retry_timeout_s() -> float:
+    """How long transient errors are retried (``KUBELINE_STORAGE_RETRY_TIMEOUT_S``, default 120 s)."""
+    return float(os.environ.get(RETRY_TIMEOUT_ENV, "120"))
 
 
-def gcs_client():
-    """A google-cloud-storage client; anonymous against an emulator."""
-    from google.cloud import storage
+class ObjectExists(Exception):
+    """A put-if-absent found the object there already."""
 
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        from google.auth.credentials import AnonymousCredentials
 
-        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "kubeline-local"),
-                              credentials=AnonymousCredentials())
-    return storage.Client()
+class ObjectStore:
+    """One bucket of an object store. Keys are paths inside the bucket; failures that stay after the retries
+    raise ServiceUnavailableError, a missing object or bucket InvalidInputError naming ``field``."""
+
+    scheme = ""
+
+    def __init__(self, bucket: str):
+        self.bucket = bucket
+
+    def uri(self, key: str) -> str:
+        return f"{self.scheme}://{self.bucket}/{key}"
+
+    def download(self, key: str, dest: Path, field: str) -> None:
+        raise NotImplementedError
+
+    def read_text(self, key: str) -> str:
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def list(self, prefix: str) -> list[str]:
+        """The keys under ``prefix`` (folder markers left out)."""
+        raise NotImplementedError
+
+    def version_of(self, key: str, field: str) -> str:
+        """What changes whenever the object's content changes (its generation or ETag), without reading it."""
+        raise NotImplementedError
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Writes a new object; raises ObjectExists when the key is taken (never overwrites)."""
+        raise NotImplementedError
+
+    def put_text(self, key: str, text: str) -> None:
+        """Like put_file, for a small JSON document."""
+        raise NotImplementedError
+
+    def delete(self, keys: list[str]) -> None:
+        raise NotImplementedError
+
+    def _unavailable(self, error: Exception, consequence: str = "Nothing more was done.") -> ServiceUnavailableError:
+        return ServiceUnavailableError(f"storage {self.scheme}://{self.bucket}", str(error)[:300], consequence)
+
+    def _denied(self, error: Exception) -> InvalidInputError:
+        return InvalidInputError(f"storage {self.scheme}://{self.bucket}", f"access denied ({str(error)[:200]})",
+                                 "check the credentials and that they may read and write this bucket")
+
+
+class GcsStore(ObjectStore):
+    scheme = "gs"
+
+    def __init__(self, bucket: str):
+        super().__init__(bucket)
+        from google.api_core import exceptions
+        from google.cloud import storage
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        self.errors = exceptions
+        self.retry = DEFAULT_RETRY.with_timeout(retry_timeout_s())
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            from google.auth.credentials import AnonymousCredentials
+
+            client = storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "kubeline-local"),
+                                    credentials=AnonymousCredentials())
+        else:
+            client = storage.Client()
+        self.handle = client.bucket(bucket)
+
+    def _call(self, function, *args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except self.errors.PreconditionFailed:
+            raise ObjectExists(args[0] if args else "") from None
+        except (self.errors.Forbidden, self.errors.Unauthorized) as error:
+            raise self._denied(error) from None
+        except (self.errors.GoogleAPICallError, self.errors.RetryError, OSError) as error:
+            if isinstance(error, self.errors.NotFound):
+                raise
+            raise self._unavailable(error) from None
+
+    def download(self, key: str, dest: Path, field: str) -> None:
+        try:
+            self._call(self.handle.blob(key).download_to_filename, str(dest), retry=self.retry)
+        except self.errors.NotFound:
+            dest.unlink(missing_ok=True)
+            raise InvalidInputError(field, f"cannot read '{self.uri(key)}': no such bucket or object",
+                                    "check the bucket and object name") from None
+
+    def read_text(self, key: str) -> str:
+        return self._call(self.handle.blob(key).download_as_text, retry=self.retry)
+
+    def exists(self, key: str) -> bool:
+        try:
+            return self._call(self.handle.get_blob, key, retry=self.retry) is not None
+        except self.errors.NotFound:
+            return False
+
+    def version_of(self, key: str, field: str) -> str:
+        blob = self._call(self.handle.get_blob, key, retry=self.retry)
+        if blob is None:
+            raise InvalidInputError(field, f"cannot read '{self.uri(key)}': no such bucket or object",
+                                    "check the bucket and object name")
+        return f"generation={blob.generation} md5={blob.md5_hash}"
+
+    def list(self, prefix: str) -> list[str]:
+        try:
+            blobs = self._call(lambda: list(self.handle.list_blobs(prefix=prefix, retry=self.retry)))
+        except self.errors.NotFound:
+            return []
+        return [b.name for b in blobs if not b.name.endswith("/")]
+
+    def put_file(self, key: str, path: Path) -> None:
+        self._call(self.handle.blob(key).upload_from_filename, str(path), if_generation_match=0, retry=self.retry)
+
+    def put_text(self, key: str, text: str) -> None:
+        self._call(self.handle.blob(key).upload_from_string, text, content_type="application/json",
+                   if_generation_match=0, retry=self.retry)
+
+    def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            self.handle.blob(key).delete(timeout=5, retry=None)
+
+
+class S3Store(ObjectStore):
+    """An S3 bucket, or a bucket of KFP's MinIO/SeaweedFS (``minio://``) over the same API."""
+
+    def __init__(self, bucket: str, scheme: str = "s3"):
+        super().__init__(bucket)
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self.scheme, self.client_errors, self.core_errors = scheme, ClientError, BotoCoreError
+        settings = Config(retries={"mode": "standard", "total_max_attempts": 5},
+                          connect_timeout=min(10.0, retry_timeout_s()), read_timeout=60)
+        if scheme == "minio":
+            endpoint = os.environ.get("KUBELINE_MINIO_ENDPOINT", MINIO_DEFAULT_ENDPOINT)
+            if "://" not in endpoint:
+                endpoint = f"http://{endpoint}"
+            self.client = boto3.client("s3", endpoint_url=endpoint, region_name="minio",
+                                       config=settings.merge(Config(s3={"addressing_style": "path"})))
+        else:
+            self.client = boto3.client("s3", config=settings)
+
+    def _code(self, error) -> str:
+        return str(error.response.get("Error", {}).get("Code", "")) if isinstance(error, self.client_errors) else ""
+
+    def _call(self, function, **kwargs):
+        try:
+            return function(Bucket=self.bucket, **kwargs)
+        except self.client_errors as error:
+            code = self._code(error)
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise ObjectExists(kwargs.get("Key", "")) from None
+            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"):
+                raise self._denied(error) from None
+            if code in ("NoSuchKey", "NoSuchBucket", "404", "NotFound"):
+                raise
+            raise self._unavailable(error) from None
+        except (self.core_errors, OSError) as error:
+            raise self._unavailable(error) from None
+
+    def _missing(self, error) -> bool:
+        return self._code(error) in ("NoSuchKey", "NoSuchBucket", "404", "NotFound")
+
+    def download(self, key: str, dest: Path, field: str) -> None:
+        try:
+            body = self._call(self.client.get_object, Key=key)["Body"]
+        except self.client_errors as error:
+            if not self._missing(error):
+                raise
+            raise InvalidInputError(field, f"cannot read '{self.uri(key)}': no such bucket or object",
+                                    "check the bucket and object name") from None
+        with open(dest, "wb") as handle:
+            for chunk in iter(lambda: body.read(1 << 20), b""):
+                handle.write(chunk)
+
+    def read_text(self, key: str) -> str:
+        return self._call(self.client.get_object, Key=key)["Body"].read().decode()
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call(self.client.head_object, Key=key)
+            return True
+        except self.client_errors as error:
+            if self._missing(error):
+                return False
+            raise
+
+    def version_of(self, key: str, field: str) -> str:
+        try:
+            head = self._call(self.client.head_object, Key=key)
+        except self.client_errors as error:
+            if not self._missing(error):
+                raise
+            raise InvalidInputError(field, f"cannot read '{self.uri(key)}': no such bucket or object",
+                                    "check the bucket and object name") from None
+        return f"etag={head['ETag'].strip(chr(34))} size={head['ContentLength']}"
+
+    def list(self, prefix: str) -> list[str]:
+        keys, token = [], {}
+        while True:
+            try:
+                page = self._call(self.client.list_objects_v2, Prefix=prefix, **token)
+            except self.client_errors as error:
+                if self._missing(error):
+                    return []
+                raise
+            keys += [item["Key"] for item in page.get("Contents", []) if not item["Key"].endswith("/")]
+            if not page.get("IsTruncated"):
+                return keys
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    def put_file(self, key: str, path: Path) -> None:
+        with open(path, "rb") as handle:
+            self._call(self.client.put_object, Key=key, Body=handle, IfNoneMatch="*")
+
+    def put_text(self, key: str, text: str) -> None:
+        self._call(self.client.put_object, Key=key, Body=text.encode(), ContentType="application/json",
+                   IfNoneMatch="*")
+
+    def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+
+def object_store(scheme: str, bucket: str) -> ObjectStore:
+    """The store behind an object URI's scheme and bucket."""
+    return GcsStore(bucket) if scheme == "gs" else S3Store(bucket, scheme)
 
 
 def _no_such_file(uri: str, field: str) -> InvalidInputError:
@@ -71,16 +306,28 @@ def check_readable(uri: str, field: str = "uri") -> None:
         if not Path(path).is_file():
             raise _no_such_file(uri, field)
         return
-    bucket_name, blob_name = path.split("/", 1)
-    if gcs_client().bucket(bucket_name).get_blob(blob_name, retry=gcs_retry()) is None:
+    bucket, key = path.split("/", 1)
+    if not object_store(scheme, bucket).exists(key):
         raise InvalidInputError(field, f"cannot read '{uri}': no such bucket or object",
                                 "check the bucket and object name")
+
+
+def fingerprint(uri: str, field: str = "uri") -> str:
+    """A short text that changes whenever the content at ``uri`` changes: an object's generation or ETag (no
+    read), a local file's sha256."""
+    scheme, path = split_uri(uri, field)
+    if scheme == "file":
+        if not Path(path).is_file():
+            raise _no_such_file(uri, field)
+        return f"sha256={sha256_file(path)}"
+    bucket, key = path.split("/", 1)
+    return object_store(scheme, bucket).version_of(key, field)
 
 
 def fetch(uri: str, dest_dir: str | Path, field: str = "uri") -> Path:
     """Makes the object at ``uri`` available as a local file and returns its path.
 
-    Local files are returned in place; gs:// objects are downloaded into ``dest_dir``.
+    Local files are returned in place; objects are downloaded into ``dest_dir``.
     """
     scheme, path = split_uri(uri, field)
     if scheme == "file":
@@ -88,41 +335,30 @@ def fetch(uri: str, dest_dir: str | Path, field: str = "uri") -> Path:
         if not local.is_file():
             raise _no_such_file(uri, field)
         return local
-    bucket_name, blob_name = path.split("/", 1)
-    from google.api_core import exceptions as gexc
-
-    dest = Path(dest_dir) / Path(blob_name).name
+    bucket, key = path.split("/", 1)
+    dest = Path(dest_dir) / Path(key).name
     dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        gcs_client().bucket(bucket_name).blob(blob_name).download_to_filename(str(dest), retry=gcs_retry())
-    except gexc.NotFound:
-        dest.unlink(missing_ok=True)
-        raise InvalidInputError(field, f"cannot read '{uri}': no such bucket or object",
-                                "check the bucket and object name") from None
-    except gexc.GoogleAPICallError as err:
-        dest.unlink(missing_ok=True)
-        raise InvalidInputError(field, f"cannot read '{uri}': {err.message}",
-                                "check the credentials and that the caller may read the object") from None
+    object_store(scheme, bucket).download(key, dest, field)
     return dest
 
 
 def fetch_dir(uri: str, dest_dir: str | Path, field: str = "uri") -> Path:
-    """Makes the folder at ``uri`` available locally: local folders in place, gs:// prefixes downloaded."""
+    """Makes the folder at ``uri`` available locally: local folders in place, object prefixes downloaded."""
     scheme, path = split_uri(uri, field)
     if scheme == "file":
         local = Path(path)
         if not local.is_dir():
             raise InvalidInputError(field, f"cannot read '{uri}': no such folder", "check the path")
         return local
-    bucket_name, prefix = path.split("/", 1)
+    bucket, prefix = path.split("/", 1)
     prefix = prefix.rstrip("/") + "/"
-    dest = Path(dest_dir)
-    blobs = [b for b in gcs_client().list_blobs(bucket_name, prefix=prefix, retry=gcs_retry())
-             if not b.name.endswith("/")]
-    if not blobs:
+    store = object_store(scheme, bucket)
+    keys = store.list(prefix)
+    if not keys:
         raise InvalidInputError(field, f"cannot read '{uri}': no objects under it", "check the bucket and prefix")
-    for blob in blobs:
-        target = dest / blob.name[len(prefix):]
+    dest = Path(dest_dir)
+    for key in keys:
+        target = dest / key[len(prefix):]
         target.parent.mkdir(parents=True, exist_ok=True)
-        blob.download_to_filename(str(target), retry=gcs_retry())
+        store.download(key, target, field)
     return dest

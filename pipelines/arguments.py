@@ -15,6 +15,7 @@ from typing import Iterator, NamedTuple
 
 from google.protobuf import json_format
 
+from kubeline import k8s_rules
 from kubeline.config import from_inputs
 from kubeline.errors import InvalidInputError
 
@@ -29,6 +30,8 @@ class Step(NamedTuple):
     function: str  # the component's Python function: kubeline.components.<function>
     inputs: dict  # the parameter inputs known before the run
     container: dict  # the executor's container spec
+    executor: str  # its executor label (the key of its kfp-kubernetes settings)
+    dag_inputs: dict  # the known inputs of the DAG the task is in (kfp-kubernetes name parameters read these)
 
 
 def _as_executor_sees(value):
@@ -100,32 +103,59 @@ def steps(pipeline_spec, arguments: dict) -> Iterator[Step]:
             container = executors[component.executor_label]["container"]
             args = container.get("args", [])
             function = args[args.index("--function_to_execute") + 1] if "--function_to_execute" in args else ""
-            yield Step(task_name, function, inputs, container)
+            yield Step(task_name, function, inputs, container, component.executor_label, known)
 
     yield from walk(pipeline_spec.root.dag, {**root_inputs, **arguments})
 
 
-def check_accelerator(task_name: str, accelerator: dict, inputs: dict) -> None:
-    """The driver parses a task's accelerator count with Kubernetes' ParseQuantity and sets a limit only when
-    type and count are strings (backend/src/v2/driver/driver.go, initPodSpecPatch)."""
-    for key, expected in (("resourceCount", "a whole number as a string, e.g. \"1\""),
-                          ("resourceType", "a resource name as a string, e.g. \"nvidia.com/gpu\"")):
-        match = CHANNEL.match(accelerator.get(key, ""))
+# The pod-spec fields a parameter may feed and Kubernetes' rule for each value (the driver puts them into the pod
+# spec through ParseQuantity: backend/src/v2/driver/driver.go, initPodSpecPatch).
+POD_SPEC_VALUES = {
+    ("accelerator", "resourceCount"): lambda field, value: k8s_rules.check_count(field, value),
+    ("accelerator", "resourceType"): lambda field, value: k8s_rules.check_resource_name(field, value),
+    ("resourceCpuRequest",): k8s_rules.check_quantity,
+    ("resourceCpuLimit",): k8s_rules.check_quantity,
+    ("resourceMemoryRequest",): k8s_rules.check_quantity,
+    ("resourceMemoryLimit",): k8s_rules.check_quantity,
+}
+
+
+def check_pod_spec(resources: dict, inputs: dict) -> None:
+    """Pod-spec values fed by parameters must be strings Kubernetes accepts: the driver reads them with
+    GetStringValue() (a number reads as "" and the field is dropped) and parses them as quantities."""
+    for path, rule in POD_SPEC_VALUES.items():
+        value = resources
+        for key in path:
+            value = value.get(key, {}) if isinstance(value, dict) else {}
+        match = CHANNEL.match(value) if isinstance(value, str) else None
         if not match or match[1] not in inputs:
             continue
-        value, name = inputs[match[1]], match[1].removeprefix("pipelinechannel--")
-        valid = isinstance(value, str) and (re.fullmatch(r"\d+", value) if key == "resourceCount" else value)
-        if not valid:
-            raise InvalidInputError(name, f"{value!r} cannot set the {task_name} step's accelerator", f"give {expected}")
+        given, name = inputs[match[1]], match[1].removeprefix("pipelinechannel--")
+        if not isinstance(given, str):
+            raise InvalidInputError(name, f"{given!r} is not text", f'give it as a string, e.g. "{given}"')
+        rule(name, given)
+
+
+def check_kubernetes_names(settings: dict, dag_inputs: dict) -> None:
+    """Secret and ConfigMap names given by parameters must be Kubernetes object names: the driver puts them into the
+    pod spec as they are (backend/src/v2/driver/k8s.go, secretAsEnv / configMapAsEnv)."""
+    for kind, key in (("secretAsEnv", "secretNameParameter"), ("configMapAsEnv", "configMapNameParameter")):
+        for entry in settings.get(kind, []):
+            name = entry.get(key, {}).get("componentInputParameter")
+            if name in dag_inputs:
+                k8s_rules.check_object_name(name.removeprefix("pipelinechannel--"), dag_inputs[name])
 
 
 def check(pipeline, arguments: dict) -> None:
     """Builds every Kubeline step's config from the inputs these arguments give it, and checks the pod-spec values
-    the driver reads; the first bad setting raises InvalidInputError naming it."""
-    for step in steps(pipeline.pipeline_spec, arguments):
-        accelerator = step.container.get("resources", {}).get("accelerator")
-        if accelerator:
-            check_accelerator(step.task, accelerator, step.inputs)
+    and Kubernetes names the driver reads; the first bad setting raises InvalidInputError naming it."""
+    platform = json_format.MessageToDict(pipeline.component_spec.platform_spec).get("platforms", {})
+    kubernetes = platform.get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
+    found = list(steps(pipeline.pipeline_spec, arguments))
+    for step in found:  # the pod of every step first: a pipeline parameter, before a step's name for it
+        check_kubernetes_names(kubernetes.get(step.executor, {}), step.dag_inputs)
+        check_pod_spec(step.container.get("resources", {}), step.inputs)
+    for step in found:
         try:
             module = importlib.import_module(f"kubeline.components.{step.function}.config")
         except ModuleNotFoundError:

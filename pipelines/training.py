@@ -1,11 +1,14 @@
-"""The training pipeline: ingest -> transform -> tune -> train -> evaluate -> track -> (gate passed) push -> deploy."""
+"""The training pipeline: fingerprint -> ingest -> transform -> tune -> train -> evaluate -> track -> (gate passed)
+push -> deploy."""
 from typing import NamedTuple
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 from kfp.dsl import Artifact, Markdown, Model
 
+from kubeline import images, storage
 from kubeline.artifacts import PASS
-from kubeline.components import DeployOp, EvaluateOp, IngestOp, PushOp, TrackOp, TrainOp, TransformOp, TuneOp
+from kubeline.components import (DeployOp, EvaluateOp, FingerprintOp, IngestOp, PushOp, TrackOp, TrainOp,
+                                 TransformOp, TuneOp)
 from kubeline.components.deploy.config import DeployConfig
 from kubeline.components.evaluate.config import EvaluateConfig
 from kubeline.components.ingest.config import IngestConfig
@@ -26,6 +29,38 @@ PIPELINE_NAME = "kubeline-training"
 INGEST, TRANSFORM, TUNE = defaults(IngestConfig), defaults(TransformConfig), defaults(TuneConfig)
 TRAIN, EVALUATE, TRACK = defaults(TrainConfig), defaults(EvaluateConfig), defaults(TrackConfig)
 PUSH, DEPLOY = defaults(PushConfig), defaults(DeployConfig)
+# KFP keeps its object store's keys in this Secret (backend/src/v2/config/env.go); every step reads them from it.
+STORAGE_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
+STORAGE_CONFIG_KEYS = {"minio_endpoint": "KUBELINE_MINIO_ENDPOINT", "s3_endpoint": "AWS_ENDPOINT_URL",
+                       "s3_region": "AWS_REGION"}
+
+
+# Requests per step on a cluster (memory is also the limit); the train step's come from parameters.
+STEP_RESOURCES = {"fingerprint": ("100m", "256Mi"), "ingest": ("1", "2Gi"), "transform": ("2", "4Gi"), "tune": ("500m", "1Gi"),
+                  "evaluate": ("1", "4Gi"), "track": ("250m", "1Gi"), "push": ("500m", "2Gi"), "deploy": ("250m", "1Gi")}
+# Steps a retry cannot harm: the same inputs give the same outputs, and track, push and tune find their earlier
+# attempt's run, version or Experiment. A deploy is not retried: its rollback is the way back.
+RETRIED = {"fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push"}
+
+
+def sized(task, name: str, cpu=None, memory=None):
+    """The step's CPU and memory requests (memory also its limit), and its retries when it is safe to retry."""
+    default_cpu, default_memory = STEP_RESOURCES.get(name, (None, None))
+    task.set_cpu_request(cpu or default_cpu).set_memory_request(memory or default_memory)
+    task.set_memory_limit(memory or default_memory)
+    if name in RETRIED:
+        task.set_retry(num_retries=2, backoff_duration="30s", backoff_factor=2.0)
+    return task
+
+
+def with_object_store(task, storage_secret, storage_config):
+    """The step's object-store settings come from Kubernetes, never from parameters: keys from the Secret, endpoints
+    and region from the ConfigMap; both optional (a GCS workload identity needs neither)."""
+    kubernetes.use_secret_as_env(task, secret_name=storage_secret, secret_key_to_env=STORAGE_SECRET_KEYS,
+                                 optional=True)
+    kubernetes.use_config_map_as_env(task, config_map_name=storage_config, config_map_key_to_env=STORAGE_CONFIG_KEYS,
+                                     optional=True)
+    return task
 
 
 @dsl.pipeline(name=PIPELINE_NAME,
@@ -57,6 +92,8 @@ def training_pipeline(
     tune_namespace: str = TUNE.namespace,
     tune_timeout_s: float = TUNE.timeout_s,
     tune_gpus: int = TUNE.gpus,
+    tune_delete_on_failure: bool = TUNE.delete_experiment_on_failure,
+    tune_trial_service_account: str = TUNE.trial_service_account,
     learning_rate: float = TRAIN.learning_rate,
     hidden_units: int = TRAIN.hidden_units,
     num_layers: int = TRAIN.num_layers,
@@ -66,6 +103,10 @@ def training_pipeline(
     early_stopping_patience: int = TRAIN.early_stopping_patience,
     accelerator_type: str = "nvidia.com/gpu",
     accelerator_count: str = "0",
+    train_cpu: str = "4",
+    train_memory: str = "8Gi",
+    train_node_selector: dict = {},
+    train_tolerations: list = [],
     thresholds: dict = EVALUATE.thresholds,
     change_thresholds: dict = EVALUATE.change_thresholds,
     baseline_model_uri: str = EVALUATE.baseline_model_uri,
@@ -77,12 +118,15 @@ def training_pipeline(
     deploy_smoke_rows: int = DEPLOY.smoke_rows,
     deploy_timeout_s: float = DEPLOY.timeout_s,
     deploy_service: dict = DEPLOY.service,
+    storage_secret: str = storage.KFP_STORAGE_SECRET,
+    storage_config: str = "kubeline-storage",
 ) -> TrainingOutputs:
     """Trains and gates a classifier; the model is pushed only when the gate passes.
 
     Args:
-        data_uri: Local path, file:// or gs:// URI of the raw CSV or Parquet data.
-        model_root: file:// or gs:// root under which pushed model versions are stored.
+        data_uri: Local path, file://, gs://, s3:// or minio:// URI of the raw CSV or Parquet data.
+        model_root: Root under which pushed model versions are stored: an object store (gs://, s3://, minio://)
+            on a cluster; file:// or a local path on one machine.
         label: Column to predict.
         model_name: Registered model name; also the folder under model_root.
         tracking_uri: MLflow tracking and registry URI (sqlite:///... or http://...); empty: no tracking,
@@ -107,6 +151,9 @@ def training_pipeline(
         tune_namespace: Namespace of the Katib Experiment.
         tune_timeout_s: Longest wait for the Katib Experiment.
         tune_gpus: GPUs per tuning trial.
+        tune_delete_on_failure: Delete a failed or timed-out Katib Experiment (a retried step then starts afresh).
+        tune_trial_service_account: Service account of the trial pods; empty for the namespace's default. Trials
+            take train_cpu, train_memory, train_node_selector, train_tolerations and storage_secret too.
         learning_rate: Adam learning rate.
         hidden_units: Units per hidden layer.
         num_layers: Hidden layers.
@@ -117,6 +164,12 @@ def training_pipeline(
         accelerator_type: Accelerator resource for the train step on a cluster.
         accelerator_count: Accelerators for the train step, as a whole number in a string ("1"): the KFP
             driver reads pod-spec values as strings; "0" trains on CPU.
+        train_cpu: CPU request of the train step (a Kubernetes quantity: "4", "500m").
+        train_memory: Memory request and limit of the train step ("8Gi").
+        train_node_selector: Node labels the train step's pod must match, e.g.
+            {"cloud.google.com/gke-accelerator": "nvidia-l4"}.
+        train_tolerations: Tolerations of the train step's pod (Kubernetes Toleration objects), e.g.
+            [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}].
         thresholds: Gate bounds per metric (a maximum for log_loss, a minimum otherwise).
         change_thresholds: Largest allowed worsening per metric against the baseline.
         baseline_model_uri: Baseline for change thresholds: a storage URI or models:/NAME@ALIAS; empty for none.
@@ -130,12 +183,19 @@ def training_pipeline(
         deploy_timeout_s: Longest wait for the new version to be ready on the cluster.
         deploy_service: InferenceService settings (namespace, runtime, min_replicas, max_replicas,
             scale_metric, scale_target, cpu, memory, gpus, service_account, labels).
+        storage_secret: Kubernetes Secret whose keys accesskey and secretkey every step uses for s3:// and
+            minio:// (KFP's own object-store Secret by default); optional.
+        storage_config: Kubernetes ConfigMap with minio_endpoint, s3_endpoint and s3_region for the steps;
+            optional.
 
     Returns:
         The schema, statistics, transform graph, tuning trials, model, evaluation, the gate decision and the MLflow run id.
     """
+    fingerprint_task = FingerprintOp(data_uri=data_uri)
+    fingerprint_task.set_caching_options(False)  # it is what makes ingest's cache follow the data's content
     ingest_task = IngestOp(data_uri=data_uri, label=label, schema_uri=schema_uri, eval_fraction=eval_fraction,
-                         seed=seed, drop_columns=drop_columns, max_unknown_fraction=max_unknown_fraction)
+                           seed=seed, drop_columns=drop_columns, max_unknown_fraction=max_unknown_fraction,
+                           data_fingerprint=fingerprint_task.output)
     transform_task = TransformOp(train_data=ingest_task.outputs["train_data"],
                                eval_data=ingest_task.outputs["eval_data"], schema=ingest_task.outputs["schema"],
                                module_file=module_file, beam_runner=beam_runner,
@@ -147,7 +207,13 @@ def training_pipeline(
                        algorithm_settings=tune_algorithm_settings, search_space=tune_search_space,
                        namespace=tune_namespace, timeout_s=tune_timeout_s, gpus=tune_gpus, epochs=epochs,
                        early_stopping_patience=early_stopping_patience, seed=seed,
+                       delete_experiment_on_failure=tune_delete_on_failure,
+                       trial_service_account=tune_trial_service_account, trial_cpu=train_cpu,
+                       trial_memory=train_memory, trial_node_selector=train_node_selector,
+                       trial_tolerations=train_tolerations, trial_storage_secret=storage_secret,
                        kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+    # The trial image is this package's kubeline-tf(-gpu) in the container registry the pipeline was compiled for.
+    tune_task.set_env_variable("KUBELINE_IMAGE_REGISTRY", images.IMAGE_REGISTRY)
     train_task = TrainOp(transformed_train=transform_task.outputs["transformed_train"],
                        transformed_eval=transform_task.outputs["transformed_eval"],
                        transform_graph=transform_task.outputs["transform_graph"], learning_rate=learning_rate,
@@ -155,6 +221,9 @@ def training_pipeline(
                        epochs=epochs, early_stopping_patience=early_stopping_patience, seed=seed,
                        tuned_hyperparameters=tune_task.outputs["best_hyperparameters"])
     train_task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_count)
+    kubernetes.add_node_selector_json(train_task, train_node_selector)
+    kubernetes.add_toleration_json(train_task, train_tolerations)
+    sized(train_task, "train", train_cpu, train_memory)
     evaluate_task = EvaluateOp(model=train_task.outputs["model"], eval_data=ingest_task.outputs["eval_data"],
                              thresholds=thresholds, change_thresholds=change_thresholds,
                              baseline_model_uri=baseline_model_uri, baseline_from_champion=baseline_from_champion,
@@ -166,11 +235,17 @@ def training_pipeline(
                          experiment_name=experiment_name, pipeline_name=PIPELINE_NAME,
                          kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER)
     track_task.set_caching_options(False)
+    for name, task in (("fingerprint", fingerprint_task), ("ingest", ingest_task), ("transform", transform_task),
+                       ("tune", tune_task), ("evaluate", evaluate_task), ("track", track_task)):
+        sized(task, name)
+    for task in (fingerprint_task, ingest_task, transform_task, tune_task, train_task, evaluate_task, track_task):
+        with_object_store(task, storage_secret, storage_config)
     with dsl.If(evaluate_task.outputs["Output"] == PASS, name="gate-passed"):
         push_task = PushOp(model=train_task.outputs["model"], evaluation=evaluate_task.outputs["evaluation"],
                          model_root=model_root, model_name=model_name, tracking_uri=tracking_uri,
                          run_id=track_task.output)
         push_task.set_caching_options(False)
+        with_object_store(sized(push_task, "push"), storage_secret, storage_config)
         with dsl.If(deploy_target != "none", name="deploy-enabled"):
             deploy_task = DeployOp(model=train_task.outputs["model"], evaluation=evaluate_task.outputs["evaluation"],
                                    model_uri=push_task.outputs["model_uri"],
@@ -180,6 +255,7 @@ def training_pipeline(
                                    endpoint_name=deploy_endpoint_name, canary_percent=deploy_canary_percent,
                                    smoke_rows=deploy_smoke_rows, timeout_s=deploy_timeout_s, service=deploy_service)
             deploy_task.set_caching_options(False)
+            with_object_store(sized(deploy_task, "deploy"), storage_secret, storage_config)
     return TrainingOutputs(schema=ingest_task.outputs["schema"], statistics=ingest_task.outputs["statistics"],
                            statistics_report=ingest_task.outputs["statistics_report"],
                            transform_graph=transform_task.outputs["transform_graph"],

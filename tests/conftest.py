@@ -87,15 +87,58 @@ def emulator_env(server: BackgroundServer):
             os.environ["STORAGE_EMULATOR_HOST"] = previous
 
 
+def gcs_client():
+    """A google-cloud-storage client for the emulator named by STORAGE_EMULATOR_HOST."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(project="kubeline-tests", credentials=AnonymousCredentials())
+
+
 @pytest.fixture(scope="session")
 def gcs(tmp_path_factory):
     """gcp-storage-emulator (in memory) on 127.0.0.1; yields a real google-cloud-storage client."""
     server = gcs_emulator(tmp_path_factory.mktemp("gcs")).start()
     try:
         with emulator_env(server):
-            from kubeline.storage import gcs_client
-
             yield gcs_client()
+    finally:
+        server.stop()
+
+
+def s3_server(cwd: Path) -> BackgroundServer:
+    """moto's S3 API server (`moto_server`), the stand-in for S3 and for KFP's MinIO/SeaweedFS."""
+    port = free_port()
+    return BackgroundServer([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], port, cwd)
+
+
+@contextlib.contextmanager
+def s3_env(server: BackgroundServer):
+    """Points s3:// (boto3's AWS_ENDPOINT_URL) and minio:// (KUBELINE_MINIO_ENDPOINT) at the server, with keys."""
+    values = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.port}", "KUBELINE_MINIO_ENDPOINT": f"127.0.0.1:{server.port}",
+              "AWS_ACCESS_KEY_ID": "kubeline-tests", "AWS_SECRET_ACCESS_KEY": "kubeline-tests",
+              "AWS_REGION": "us-east-1"}
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """An S3 API server on 127.0.0.1 (moto); yields a boto3 client for it."""
+    server = s3_server(tmp_path_factory.mktemp("s3")).start()
+    try:
+        with s3_env(server):
+            import boto3
+
+            yield boto3.client("s3")
     finally:
         server.stop()
 

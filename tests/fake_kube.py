@@ -6,6 +6,9 @@ replace), ``generation`` (bumped when ``spec`` changes), ``status`` as a subreso
 the main resource), Kubernetes ``Status`` error bodies, and 422 when an object does not validate against
 its CRD's schema. Controllers are plain functions the tests register per resource; a background loop
 calls them the way an operator reconciles, so status changes arrive after the write, not with it.
+``defaulters`` (per plural) stand in for a mutating admission webhook: each gets a copy of the object a
+create or replace sends and returns the object to store, before the schema is checked, as the API server
+runs mutating admission before validation.
 """
 from __future__ import annotations
 
@@ -37,9 +40,11 @@ def merge_patch(target, patch):
 class FakeKubernetes:
     """Serves ``/apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}]`` for the registered resources."""
 
-    def __init__(self, resources: dict, reconcile_interval: float = 0.05):
-        """``resources`` maps ``(group, version, plural)`` to ``(kind, validator or None)``."""
+    def __init__(self, resources: dict, reconcile_interval: float = 0.05, defaulters: dict | None = None):
+        """``resources`` maps ``(group, version, plural)`` to ``(kind, validator or None)``; ``defaulters`` maps a
+        plural to ``fn(obj) -> obj``, applied to the main resource on create, replace and patch."""
         self.resources = resources
+        self.defaulters: dict[str, callable] = dict(defaulters or {})
         self.objects: dict[tuple, dict] = {}
         self.controllers: dict[str, callable] = {}  # plural -> fn(obj) -> new status or None
         self.requests: list[tuple[str, str]] = []
@@ -182,6 +187,9 @@ class FakeKubernetes:
         if body.get("kind") != kind or body.get("apiVersion") != f"{group}/{version}":
             return handler._status(400, "BadRequest", f"expected {kind} {group}/{version}, got "
                                                       f"{body.get('kind')} {body.get('apiVersion')}")
+        defaulter = self.defaulters.get(plural)
+        if defaulter and not status_only:
+            body = defaulter(copy.deepcopy(body))
         errors = sorted(validator.iter_errors(body), key=str) if validator else []
         if errors:
             path = ".".join(str(p) for p in errors[0].absolute_path)

@@ -45,7 +45,8 @@ def test_pipeline_defaults_come_from_the_configs():
 
 def test_every_step_is_checked_with_the_inputs_it_would_get():
     found = {step.task: step for step in steps(training_pipeline.pipeline_spec, REQUIRED)}
-    assert list(found) == ["ingest", "transform", "tune", "train", "evaluate", "track", "push", "deploy"]
+    assert list(found) == ["fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push",
+                           "deploy"]
     assert found["tune"].function == "tune"
     assert found["tune"].inputs["kfp_run_id"] == "{{$.pipeline_job_uuid}}"  # a runtime constant
     assert found["deploy"].inputs["canary_percent"] == 20 and isinstance(found["deploy"].inputs["canary_percent"], int)
@@ -61,8 +62,12 @@ def test_every_step_is_checked_with_the_inputs_it_would_get():
     ({"model_name": "my model"}, "model_name: 'my model' is not a valid model name"),
     ({"beam_pipeline_args": ["project=p"]}, "beam_pipeline_args: 'project=p' is not a --flag=value option"),
     ({"tracking_uri": "mlruns"}, "tracking_uri: 'mlruns' is not an MLflow store"),
-    ({"accelerator_count": "one"}, "accelerator_count: 'one' cannot set the train step's accelerator"),
-    ({"accelerator_type": ""}, "accelerator_type: '' cannot set the train step's accelerator"),
+    ({"accelerator_count": "one"}, "accelerator_count: 'one' is not a whole number of devices"),
+    ({"accelerator_type": ""}, "accelerator_type: '' is not a resource name"),
+    ({"train_memory": "8GB"}, "train_memory: '8GB' is not a Kubernetes quantity"),
+    ({"train_cpu": "two"}, "train_cpu: 'two' is not a Kubernetes quantity"),
+    ({"storage_secret": "My_Secret"}, "storage_secret: 'My_Secret' is not a Kubernetes object name"),
+    ({"storage_config": ""}, "storage_config: '' is not a Kubernetes object name"),
 ])
 def test_bad_arguments_are_refused_by_the_step_configs(arguments, message):
     with pytest.raises(InvalidInputError, match="Fix: ") as error:

@@ -73,6 +73,12 @@ def test_bad_service_settings_are_refused(settings, field):
     assert caught.value.field == field
 
 
+def test_a_kfp_object_store_version_is_served_through_kserves_s3_initializer():
+    """KServe's storage initializer knows s3:// but not minio://, KFP's name for its S3-compatible store."""
+    service = build("penguins", ServiceSettings(), "minio://mlpipeline/models/penguins/1")
+    assert service["spec"]["predictor"]["model"]["storageUri"] == "s3://mlpipeline/models/penguins/1"
+
+
 @pytest.mark.parametrize("name,storage_uri,field", [
     ("penguins", "", "storage_uri"),
     ("penguins", "file:///tmp/models/penguins/1", "storage_uri"),

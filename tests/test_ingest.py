@@ -110,7 +110,7 @@ BAD_INPUTS = {
     "eval_fraction_zero": (lambda t, p: (p, {"eval_fraction": 0.0}), "eval_fraction: 0.0 is outside (0, 1)"),
     "eval_fraction_one": (lambda t, p: (p, {"eval_fraction": 1.0}), "eval_fraction: 1.0 is outside (0, 1)"),
     "missing_file": (lambda t, p: (t / "nope.csv", {}), "no such file"),
-    "unsupported_scheme": (lambda t, p: ("s3://bucket/penguins.csv", {}), "unsupported URI scheme 's3'"),
+    "unsupported_scheme": (lambda t, p: ("hdfs://namenode/penguins.csv", {}), "unsupported URI scheme 'hdfs'"),
     "unknown_format": (lambda t, p: (write_csv(t, "a,species\n1,x\n", "data.json"), {}),
                        "cannot tell the format"),
     "malformed_csv": (lambda t, p: (write_csv(t, "a,species\n1,x\n2,y,3,4\n"), {}), "is not well-formed CSV"),

@@ -12,7 +12,7 @@ from kubeline.pipelines.compile import COMPILED_DIR
 
 @pytest.fixture(scope="module")
 def specs():
-    return {name: yaml.safe_load((COMPILED_DIR / name).read_text()) for name in PIPELINES}
+    return {name: next(yaml.safe_load_all((COMPILED_DIR / name).read_text())) for name in PIPELINES}
 
 
 @pytest.mark.parametrize("file_name", sorted(PIPELINES))

@@ -142,7 +142,7 @@ def test_failed_gate_skips_the_push_and_exits_3(penguin_run):
     (["run", "--local", "--set", 'thresholds={"acc": 0.9}'], "thresholds: unknown metrics ['acc']"),
     (["run", "--local", "--set", "model_name=my model"], "model_name: 'my model' is not a valid model name"),
     (["run", "--local", "--set", "tracking_uri=http://127.0.0.1:9"], "model_root: a tracking server refuses"),
-    (["run", "--local", "--model-root", "s3://bucket/models"], "model_root: unsupported URI scheme 's3'"),
+    (["run", "--local", "--model-root", "hdfs://namenode/models"], "model_root: unsupported URI scheme 'hdfs'"),
     (["run", "--local", "--set", "tune_algorithm=annealing"], "spec.algorithm.algorithmName: unknown algorithm"),
     (["run", "--local", "--set", "tune_target=slurm"], "target: 'slurm' is not a tuning target"),
     (["run", "--local", "--set", 'tune_search_space=[{"name": "dropout", "type": "double", "min": 0.5, "max": 0.1}]'],

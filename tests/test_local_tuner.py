@@ -1,8 +1,11 @@
-"""The local tuner runs real training trials in parallel processes, as Katib would on a cluster."""
+"""The local tuner runs real training trials in parallel processes, as Katib would on a cluster, refusing what
+Katib refuses (it validates with kubeline.katib.experiment.validate) and configuring each sampler as Katib's
+suggestion service does (pkg/suggestion/v1beta1/{hyperopt,optuna,skopt,hyperband}, goptuna)."""
 import sys
 
 import pytest
 
+from kubeline.errors import InvalidInputError
 from kubeline.katib.experiment import Parameter, build_experiment
 from kubeline.katib.local_tuner import MedianStop, TrialResult, optuna_sampler, search, trial_command, tune
 from kubeline.training import TRIAL_MODULE
@@ -34,7 +37,7 @@ def test_four_tpe_trials_two_at_a_time_find_a_good_model(transformed):
 def test_failed_trials_are_counted_and_stop_the_search(transformed):
     _, dirs = transformed
     experiment = build_experiment("broken", [Parameter("num_layers", "int", 1, 3)], trial_args(dirs, "/missing"),
-                                  parallel_trials=1, max_trials=5, max_failed_trials=1, algorithm="grid")
+                                  parallel_trials=1, max_trials=3, max_failed_trials=1, algorithm="grid")
     lines = []
     result = tune(experiment, log=lines.append)
     assert [t.state for t in result.trials] == ["Failed", "Failed"]
@@ -45,11 +48,24 @@ def test_failed_trials_are_counted_and_stop_the_search(transformed):
 
 def test_grid_search_tries_every_point_once(transformed):
     _, dirs = transformed
+    with pytest.raises(InvalidInputError, match="spec.maxTrialCount: 6 is more than the grid's 2 points"):
+        build_experiment("grid", [Parameter("num_layers", "int", 1, 2)], trial_args(dirs), algorithm="grid",
+                         parallel_trials=2, max_trials=6)  # optuna/service.py _validate_grid_setting
     experiment = build_experiment("grid", [Parameter("num_layers", "int", 1, 2)], trial_args(dirs),
-                                  algorithm="grid", parallel_trials=2, max_trials=6)
+                                  algorithm="grid", parallel_trials=2, max_trials=2, max_failed_trials=1)
     result = tune(experiment, log=lambda line: None)
     assert sorted(t.parameters["num_layers"] for t in result.trials) == [1, 2]
-    assert result.stopped_because == "the search space is exhausted"
+    assert result.stopped_because == "maxTrialCount 2 reached"
+
+
+def test_grid_points_are_katibs():
+    grid = search(spec("grid", [Parameter("dropout", "double", 0.0, 0.3, step=0.1),
+                                Parameter("num_layers", "int", 1, 3, step=2)]), 8)
+    points = []
+    while (suggestion := grid.ask()) is not None:
+        points.append((round(suggestion[1]["dropout"], 9), suggestion[1]["num_layers"]))
+    # numpy.arange(0.0, 0.4, 0.1) ends at 0.30000000000000004 > 0.3, which Katib drops: three dropout points
+    assert sorted(points) == [(d, n) for d in (0.0, 0.1, 0.2) for n in (1, 3)]
 
 
 def test_trial_command_is_the_template_filled_in_as_katib_fills_it():
@@ -74,8 +90,21 @@ def test_each_katib_algorithm_maps_to_its_sampler(algorithm, expected):
     assert type(optuna_sampler(algorithm, {})).__name__ == expected
 
 
+def test_samplers_take_the_settings_of_katibs_services():
+    tpe = optuna_sampler("tpe", {"gamma": "0.5", "prior_weight": "2", "n_EI_candidates": "8", "random_state": "1"},
+                         parallel=3)  # hyperopt: the first request (parallelTrialCount trials) is random
+    assert tpe._n_startup_trials == 3 and tpe._n_ei_candidates == 8
+    assert tpe._parzen_estimator_parameters.prior_weight == 2
+    assert tpe._gamma(16) == 2  # hyperopt's ceil(gamma * sqrt(n))
+    multivariate = optuna_sampler("multivariate-tpe", {"n_startup_trials": "4", "n_ei_candidates": "12"})
+    assert multivariate._n_startup_trials == 4 and multivariate._multivariate and multivariate._constant_liar
+    cmaes = optuna_sampler("cmaes", {"sigma": "0.3", "restart_strategy": "ipop", "random_state": "2"})
+    assert cmaes._sigma0 == 0.3  # Optuna >= 4.4 ignores restart_strategy (goptuna restarts; OptunaHub would)
+    assert optuna_sampler("cmaes", {"sigma": "0"})._sigma0 is None  # goptuna keeps its own sigma for 0
+
+
 def spec(algorithm, parameters, settings=None, direction="maximize"):
-    return {"algorithm": {"algorithmName": algorithm,
+    return {"parallelTrialCount": 2, "algorithm": {"algorithmName": algorithm,
                           "algorithmSettings": [{"name": k, "value": str(v)} for k, v in (settings or {}).items()]},
             "objective": {"type": direction, "objectiveMetricName": "accuracy"},
             "parameters": [p.to_katib() for p in parameters]}

@@ -1,5 +1,6 @@
 """Compiled pipelines: current, strictly valid PipelineSpec, images pinned, GPU requested, light to build."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,11 @@ def compile_fresh(out_dir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "KUBELINE_IMAGE_REGISTRY"}
     subprocess.run([sys.executable, "-c", f"from kubeline.pipelines.compile import compile_all; "
                     f"compile_all({str(out_dir)!r})"], check=True, env=env)
+
+
+def compiled_spec(file_name: str) -> dict:
+    """The PipelineSpec of a committed YAML (its first document; the second is the platform spec)."""
+    return next(yaml.safe_load_all((COMPILED_DIR / file_name).read_text()))
 
 
 def pipeline_documents(text: str) -> list[dict]:
@@ -64,7 +70,7 @@ def test_staleness_check_sees_the_spec_and_not_the_sdk_version():
 
 @pytest.mark.parametrize("file_name", sorted(PIPELINES))
 def test_committed_yaml_was_compiled_with_the_locked_kfp(file_name):
-    sdk_version = yaml.safe_load((COMPILED_DIR / file_name).read_text())["sdkVersion"]
+    sdk_version = compiled_spec(file_name)["sdkVersion"]
     assert sdk_version == f"kfp-{locked_versions()['kfp']}", (
         f"pipelines/compiled/{file_name} was compiled with {sdk_version}, the lock has "
         f"kfp=={locked_versions()['kfp']}: run `make compile` in the locked environment and commit the result")
@@ -77,15 +83,49 @@ def test_compiled_yaml_parses_strictly_as_pipeline_spec(file_name):
     assert spec.pipeline_info.name == "kubeline-training"
     executors = spec.deployment_spec["executors"]
     images = {name: executor["container"]["image"] for name, executor in executors.items()}
-    assert set(images) == {"exec-ingest", "exec-transform", "exec-tune", "exec-train", "exec-evaluate", "exec-track",
+    assert set(images) == {"exec-fingerprint", "exec-ingest", "exec-transform", "exec-tune", "exec-train", "exec-evaluate", "exec-track",
                            "exec-push", "exec-deploy"}
     assert all(image.startswith("ghcr.io/kubeline/kubeline-") and image.endswith(f":{__version__}")
                for image in images.values())
     assert images["exec-train"].split("/")[-1].startswith("kubeline-tf-gpu:")
 
 
+def test_ingest_is_cached_on_the_datas_content_and_steps_are_sized_and_retried():
+    spec = compiled_spec("training_pipeline.yaml")
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["fingerprint"]["cachingOptions"] == {}  # never cached
+    assert tasks["ingest"]["inputs"]["parameters"]["data_fingerprint"] == {
+        "taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "fingerprint"}}
+    assert tasks["ingest"]["cachingOptions"] == {"enableCache": True}
+    executors = spec["deploymentSpec"]["executors"]
+    assert all("resourceCpuRequest" in e["container"]["resources"] and "resourceMemoryLimit" in e["container"][
+        "resources"] for e in executors.values())
+    retried = {name for name, task in tasks.items() if "retryPolicy" in task}
+    assert retried == {"fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track"}
+    deploy = spec["components"]["comp-condition-2"]["dag"]["tasks"]["deploy"]
+    assert "retryPolicy" not in deploy  # a rollback, not a retry, is a deploy's way back
+
+
+def test_every_step_takes_object_store_settings_from_kubernetes_and_none_from_parameters():
+    from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    platform = list(yaml.safe_load_all((COMPILED_DIR / "training_pipeline.yaml").read_text()))[1]
+    json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec(), ignore_unknown_fields=False)
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == set(compiled_spec("training_pipeline.yaml")["deploymentSpec"]["executors"])
+    for name, settings in executors.items():
+        json_format.ParseDict(settings, k8s.KubernetesExecutorConfig(), ignore_unknown_fields=False)
+        [secret], [config_map] = settings["secretAsEnv"], settings["configMapAsEnv"]
+        assert secret["optional"] and config_map["optional"], name
+        assert {m["envVar"] for m in secret["keyToEnv"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+        assert secret["secretNameParameter"]["componentInputParameter"].endswith("storage_secret")
+    parameters = compiled_spec("training_pipeline.yaml")["root"]["inputDefinitions"]["parameters"]
+    assert not [name for name in parameters if re.search("key|password|token|credential", name)]
+
+
 def test_train_step_requests_the_accelerator_from_parameters():
-    spec = yaml.safe_load((COMPILED_DIR / "training_pipeline.yaml").read_text())
+    spec = compiled_spec("training_pipeline.yaml")
     accelerator = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]["accelerator"]
     assert accelerator == {"resourceCount": "{{$.inputs.parameters['pipelinechannel--accelerator_count']}}",
                            "resourceType": "{{$.inputs.parameters['pipelinechannel--accelerator_type']}}"}
@@ -95,7 +135,7 @@ def test_train_step_requests_the_accelerator_from_parameters():
 
 
 def test_tune_feeds_the_best_hyperparameters_to_train():
-    spec = yaml.safe_load((COMPILED_DIR / "training_pipeline.yaml").read_text())
+    spec = compiled_spec("training_pipeline.yaml")
     tasks = spec["root"]["dag"]["tasks"]
     tuned = tasks["train"]["inputs"]["parameters"]["tuned_hyperparameters"]["taskOutputParameter"]
     assert tuned == {"producerTask": "tune", "outputParameterKey": "best_hyperparameters"}
@@ -105,14 +145,14 @@ def test_tune_feeds_the_best_hyperparameters_to_train():
 
 
 def test_push_runs_only_when_the_gate_passes():
-    spec = yaml.safe_load((COMPILED_DIR / "training_pipeline.yaml").read_text())
+    spec = compiled_spec("training_pipeline.yaml")
     condition = spec["root"]["dag"]["tasks"]["condition-1"]
     assert condition["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--evaluate-Output'] == 'pass'"
     assert set(spec["components"]["comp-condition-1"]["dag"]["tasks"]) == {"push", "condition-2"}
 
 
 def test_deploy_follows_push_inside_the_gate_unless_turned_off():
-    spec = yaml.safe_load((COMPILED_DIR / "training_pipeline.yaml").read_text())
+    spec = compiled_spec("training_pipeline.yaml")
     inner = spec["components"]["comp-condition-1"]["dag"]["tasks"]["condition-2"]
     assert inner["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--deploy_target'] != 'none'"
     deploy = spec["components"]["comp-condition-2"]["dag"]["tasks"]["deploy"]

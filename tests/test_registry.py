@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from conftest import emulator_env, gcs_emulator, mlflow_server, push_model
+from conftest import emulator_env, gcs_client, gcs_emulator, mlflow_server, push_model
 
 from kubeline import model_store, registry
 from kubeline.components.evaluate.config import EvaluateConfig
@@ -108,8 +108,6 @@ def test_tracking_server_and_gcs_end_to_end(tmp_path, mlflow_tracking, bucket, t
 def test_storage_dying_mid_upload_registers_nothing_and_a_rerun_completes(tmp_path, sqlite_uri, trained_model,
                                                                         monkeypatch):
     from google.cloud.storage import Blob
-
-    from kubeline.storage import gcs_client
 
     emulator = gcs_emulator(tmp_path, in_memory=False).start()
     monkeypatch.setenv("KUBELINE_STORAGE_RETRY_TIMEOUT_S", "3")

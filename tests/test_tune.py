@@ -1,14 +1,115 @@
-"""The tune step: the kubernetes target against a fake Katib API on 127.0.0.1, and config errors."""
+"""The tune step: the kubernetes target against a fake Katib API on 127.0.0.1, and config errors.
+
+The fake API server stores Experiments as Katib's defaulting webhook would leave them (``katib_defaulter``:
+pkg/webhook/v1beta1/experiment/mutate_webhook.go runs pkg/apis/controller/experiments/v1beta1/
+experiment_defaults.go on the Go types), so a retried step must recognise its Experiment by kubeline's spec hash
+annotation, not by comparing the stored spec with the one it sent.
+"""
+import copy
+import json
+import re
+
 import pytest
 
-from crds import katib_experiment_validator
+from crds import CRDS, katib_experiment_validator
 from fake_kube import FakeKubernetes
+from kubeline import images
 from kubeline.components.tune.config import TuneConfig
 from kubeline.components.tune.core import tune
 from kubeline.errors import InvalidInputError, OperationFailedError
+from kubeline.katib.cluster import SPEC_HASH, spec_hash
 
 DATA = {"transformed_train": "gs://b/run/train", "transformed_eval": "gs://b/run/eval",
         "transform_graph": "gs://b/run/graph"}
+EXPERIMENTS = "/apis/kubeflow.org/v1beta1/namespaces/kubeflow/experiments"
+DELETE = ("DELETE", f"{EXPERIMENTS}/penguins-tune")
+JOB_SUCCEEDED = 'status.conditions.#(type=="Complete")#|#(status=="True")#'  # experiments/v1beta1/constants.go
+JOB_FAILED = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
+KUBEFLOW_SUCCEEDED = 'status.conditions.#(type=="Succeeded")#|#(status=="True")#'
+KUBEFLOW_JOB_KINDS = {"TFJob", "PyTorchJob", "XGBoostJob", "MPIJob"}
+
+
+def _schemas() -> dict:
+    return json.loads((CRDS / "katib" / "openapi-swagger.json").read_text())["components"]["schemas"]
+
+
+def _resolve(node: dict, schemas: dict) -> dict:
+    while True:
+        if "$ref" in node:
+            node = schemas[node["$ref"].rsplit("/", 1)[1]]
+        elif len(node.get("allOf", [])) == 1:
+            node = node["allOf"][0]
+        else:
+            return node
+
+
+def _empty(value) -> bool:
+    return value is None or value is False or value == "" or value == []
+
+
+def go_round_trip(value, node: dict, schemas: dict):
+    """json.Unmarshal into Katib's Go types and json.Marshal back, as the defaulting webhook's patch leaves the
+    object (its fields are all omitempty): fields the types lack are dropped, and so are empty strings, empty lists
+    and false. The trialSpec is an unstructured.Unstructured and stays as sent."""
+    node = _resolve(node, schemas)
+    if isinstance(value, dict) and "properties" in node:
+        kept = {}
+        for key, item in value.items():
+            if key in node["properties"]:
+                item = go_round_trip(item, node["properties"][key], schemas)
+                if not _empty(item):
+                    kept[key] = item
+        return kept
+    if isinstance(value, list) and "items" in node:
+        return [go_round_trip(item, node["items"], schemas) for item in value]
+    return value
+
+
+def katib_defaulter(experiment: dict) -> dict:
+    """What Katib stores for an Experiment it is sent: the Go round trip, then Experiment.SetDefault()
+    (experiment_defaults.go) in its order."""
+    schemas = _schemas()
+    stored = copy.deepcopy(experiment)
+    spec = go_round_trip(stored.get("spec") or {}, {"$ref": "#/components/schemas/v1beta1.ExperimentSpec"}, schemas)
+    spec.setdefault("parallelTrialCount", 3)  # DefaultTrialParallelCount
+    spec["resumePolicy"] = spec.get("resumePolicy") or "Never"  # DefaultResumePolicy
+    objective = spec.get("objective")
+    if objective is not None:
+        strategies = objective.setdefault("metricStrategies", [])
+        by_type = {"minimize": "min", "maximize": "max"}.get(objective.get("type"), "latest")
+        named = {s.get("name") for s in strategies if s.get("name") != objective.get("objectiveMetricName")}
+        if objective.get("objectiveMetricName") not in {s.get("name") for s in strategies}:
+            strategies.append({"name": objective.get("objectiveMetricName"), "value": by_type})
+        for metric in objective.get("additionalMetricNames") or []:  # the objective's type here too, as upstream
+            if metric not in named:
+                strategies.append({"name": metric, "value": by_type})
+    template = spec.get("trialTemplate")
+    if template and template.get("trialSpec"):
+        kind = template["trialSpec"].get("kind")
+        if kind == "Job":
+            template.setdefault("successCondition", JOB_SUCCEEDED)
+            template.setdefault("failureCondition", JOB_FAILED)
+        elif kind in KUBEFLOW_JOB_KINDS:
+            template.setdefault("successCondition", KUBEFLOW_SUCCEEDED)
+            template.setdefault("failureCondition", JOB_FAILED)
+            template.setdefault("primaryPodLabels", {"training.kubeflow.org/job-role": "master"})
+    collector_spec = spec.setdefault("metricsCollectorSpec", {})
+    collector_spec.setdefault("collector", {"kind": "StdOut"})
+    kind = collector_spec["collector"].get("kind")
+    if kind in ("File", "TensorFlowEvent"):
+        path = collector_spec.setdefault("source", {}).setdefault("fileSystemPath", {})
+        path.setdefault("kind", "File" if kind == "File" else "Directory")
+        path.setdefault("path", "/var/log/katib/metrics.log" if kind == "File" else "/var/log/katib/tfevent/")
+        if kind == "File":
+            path.setdefault("format", "TEXT")
+    if kind == "PrometheusMetric":
+        http = collector_spec.setdefault("source", {}).setdefault("httpGet", {})
+        http.setdefault("path", "/metrics")
+        http.setdefault("port", 8080)
+    for parameter in spec.get("parameters") or []:
+        parameter.setdefault("feasibleSpace", {}).setdefault("distribution", "uniform")
+    stored["spec"] = spec
+    return stored
 
 
 class FakeKatib:
@@ -49,7 +150,7 @@ class FakeKatib:
 @pytest.fixture
 def katib(tmp_path):
     fake = FakeKubernetes({("kubeflow.org", "v1beta1", "experiments"): ("Experiment", katib_experiment_validator())},
-                          reconcile_interval=0.02).start()
+                          reconcile_interval=0.02, defaulters={"experiments": katib_defaulter}).start()
     fake.kubeconfig_path = fake.kubeconfig(tmp_path / "kubeconfig")
     yield fake
     fake.stop()
@@ -71,33 +172,90 @@ def test_kubernetes_target_creates_the_experiment_and_returns_the_optimal_trial(
     assert outcome.report["stopped_because"].startswith("ExperimentMaxTrialsReached")
     assert outcome.report["trials"]["Succeeded"] == 6
     posted = [path for method, path in katib.requests if method == "POST"]
-    assert posted == ["/apis/kubeflow.org/v1beta1/namespaces/kubeflow/experiments"]
+    assert posted == [EXPERIMENTS]
     command = outcome.report["experiment"]["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"][
         "containers"][0]["command"]
     assert "--transformed_train=gs://b/run/train" in command and "--epochs=50" in command
-    assert ("DELETE", "/apis/kubeflow.org/v1beta1/namespaces/kubeflow/experiments/penguins-tune") in katib.requests
+    assert DELETE in katib.requests
     assert katib.get("experiments", "kubeflow", "penguins-tune") is None
     assert any("created Experiment kubeflow/penguins-tune" in line for line in lines)
+    assert "tune: deleted Experiment kubeflow/penguins-tune (it succeeded)" in lines
+
+
+def test_katib_stores_the_defaulted_experiment_with_our_spec_hash(katib):
+    katib.controllers["experiments"] = FakeKatib("succeed")
+    outcome = tune(DATA, config(), kubeconfig=katib.kubeconfig_path, log=lambda line: None)
+    sent, stored = outcome.report["experiment"], katib.get("experiments", "kubeflow", "penguins-tune")
+    assert stored["metadata"]["annotations"][SPEC_HASH] == spec_hash(sent["spec"])
+    spec = stored["spec"]
+    assert spec != sent["spec"]  # what the old attach compared: it would refuse its own Experiment
+    assert spec["resumePolicy"] == "Never"
+    assert spec["trialTemplate"]["successCondition"] == JOB_SUCCEEDED
+    assert spec["trialTemplate"]["failureCondition"] == JOB_FAILED
+    assert [p["feasibleSpace"]["distribution"] for p in spec["parameters"]][:3] == ["logUniform", "uniform", "uniform"]
+    assert "additionalMetricNames" not in spec["objective"]  # empty: omitempty
+    assert spec["objective"]["metricStrategies"] == [{"name": "accuracy", "value": "latest"}]  # ours, left alone
+    assert spec["trialTemplate"]["trialSpec"] == sent["spec"]["trialTemplate"]["trialSpec"]  # unstructured
+
+
+def test_the_defaulter_fills_in_what_katib_fills_in():
+    experiment = yaml_example("random.yaml")
+    experiment["spec"]["objective"]["additionalMetricNames"] = ["accuracy"]
+    del experiment["spec"]["parallelTrialCount"]
+    experiment["spec"]["unknownField"] = True
+    stored = katib_defaulter(experiment)["spec"]
+    assert stored["parallelTrialCount"] == 3 and "unknownField" not in stored
+    # minimize: min for the objective, and (as experiment_defaults.go does) for additional metrics too
+    assert stored["objective"]["metricStrategies"] == [{"name": "loss", "value": "min"},
+                                                       {"name": "accuracy", "value": "min"}]
+    assert stored["metricsCollectorSpec"] == {"collector": {"kind": "StdOut"}}
+    assert not list(katib_experiment_validator().iter_errors({**experiment, "spec": stored}))
+
+
+def yaml_example(name):
+    import yaml
+
+    return yaml.safe_load((CRDS / "katib" / "examples" / name).read_text())
 
 
 @pytest.mark.parametrize("outcome,message", [
     ("fail", "Experiment kubeflow/penguins-tune failed: 4 failed trials .*penguins-tune-trial-0.*ExperimentFailed"),
     ("failing-trials", "failed: 4 failed trials \\(maxFailedTrialCount 3"),
 ])
-def test_a_failed_experiment_fails_the_step(katib, outcome, message):
+def test_a_failed_experiment_fails_the_step_and_is_deleted(katib, outcome, message):
     katib.controllers["experiments"] = FakeKatib(outcome)
+    lines = []
     with pytest.raises(OperationFailedError, match=message):
-        tune(DATA, config(), kubeconfig=katib.kubeconfig_path, log=lambda line: None)
-    assert katib.get("experiments", "kubeflow", "penguins-tune") is not None  # kept for kubectl describe
+        tune(DATA, config(), kubeconfig=katib.kubeconfig_path, log=lines.append)
+    assert DELETE in katib.requests and katib.get("experiments", "kubeflow", "penguins-tune") is None
+    assert "tune: deleted Experiment kubeflow/penguins-tune (it failed)" in lines
 
 
-def test_timeout_reports_the_conditions(katib):
+def test_a_failed_experiment_can_be_kept_for_kubectl_describe(katib):
+    katib.controllers["experiments"] = FakeKatib("fail")
+    with pytest.raises(OperationFailedError, match="failed: 4 failed trials"):
+        tune(DATA, config(delete_experiment_on_failure=False), kubeconfig=katib.kubeconfig_path,
+             log=lambda line: None)
+    assert DELETE not in katib.requests
+    assert katib.get("experiments", "kubeflow", "penguins-tune") is not None
+
+
+def test_timeout_reports_the_conditions_and_deletes_the_experiment(katib):
     katib.controllers["experiments"] = FakeKatib("hang")
+    lines = []
     with pytest.raises(OperationFailedError, match="did not finish within 0 s.*Running=True \\(ExperimentRunning"):
-        tune(DATA, config(timeout_s=0.2), kubeconfig=katib.kubeconfig_path, log=lambda line: None)
+        tune(DATA, config(timeout_s=0.2), kubeconfig=katib.kubeconfig_path, log=lines.append)
+    assert DELETE in katib.requests and katib.get("experiments", "kubeflow", "penguins-tune") is None
+    assert "tune: deleted Experiment kubeflow/penguins-tune (it did not finish within 0 s)" in lines
 
 
-def test_a_retried_step_attaches_to_its_experiment_and_a_different_search_is_refused(katib):
+def test_a_succeeded_experiment_is_kept_unless_asked(katib):
+    katib.controllers["experiments"] = FakeKatib("succeed", after=1)
+    tune(DATA, config(), kubeconfig=katib.kubeconfig_path, log=lambda line: None)  # delete_experiment_on_failure
+    assert DELETE not in katib.requests and katib.get("experiments", "kubeflow", "penguins-tune") is not None
+
+
+def test_a_retried_step_attaches_to_its_defaulted_experiment_and_a_different_search_is_refused(katib):
     katib.controllers["experiments"] = FakeKatib("succeed", after=1)
     first = tune(DATA, config(), kubeconfig=katib.kubeconfig_path, log=lambda line: None)
     lines = []
@@ -107,8 +265,20 @@ def test_a_retried_step_attaches_to_its_experiment_and_a_different_search_is_ref
     assert len([m for m, _ in katib.requests if m == "POST"]) == 2  # the second create got 409 AlreadyExists
     other_data = {**DATA, "transformed_train": "gs://b/other/train"}
     with pytest.raises(InvalidInputError, match="experiment_name: Experiment kubeflow/penguins-tune exists with "
-                                                "another search"):
+                                                "another search .*Fix: choose another name or delete it"):
         tune(other_data, config(), kubeconfig=katib.kubeconfig_path, log=lambda line: None)
+    assert DELETE not in katib.requests  # someone else's Experiment is never deleted
+
+
+def test_an_experiment_without_our_hash_is_not_attached_to(katib):
+    katib.controllers["experiments"] = FakeKatib("succeed", after=1)
+    tune(DATA, config(), kubeconfig=katib.kubeconfig_path, log=lambda line: None)
+    key = next(k for k in katib.objects if k[-1] == "penguins-tune")
+    del katib.objects[key]["metadata"]["annotations"][SPEC_HASH]  # created by hand, or by an older kubeline
+    with pytest.raises(InvalidInputError, match=f"experiment_name: .*exists without kubeline's {SPEC_HASH} "
+                                                "annotation.*Fix: choose another name or delete it"):
+        tune(DATA, config(), kubeconfig=katib.kubeconfig_path, log=lambda line: None)
+    assert DELETE not in katib.requests
 
 
 @pytest.mark.parametrize("kwargs,field", [
@@ -121,13 +291,91 @@ def test_a_retried_step_attaches_to_its_experiment_and_a_different_search_is_ref
     ({"search_space": [{"name": "dropout", "kind": "double"}]}, "search_space[0]"),
     ({"search_space": [{"name": "momentum", "type": "double", "min": 0.1, "max": 0.9}]}, "spec.parameters[0].name"),
     ({"algorithm_settings": {"sigma": 0.3}}, "spec.algorithm.algorithmSettings"),
+    ({"algorithm_settings": {"n_startup_trials": 4}}, "spec.algorithm.algorithmSettings"),  # hyperopt's tpe
+    ({"algorithm_settings": {"gamma": 2}}, "spec.algorithm.algorithmSettings[0].value"),
+    ({"algorithm": "bayesianoptimization"}, "spec.parameters[3].feasibleSpace.min"),  # dropout from 0, log-uniform
+    ({"algorithm": "grid", "search_space": [{"name": "num_layers", "type": "int", "min": 1, "max": 3}]},
+     "spec.maxTrialCount"),  # 6 trials, 3 grid points
+    ({"algorithm": "cmaes", "search_space": [{"name": "dropout", "type": "double", "min": 0.0, "max": 0.4}]},
+     "spec.parameters"),
+    ({"algorithm": "hyperband", "search_space": [{"name": "epochs", "type": "int", "min": 1, "max": 27}]},
+     "spec.parallelTrialCount"),  # eta 3, r_l 27: 27 at once
     ({"goal": 1.5}, "spec.objective.goal"),
+    ({"trial_tolerations": [{"key": "nvidia.com/gpu", "operator": "In"}]}, "trial_tolerations[0].operator"),
+    ({"trial_tolerations": {"key": "nvidia.com/gpu"}}, "trial_tolerations"),
+    ({"trial_tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule", "seconds": 3}]},
+     "trial_tolerations[0].seconds"),
+    ({"trial_node_selector": {"gpu": True}}, "trial_node_selector.gpu"),
+    ({"trial_node_selector": ["gpu"]}, "trial_node_selector"),
+    ({"trial_cpu": "lots"}, "trial_cpu"),
+    ({"trial_memory": "-2Gi"}, "trial_memory"),
+    ({"trial_service_account": "Tune_SA"}, "trial_service_account"),
+    ({"trial_storage_secret": "minio secret"}, "trial_storage_secret"),
+    ({"trial_image": "kubeline tf"}, "trial_image"),
+    ({"experiment_name": "1-penguins"}, "metadata.name"),
 ])
 def test_bad_tuning_configs_are_refused_before_anything_is_sent(katib, kwargs, field):
     with pytest.raises(InvalidInputError) as caught:
         tune(DATA, config(**kwargs), kubeconfig=katib.kubeconfig_path, log=lambda line: None)
-    assert caught.value.field.startswith(field)
+    assert caught.value.field == field or (field.endswith("]") and caught.value.field.startswith(field)), \
+        str(caught.value)
+    assert "Fix: " in str(caught.value)
     assert katib.requests == []
+
+
+def test_every_algorithm_runs_from_the_config_with_its_service_settings():
+    spaces = {"grid": [{"name": "num_layers", "type": "int", "min": 1, "max": 3},
+                       {"name": "dropout", "type": "double", "min": 0.0, "max": 0.2, "step": 0.1}],
+              "bayesianoptimization": [{"name": "learning_rate", "type": "double", "min": 0.001, "max": 0.1}],
+              "hyperband": [{"name": "learning_rate", "type": "double", "min": 0.001, "max": 0.1},
+                            {"name": "epochs", "type": "int", "min": 1, "max": 9}]}
+    counts = {"hyperband": {"parallel_trials": 9, "max_trials": 13}}
+    for algorithm in ("random", "tpe", "grid", "multivariate-tpe", "cmaes", "sobol", "bayesianoptimization",
+                      "hyperband"):
+        experiment = config(algorithm=algorithm, search_space=spaces.get(algorithm, []),
+                            **counts.get(algorithm, {})).experiment(DATA)
+        settings = {s["name"]: s["value"] for s in experiment["spec"]["algorithm"]["algorithmSettings"]}
+        takes_seed = algorithm not in ("sobol", "hyperband")
+        assert (settings.get("random_state") == "42") is takes_seed, algorithm
+        if algorithm == "hyperband":
+            assert settings == {"resource_name": "epochs", "r_l": "9"}  # r_l: the budget parameter's max
+
+
+def test_the_components_settings_example_is_valid():
+    from kubeline.components.tune.component import tune as component
+
+    docstring = re.sub(r"\s+", " ", component.python_func.__doc__)
+    example = json.loads(re.search(r"algorithm_settings: .*?e\.g\. (\{.*?\}) for tpe", docstring)[1])
+    experiment = config(algorithm="tpe", algorithm_settings=example).experiment(DATA)
+    assert {s["name"] for s in experiment["spec"]["algorithm"]["algorithmSettings"]} == {*example, "random_state"}
+
+
+def test_the_trial_job_gets_the_configs_pod_settings(monkeypatch):
+    tolerations = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    experiment = config(gpus=1, trial_service_account="katib-trials", trial_cpu="4", trial_memory="16Gi",
+                        trial_node_selector={"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"},
+                        trial_tolerations=tolerations, trial_image="registry.example/trainer:1").experiment(DATA)
+    job = experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]
+    pod = job["template"]["spec"]
+    container = pod["containers"][0]
+    assert job["backoffLimit"] == 0 and container["image"] == "registry.example/trainer:1"
+    assert pod["serviceAccountName"] == "katib-trials" and pod["tolerations"] == tolerations
+    assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+    assert container["resources"] == {"requests": {"cpu": "4", "memory": "16Gi"},
+                                      "limits": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": 1}}
+    assert [(e["name"], e["valueFrom"]["secretKeyRef"]) for e in container["env"]] == [
+        ("AWS_ACCESS_KEY_ID", {"name": "mlpipeline-minio-artifact", "key": "accesskey", "optional": True}),
+        ("AWS_SECRET_ACCESS_KEY", {"name": "mlpipeline-minio-artifact", "key": "secretkey", "optional": True})]
+    defaults = config().experiment(DATA)["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+    assert "serviceAccountName" not in defaults and "nodeSelector" not in defaults
+    assert defaults["containers"][0]["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"},
+                                                      "limits": {"cpu": "1", "memory": "2Gi"}}
+    assert defaults["containers"][0]["image"] == images.TF
+    no_keys = config(trial_storage_secret="").experiment(DATA)
+    assert "env" not in no_keys["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    monkeypatch.setattr(images, "TF_GPU", "registry.example/kubeline-tf-gpu:9")  # read when the config builds
+    gpu = config(gpus=1).experiment(DATA)["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+    assert gpu["containers"][0]["image"] == "registry.example/kubeline-tf-gpu:9"
 
 
 def test_zero_trials_skip_tuning():

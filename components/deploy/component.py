@@ -37,7 +37,7 @@ def deploy(
     Args:
         model: SavedModel from train (its schema shapes the smoke requests).
         evaluation: Evaluation from evaluate (its predictions.parquet holds the expected predictions).
-        model_uri: Stored version from push; gs:// for the kubernetes target.
+        model_uri: Stored version from push; an object store (gs://, s3://, minio://) for the kubernetes target.
         storage_version: Storage version from push.
         registry_version: Registry version from push; 0 leaves the registry alone.
         model_name: Registered model name.

@@ -37,7 +37,7 @@ def evaluate(
             Metrics: accuracy, precision_macro, recall_macro, f1_macro, precision_weighted,
             recall_weighted, f1_weighted, roc_auc, log_loss.
         change_thresholds: Largest allowed worsening per metric against the baseline (0: no worse).
-        baseline_model_uri: Baseline SavedModel: a local path, file:// or gs:// URI, or a registry URI
+        baseline_model_uri: Baseline SavedModel: a local path, file://, gs://, s3:// or minio:// URI, or a registry URI
             models:/NAME@ALIAS or models:/NAME/VERSION; empty for none. Stored versions are verified
             against their manifest before use.
         baseline_from_champion: Use the registry's current champion of model_name as the baseline

@@ -21,11 +21,12 @@ def ingest(
     seed: int = 42,
     drop_columns: list = [],
     max_unknown_fraction: float = 0.01,
+    data_fingerprint: str = "",
 ) -> NamedTuple("IngestOutputs", dataset_sha256=str, rows=int):
     """Reads a CSV or Parquet file, validates it against a schema (inferred or given) and splits it.
 
     Args:
-        data_uri: Local path, file:// or gs:// URI of a .csv, .tsv, .parquet or .pq file.
+        data_uri: Local path, file://, gs://, s3:// or minio:// URI of a .csv, .tsv, .parquet or .pq file.
         label: Name of the column to predict.
         train_data: Training split (Parquet).
         eval_data: Evaluation split (Parquet).
@@ -37,6 +38,8 @@ def ingest(
         seed: Seed of the deterministic split.
         drop_columns: Columns to ignore (identifiers, leaks).
         max_unknown_fraction: Share of rows with values outside the schema that is tolerated.
+        data_fingerprint: The fingerprint step's output for data_uri. Unused by the step itself: it is part of
+            KFP's cache key, so the step is read from the cache only while the data's content is the same.
 
     Returns:
         dataset_sha256: sha256 of the input file.

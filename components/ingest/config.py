@@ -19,6 +19,7 @@ class IngestConfig:
     seed: int = DEFAULT_SEED
     drop_columns: list = field(default_factory=list)
     max_unknown_fraction: float = 0.01
+    data_fingerprint: str = ""  # the fingerprint step's output: a cache key, so ingest is cached on content
 
     def __post_init__(self):
         storage.split_uri(self.data_uri, "data_uri")

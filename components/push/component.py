@@ -25,7 +25,7 @@ def push(
     Args:
         model: SavedModel from train.
         evaluation: Evaluation from evaluate; the push refuses a model whose decision is not "pass".
-        model_root: file:// path, local path or gs:// URI under which versions are stored.
+        model_root: Local path, file://, gs://, s3:// or minio:// URI under which versions are stored.
         model_name: Registered model name and folder name under model_root.
         tracking_uri: MLflow tracking/registry URI; empty stores without registering.
         run_id: The MLflow run of this pipeline run (from track; empty when not tracking); its lineage tags

@@ -29,7 +29,15 @@ def tune(
     namespace: str = "kubeflow",
     timeout_s: float = 3600.0,
     delete_experiment: bool = False,
+    delete_experiment_on_failure: bool = True,
     gpus: int = 0,
+    trial_image: str = "",
+    trial_service_account: str = "",
+    trial_cpu: str = "1",
+    trial_memory: str = "2Gi",
+    trial_node_selector: dict = {},
+    trial_tolerations: list = [],
+    trial_storage_secret: str = "mlpipeline-minio-artifact",
     epochs: int = 100,
     early_stopping_patience: int = 10,
     seed: int = 42,
@@ -54,7 +62,9 @@ def tune(
         max_failed_trials: Failed trials tolerated before the search fails.
         algorithm: Katib algorithm: random, grid, tpe, multivariate-tpe, cmaes, sobol, bayesianoptimization,
             hyperband.
-        algorithm_settings: Katib algorithm settings by name, e.g. {"n_startup_trials": 4}.
+        algorithm_settings: Katib algorithm settings by name, as the algorithm's suggestion service takes them,
+            e.g. {"gamma": 0.25, "n_EI_candidates": 24} for tpe (see components/tune/README.md); random_state
+            defaults to seed where the algorithm takes it.
         search_space: Parameters as {"name", "type", "min", "max", "step", "values", "log_scale"}; empty for
             learning_rate, hidden_units, num_layers, dropout and batch_size.
         objective: accuracy (maximized) or loss (minimized) on the eval split.
@@ -64,8 +74,22 @@ def tune(
             Experiment when the search is the same.
         namespace: Namespace of the Experiment.
         timeout_s: Longest wait for the Experiment (kubernetes target).
-        delete_experiment: Delete the Experiment when done.
+        delete_experiment: Delete the Experiment (and its trials) when it succeeded.
+        delete_experiment_on_failure: Delete the Experiment when it failed or timed out, so it stops running
+            trials and a retried step starts a new one; false keeps it for kubectl describe.
         gpus: GPUs per trial.
+        trial_image: Trial container image; empty for this package version's kubeline-tf image (-tf-gpu with
+            gpus).
+        trial_service_account: Service account of the trial pods; empty for the namespace's default.
+        trial_cpu: CPU request and limit of each trial's training container; empty for none.
+        trial_memory: Memory request and limit of each trial's training container; empty for none.
+        trial_node_selector: Node labels the trial pods must run on, e.g. {"cloud.google.com/gke-accelerator":
+            "nvidia-tesla-t4"}.
+        trial_tolerations: Kubernetes tolerations of the trial pods, e.g. [{"key": "nvidia.com/gpu", "operator":
+            "Exists", "effect": "NoSchedule"}].
+        trial_storage_secret: Secret with the object-store keys accesskey and secretkey (Kubeflow Pipelines'
+            mlpipeline-minio-artifact), given to the trials as optional AWS_ACCESS_KEY_ID and
+            AWS_SECRET_ACCESS_KEY; empty for none.
         epochs: Maximum epochs per trial.
         early_stopping_patience: Early stopping patience of each trial; 0 turns it off.
         seed: Training seed of each trial and the search's random_state.

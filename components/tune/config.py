@@ -4,9 +4,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields
 
-from kubeline import images
+from kubeline import k8s_rules, storage
 from kubeline.config import internal
 from kubeline.errors import InvalidInputError
+from kubeline.katib import experiment as katib
 from kubeline.katib.experiment import ALGORITHM_SETTINGS, Parameter, build_experiment, default_parameters
 from kubeline.training import DEFAULT_SEED, TRIAL_INPUTS, HParams, trial_args
 
@@ -34,7 +35,15 @@ class TuneConfig:
     namespace: str = "kubeflow"
     timeout_s: float = 3600.0
     delete_experiment: bool = False
+    delete_experiment_on_failure: bool = True
     gpus: int = 0
+    trial_image: str = ""
+    trial_service_account: str = ""
+    trial_cpu: str = "1"
+    trial_memory: str = "2Gi"
+    trial_node_selector: dict = field(default_factory=dict)
+    trial_tolerations: list = field(default_factory=list)
+    trial_storage_secret: str = storage.KFP_STORAGE_SECRET
     epochs: int = HPARAMS.epochs
     early_stopping_patience: int = HPARAMS.early_stopping_patience
     seed: int = DEFAULT_SEED
@@ -50,8 +59,31 @@ class TuneConfig:
             raise InvalidInputError("early_stopping", f"'{self.early_stopping}' is not an early-stopping algorithm",
                                     "use 'medianstop' or leave it empty")
         HParams(epochs=self.epochs, early_stopping_patience=self.early_stopping_patience)
+        self._check_trial_pod()
         if self.max_trials:
             self.experiment({name: "." for name in TRIAL_INPUTS})  # Katib's rules, before anything runs
+
+    def _check_trial_pod(self) -> None:
+        """The trial pod's settings, named as the inputs (the Experiment's checks name the spec paths)."""
+        for name in ("trial_image", "trial_service_account", "trial_cpu", "trial_memory", "trial_storage_secret"):
+            if not isinstance(getattr(self, name), str):
+                raise InvalidInputError(name, f"{getattr(self, name)!r} is not a string", "give a string")
+        if self.trial_image:
+            k8s_rules.check_image("trial_image", self.trial_image)
+        if self.trial_service_account:
+            k8s_rules.check_service_account("trial_service_account", self.trial_service_account)
+        for name in ("trial_cpu", "trial_memory"):
+            if getattr(self, name):
+                k8s_rules.check_quantity(name, getattr(self, name))
+        k8s_rules.check_node_selector("trial_node_selector", self.trial_node_selector)
+        k8s_rules.check_tolerations("trial_tolerations", self.trial_tolerations)
+        if self.trial_storage_secret:
+            k8s_rules.check_secret_name("trial_storage_secret", self.trial_storage_secret)
+
+    @property
+    def image(self) -> str:
+        """trial_image, or this package version's kubeline-tf image (-tf-gpu with gpus), read when called."""
+        return self.trial_image or katib.trial_image(self.gpus)
 
     @property
     def name(self) -> str:
@@ -80,17 +112,23 @@ class TuneConfig:
     def experiment(self, data: dict) -> dict:
         """The validated Katib Experiment whose trials train on ``data`` (TRIAL_INPUTS locations)."""
         settings = dict(self.algorithm_settings)
+        parameters = self.parameters()
         if self.algorithm == "hyperband":
             settings.setdefault("resource_name", "epochs")
-        if "random_state" in ALGORITHM_SETTINGS.get(self.algorithm, ()):
+            budget = next((p for p in parameters if p.name == settings["resource_name"]), None)
+            if budget is not None and budget.max is not None:
+                settings.setdefault("r_l", budget.max)  # the largest budget: the resource parameter's max
+        if "random_state" in ALGORITHM_SETTINGS.get(self.algorithm, {}):
             settings.setdefault("random_state", self.seed)  # the same search on every run
         return build_experiment(
-            self.name, self.parameters(), self.trial_args(data), namespace=self.namespace,
+            self.name, parameters, self.trial_args(data), namespace=self.namespace,
             objective_metric=self.objective, goal=self.goal or None, algorithm=self.algorithm,
             algorithm_settings=settings, parallel_trials=min(self.parallel_trials, self.max_trials),
             max_trials=self.max_trials, max_failed_trials=min(self.max_failed_trials, self.max_trials),
             early_stopping={"algorithm": self.early_stopping} if self.early_stopping else None,
-            image=images.TF_GPU if self.gpus else images.TF, gpus=self.gpus)
+            image=self.image, gpus=self.gpus, cpu=self.trial_cpu, memory=self.trial_memory,
+            service_account=self.trial_service_account, node_selector=self.trial_node_selector,
+            tolerations=self.trial_tolerations, storage_secret=self.trial_storage_secret)
 
 
 CONFIG = TuneConfig

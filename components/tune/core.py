@@ -38,7 +38,8 @@ def tune(data: dict, config: TuneConfig, kubeconfig: str = "", log=print) -> Tun
         from kubeline.katib.cluster import run_experiment
 
         result = run_experiment(experiment, config.timeout_s, config.poll_s, delete=config.delete_experiment,
-                                kubeconfig=kubeconfig, log=log)
+                                kubeconfig=kubeconfig, log=log,
+                                delete_on_failure=config.delete_experiment_on_failure)
         report.update(trials=result.trials, stopped_because=result.reason,
                       best={"parameters": result.best_parameters, config.objective: result.objective_value})
         return TuneOutcome(result.best_parameters, result.objective_value, report)

@@ -78,11 +78,18 @@ def check_name(name: str, field_name: str = "name") -> None:
 
 def build(name: str, settings: ServiceSettings, storage_uri: str, model_version: str = "",
           canary_percent: int | None = None) -> dict:
-    """An InferenceService whose predictor serves ``storage_uri`` with the chosen runtime."""
+    """An InferenceService whose predictor serves ``storage_uri`` with the chosen runtime.
+
+    KServe's storage initializer has no minio:// scheme: KFP's object store is read as s3:// (the predictor's
+    service account carries the endpoint, as KServe's S3 secret annotations set it).
+    """
     check_name(name)
+    if storage_uri.startswith("minio://"):
+        storage_uri = "s3://" + storage_uri.removeprefix("minio://")
     if not storage_uri.startswith(STORAGE_SCHEMES):
         raise InvalidInputError("storage_uri", f"'{storage_uri}' cannot be read by KServe's storage initializer",
-                                "push the model to gs:// (model_root) for a cluster deployment")
+                                "push the model to an object store (model_root gs://, s3:// or minio://) for a "
+                                "cluster deployment")
     model_format, runtime = RUNTIMES[settings.runtime]
     resources = {"requests": {"cpu": settings.cpu, "memory": settings.memory},
                  "limits": {"cpu": settings.cpu, "memory": settings.memory}}
