@@ -768,7 +768,9 @@ def _validate_job(where: str, job: dict, primary: str) -> None:
         _fail("spec.trialTemplate.primaryContainerName", f"'{primary}' is not a container of trialSpec",
               "name the container that runs training")
     if "serviceAccountName" in pod:
-        k8s_rules.check_service_account(f"{pod_where}.serviceAccountName", pod["serviceAccountName"])
+        k8s_rules.check_object_name(f"{pod_where}.serviceAccountName", pod["serviceAccountName"],
+                                    "service account", "use lowercase letters, digits, '-' and '.', or '' for the "
+                                    "namespace's default")
     if "nodeSelector" in pod:
         k8s_rules.check_node_selector(f"{pod_where}.nodeSelector", pod["nodeSelector"])
     if "tolerations" in pod:
@@ -808,7 +810,7 @@ def _validate_env(where: str, env: dict) -> None:
     secret = (env.get("valueFrom") or {}).get("secretKeyRef")
     if secret is not None:
         _unknown(f"{where}.valueFrom.secretKeyRef", secret, {"name", "key", "optional"}, "SecretKeySelector")
-        k8s_rules.check_secret_name(f"{where}.valueFrom.secretKeyRef.name", secret.get("name"))
+        k8s_rules.check_object_name(f"{where}.valueFrom.secretKeyRef.name", secret.get("name"), "Secret")
         if not isinstance(secret.get("key"), str) or not re.fullmatch(r"[-._a-zA-Z0-9]+", secret["key"]):
             _fail(f"{where}.valueFrom.secretKeyRef.key", f"{secret.get('key')!r} is not a Secret key",
                   "name a key of the Secret's data")

@@ -67,22 +67,11 @@ def check_resource_name(where: str, name) -> None:
         _fail(where, f"{name!r} is not a resource name ({K8S_VALIDATION})", 'give e.g. "nvidia.com/gpu"')
 
 
-def check_object_name(where: str, name) -> None:
+def check_object_name(where: str, name, kind: str = "Kubernetes object", fix: str = "") -> None:
     """The name of a Secret, ConfigMap or service account: a DNS-1123 subdomain."""
     if not dns_subdomain(name):
-        _fail(where, f"{name!r} is not a Kubernetes object name ({K8S_VALIDATION})",
-              "use lowercase letters, digits, '-' and '.', at most 253 characters")
-
-
-def check_secret_name(where: str, name) -> None:
-    if not dns_subdomain(name):
-        _fail(where, f"{name!r} is not a Secret name ({K8S_VALIDATION})", "use lowercase letters, digits, '-' and '.'")
-
-
-def check_service_account(where: str, name) -> None:
-    if not dns_subdomain(name):
-        _fail(where, f"{name!r} is not a service account name ({K8S_VALIDATION})",
-              "use lowercase letters, digits, '-' and '.', or '' for the namespace's default")
+        _fail(where, f"{name!r} is not a {kind} name ({K8S_VALIDATION})",
+              fix or "use lowercase letters, digits, '-' and '.', at most 253 characters")
 
 
 def _label_key(key) -> bool:

@@ -106,6 +106,10 @@ class ObjectStore:
     def _unavailable(self, error: Exception, consequence: str = "Nothing more was done.") -> ServiceUnavailableError:
         return ServiceUnavailableError(f"storage {self.scheme}://{self.bucket}", str(error)[:300], consequence)
 
+    def _no_such_object(self, key: str, field: str) -> InvalidInputError:
+        return InvalidInputError(field, f"cannot read '{self.uri(key)}': no such bucket or object",
+                                 "check the bucket and object name")
+
     def _denied(self, error: Exception) -> InvalidInputError:
         return InvalidInputError(f"storage {self.scheme}://{self.bucket}", f"access denied ({str(error)[:200]})",
                                  "check the credentials and that they may read and write this bucket")
@@ -148,8 +152,7 @@ class GcsStore(ObjectStore):
             self._call(self.handle.blob(key).download_to_filename, str(dest), retry=self.retry)
         except self.errors.NotFound:
             dest.unlink(missing_ok=True)
-            raise InvalidInputError(field, f"cannot read '{self.uri(key)}': no such bucket or object",
-                                    "check the bucket and object name") from None
+            raise self._no_such_object(key, field) from None
 
     def read_text(self, key: str) -> str:
         return self._call(self.handle.blob(key).download_as_text, retry=self.retry)
@@ -163,8 +166,7 @@ class GcsStore(ObjectStore):
     def version_of(self, key: str, field: str) -> str:
         blob = self._call(self.handle.get_blob, key, retry=self.retry)
         if blob is None:
-            raise InvalidInputError(field, f"cannot read '{self.uri(key)}': no such bucket or object",
-                                    "check the bucket and object name")
+            raise self._no_such_object(key, field)
         return f"generation={blob.generation} md5={blob.md5_hash}"
 
     def list(self, prefix: str) -> list[str]:
@@ -234,8 +236,7 @@ class S3Store(ObjectStore):
         except self.client_errors as error:
             if not self._missing(error):
                 raise
-            raise InvalidInputError(field, f"cannot read '{self.uri(key)}': no such bucket or object",
-                                    "check the bucket and object name") from None
+            raise self._no_such_object(key, field) from None
         with open(dest, "wb") as handle:
             for chunk in iter(lambda: body.read(1 << 20), b""):
                 handle.write(chunk)
@@ -258,8 +259,7 @@ class S3Store(ObjectStore):
         except self.client_errors as error:
             if not self._missing(error):
                 raise
-            raise InvalidInputError(field, f"cannot read '{self.uri(key)}': no such bucket or object",
-                                    "check the bucket and object name") from None
+            raise self._no_such_object(key, field) from None
         return f"etag={head['ETag'].strip(chr(34))} size={head['ContentLength']}"
 
     def list(self, prefix: str) -> list[str]:
@@ -307,9 +307,9 @@ def check_readable(uri: str, field: str = "uri") -> None:
             raise _no_such_file(uri, field)
         return
     bucket, key = path.split("/", 1)
-    if not object_store(scheme, bucket).exists(key):
-        raise InvalidInputError(field, f"cannot read '{uri}': no such bucket or object",
-                                "check the bucket and object name")
+    store = object_store(scheme, bucket)
+    if not store.exists(key):
+        raise store._no_such_object(key, field)
 
 
 def fingerprint(uri: str, field: str = "uri") -> str:

@@ -19,8 +19,9 @@ from kubeline import k8s_rules
 from kubeline.config import from_inputs
 from kubeline.errors import InvalidInputError
 
-# KFP compiles dsl.If(channel == "value") into a CEL condition of this shape.
+# A pod-spec field fed by a parameter names it as a channel.
 CHANNEL = re.compile(r"^\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}$")
+# KFP compiles dsl.If(channel == "value") into a CEL condition of this shape.
 CONDITION = re.compile(r"^inputs\.parameter_values\['(?P<name>[^']+)'\] (?P<op>==|!=) (?P<value>'[^']*'|\S+)$")
 UNKNOWN = object()
 
@@ -111,8 +112,8 @@ def steps(pipeline_spec, arguments: dict) -> Iterator[Step]:
 # The pod-spec fields a parameter may feed and Kubernetes' rule for each value (the driver puts them into the pod
 # spec through ParseQuantity: backend/src/v2/driver/driver.go, initPodSpecPatch).
 POD_SPEC_VALUES = {
-    ("accelerator", "resourceCount"): lambda field, value: k8s_rules.check_count(field, value),
-    ("accelerator", "resourceType"): lambda field, value: k8s_rules.check_resource_name(field, value),
+    ("accelerator", "resourceCount"): k8s_rules.check_count,
+    ("accelerator", "resourceType"): k8s_rules.check_resource_name,
     ("resourceCpuRequest",): k8s_rules.check_quantity,
     ("resourceCpuLimit",): k8s_rules.check_quantity,
     ("resourceMemoryRequest",): k8s_rules.check_quantity,

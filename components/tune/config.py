@@ -71,14 +71,14 @@ class TuneConfig:
         if self.trial_image:
             k8s_rules.check_image("trial_image", self.trial_image)
         if self.trial_service_account:
-            k8s_rules.check_service_account("trial_service_account", self.trial_service_account)
+            k8s_rules.check_object_name("trial_service_account", self.trial_service_account, "service account")
         for name in ("trial_cpu", "trial_memory"):
             if getattr(self, name):
                 k8s_rules.check_quantity(name, getattr(self, name))
         k8s_rules.check_node_selector("trial_node_selector", self.trial_node_selector)
         k8s_rules.check_tolerations("trial_tolerations", self.trial_tolerations)
         if self.trial_storage_secret:
-            k8s_rules.check_secret_name("trial_storage_secret", self.trial_storage_secret)
+            k8s_rules.check_object_name("trial_storage_secret", self.trial_storage_secret, "Secret")
 
     @property
     def image(self) -> str:
