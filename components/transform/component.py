@@ -29,26 +29,39 @@ def transform(
         module_file: Path or URI of a Python file defining preprocessing_fn(inputs); empty for the
             default (z-scored numerics with missing indicators, vocabularies for categoricals).
         beam_runner: Beam runner: DirectRunner here, DataflowRunner, FlinkRunner or SparkRunner on a cluster.
-        beam_pipeline_args: Extra Beam pipeline options, e.g. ["--project=p", "--region=r"].
+            A remote runner reads and writes the artifacts' object-store URIs and gets this kubeline as a wheel
+            (components/transform/README.md).
+        beam_pipeline_args: Extra Beam pipeline options, e.g. ["--project=p", "--region=r"]; a remote runner
+            needs the workers' image ("--sdk_container_image=...") or portable environment.
     """
     import os
     import tempfile
 
     from kubeline import storage
     from kubeline.components.transform.config import CONFIG
-    from kubeline.components.transform.core import run_isolated
+    from kubeline.components.transform.core import is_local_runner, remote_plan, run_isolated
     from kubeline.config import from_inputs
 
     config = from_inputs(CONFIG, locals())
-    for artifact in (transform_graph, transformed_train, transformed_eval):
-        os.makedirs(artifact.path, exist_ok=True)
+    if is_local_runner(config.beam_runner):
+        # This machine's paths: KFP's launcher downloaded the inputs and uploads the output folders.
+        for artifact in (transform_graph, transformed_train, transformed_eval):
+            os.makedirs(artifact.path, exist_ok=True)
+        locations = dict(train_path=train_data.path, eval_path=eval_data.path,
+                         transform_graph_dir=transform_graph.path, transformed_train_dir=transformed_train.path,
+                         transformed_eval_dir=transformed_eval.path, beam_pipeline_args=config.beam_pipeline_args)
+    else:
+        # Remote workers read and write the artifacts' object-store URIs; the local output folders stay empty,
+        # and KFP's launcher uploads nothing from an empty folder, so the workers' files are kept.
+        locations = remote_plan(config.beam_runner, config.beam_pipeline_args,
+                                inputs={"train_data": train_data.uri, "eval_data": eval_data.uri},
+                                outputs={"transform_graph": transform_graph.uri,
+                                         "transformed_train": transformed_train.uri,
+                                         "transformed_eval": transformed_eval.uri})
     with tempfile.TemporaryDirectory() as work_dir:
         module_path = (str(storage.fetch(config.module_file, work_dir, field="module_file")) if config.module_file
                        else "")
-        summary = run_isolated(schema_path=schema.path, train_path=train_data.path, eval_path=eval_data.path,
-                               transform_graph_dir=transform_graph.path,
-                               transformed_train_dir=transformed_train.path,
-                               transformed_eval_dir=transformed_eval.path, module_file=module_path,
-                               runner=config.beam_runner, beam_pipeline_args=config.beam_pipeline_args)
+        summary = run_isolated(schema_path=schema.path, module_file=module_path, runner=config.beam_runner,
+                               **locations)
     transform_graph.metadata.update(summary)
     print(f"transform: {len(summary['transformed_features'])} transformed features on {config.beam_runner}")
