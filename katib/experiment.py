@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from kubeline import images, k8s_rules
+from kubeline import images, k8s_rules, storage
 from kubeline.errors import InvalidInputError
 from kubeline.training import TRAINER_METRICS, TRIAL_MODULE, TUNABLE, trial_args
 
@@ -38,10 +38,8 @@ PARAMETER_TYPES = ("int", "double", "categorical", "discrete")
 DISTRIBUTIONS = ("uniform", "logUniform", "normal", "logNormal")
 PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^}]+)\}")
 CONTAINER = "training"
-# The trial container's default share of a node, and where Kubeflow Pipelines keeps its object-store keys.
+# The trial container's default share of a node.
 TRIAL_CPU, TRIAL_MEMORY = "1", "2Gi"
-KFP_STORAGE_SECRET = "mlpipeline-minio-artifact"
-STORAGE_ENV = {"AWS_ACCESS_KEY_ID": "accesskey", "AWS_SECRET_ACCESS_KEY": "secretkey"}
 
 WEBHOOK = "pkg/webhook/v1beta1/experiment/validator/validator.go"
 DEFAULTER = "pkg/apis/controller/experiments/v1beta1/experiment_defaults.go"
@@ -211,7 +209,7 @@ def build_experiment(name: str, parameters: list[Parameter], fixed_args: list[st
                      max_failed_trials: int = 3, early_stopping: dict | None = None, image: str = "",
                      gpus: int = 0, cpu: str = TRIAL_CPU, memory: str = TRIAL_MEMORY, service_account: str = "",
                      node_selector: dict | None = None, tolerations: list | None = None,
-                     storage_secret: str = "") -> dict:
+                     storage_secret: str = "", storage_config: str = "") -> dict:
     """A validated Experiment whose trials run the training contract's trial command in the train image.
 
     ``fixed_args`` are the trial's fixed arguments (``kubeline.training.trial_args``: the transformed data
@@ -222,7 +220,9 @@ def build_experiment(name: str, parameters: list[Parameter], fixed_args: list[st
     back); ``image`` "" is ``trial_image(gpus)``; ``cpu``/``memory`` ("" for none) are the training
     container's requests and limits, ``gpus`` its ``nvidia.com/gpu`` limit; ``service_account`` "" is the
     namespace's default; ``storage_secret`` names a Secret with ``accesskey``/``secretkey`` (as Kubeflow
-    Pipelines' ``mlpipeline-minio-artifact``) passed as optional AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.
+    Pipelines' ``mlpipeline-minio-artifact``) and ``storage_config`` a ConfigMap with the store's endpoints,
+    passed to the trial as the pipeline steps get them (``kubeline.storage.STORAGE_SECRET_ENV`` and
+    ``STORAGE_CONFIG_ENV``, all optional).
     """
     direction = TRAINER_METRICS.get(objective_metric, ("maximize",))[0]
     # Katib's defaulter would rank trials by each metric's best epoch (max or min); the trial prints every epoch
@@ -242,10 +242,12 @@ def build_experiment(name: str, parameters: list[Parameter], fixed_args: list[st
     limits = {**requests, **({"nvidia.com/gpu": gpus} if gpus else {})}
     if limits:
         container["resources"] = {**({"requests": requests} if requests else {}), "limits": limits}
-    if storage_secret:
-        container["env"] = [{"name": env, "valueFrom": {"secretKeyRef": {"name": storage_secret, "key": key,
-                                                                         "optional": True}}}
-                            for env, key in STORAGE_ENV.items()]
+    env = [{"name": env, "valueFrom": {ref: {"name": name, "key": key, "optional": True}}}
+           for ref, name, keys in (("secretKeyRef", storage_secret, storage.STORAGE_SECRET_ENV),
+                                   ("configMapKeyRef", storage_config, storage.STORAGE_CONFIG_ENV)) if name
+           for key, env in keys.items()]
+    if env:
+        container["env"] = env
     pod = {"containers": [container], "restartPolicy": "Never"}
     if service_account:
         pod["serviceAccountName"] = service_account
@@ -807,12 +809,14 @@ def _validate_env(where: str, env: dict) -> None:
         _fail(f"{where}.name", f"{env.get('name')!r} is not an environment variable name", "use e.g. MY_VAR")
     if "value" in env and not isinstance(env["value"], str):
         _fail(f"{where}.value", f"{env['value']!r} is not a string", "quote the value")
-    secret = (env.get("valueFrom") or {}).get("secretKeyRef")
-    if secret is not None:
-        _unknown(f"{where}.valueFrom.secretKeyRef", secret, {"name", "key", "optional"}, "SecretKeySelector")
-        k8s_rules.check_object_name(f"{where}.valueFrom.secretKeyRef.name", secret.get("name"), "Secret")
-        if not isinstance(secret.get("key"), str) or not re.fullmatch(r"[-._a-zA-Z0-9]+", secret["key"]):
-            _fail(f"{where}.valueFrom.secretKeyRef.key", f"{secret.get('key')!r} is not a Secret key",
-                  "name a key of the Secret's data")
+    for ref, kind in (("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")):
+        selector = (env.get("valueFrom") or {}).get(ref)
+        if selector is None:
+            continue
+        _unknown(f"{where}.valueFrom.{ref}", selector, {"name", "key", "optional"}, f"{kind}KeySelector")
+        k8s_rules.check_object_name(f"{where}.valueFrom.{ref}.name", selector.get("name"), kind)
+        if not isinstance(selector.get("key"), str) or not re.fullmatch(r"[-._a-zA-Z0-9]+", selector["key"]):
+            _fail(f"{where}.valueFrom.{ref}.key", f"{selector.get('key')!r} is not a {kind} key",
+                  f"name a key of the {kind}'s data")
 
 

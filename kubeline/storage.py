@@ -27,6 +27,12 @@ OBJECT_SCHEMES = ("gs", "s3", "minio")
 SUPPORTED_SCHEMES = ("", "file", *OBJECT_SCHEMES)
 MINIO_DEFAULT_ENDPOINT = "http://seaweedfs.kubeflow:9000"  # objectstore/config.go, DefaultEndpointInMultiUserMode
 KFP_STORAGE_SECRET = "mlpipeline-minio-artifact"  # config/env.go: its keys accesskey and secretkey
+MINIO_ENDPOINT_ENV = "KUBELINE_MINIO_ENDPOINT"
+# On a cluster every pod that reads or writes the object store (pipeline steps, Katib trials) gets its keys from a
+# Secret and its endpoints from a ConfigMap, both optional, under these keys.
+STORAGE_SECRET_ENV = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
+STORAGE_CONFIG = "kubeline-storage"
+STORAGE_CONFIG_ENV = {"minio_endpoint": MINIO_ENDPOINT_ENV, "s3_endpoint": "AWS_ENDPOINT_URL", "s3_region": "AWS_REGION"}
 RETRY_TIMEOUT_ENV = "KUBELINE_STORAGE_RETRY_TIMEOUT_S"
 
 
@@ -201,7 +207,7 @@ class S3Store(ObjectStore):
         settings = Config(retries={"mode": "standard", "total_max_attempts": 5},
                           connect_timeout=min(10.0, retry_timeout_s()), read_timeout=60)
         if scheme == "minio":
-            endpoint = os.environ.get("KUBELINE_MINIO_ENDPOINT", MINIO_DEFAULT_ENDPOINT)
+            endpoint = os.environ.get(MINIO_ENDPOINT_ENV, MINIO_DEFAULT_ENDPOINT)
             if "://" not in endpoint:
                 endpoint = f"http://{endpoint}"
             self.client = boto3.client("s3", endpoint_url=endpoint, region_name="minio",

@@ -29,10 +29,6 @@ PIPELINE_NAME = "kubeline-training"
 INGEST, TRANSFORM, TUNE = defaults(IngestConfig), defaults(TransformConfig), defaults(TuneConfig)
 TRAIN, EVALUATE, TRACK = defaults(TrainConfig), defaults(EvaluateConfig), defaults(TrackConfig)
 PUSH, DEPLOY = defaults(PushConfig), defaults(DeployConfig)
-# KFP keeps its object store's keys in this Secret (backend/src/v2/config/env.go); every step reads them from it.
-STORAGE_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
-STORAGE_CONFIG_KEYS = {"minio_endpoint": "KUBELINE_MINIO_ENDPOINT", "s3_endpoint": "AWS_ENDPOINT_URL",
-                       "s3_region": "AWS_REGION"}
 
 
 # Requests per step on a cluster (memory is also the limit); the train step's come from parameters.
@@ -56,9 +52,9 @@ def sized(task, name: str, cpu=None, memory=None):
 def with_object_store(task, storage_secret, storage_config):
     """The step's object-store settings come from Kubernetes, never from parameters: keys from the Secret, endpoints
     and region from the ConfigMap; both optional (a GCS workload identity needs neither)."""
-    kubernetes.use_secret_as_env(task, secret_name=storage_secret, secret_key_to_env=STORAGE_SECRET_KEYS,
+    kubernetes.use_secret_as_env(task, secret_name=storage_secret, secret_key_to_env=storage.STORAGE_SECRET_ENV,
                                  optional=True)
-    kubernetes.use_config_map_as_env(task, config_map_name=storage_config, config_map_key_to_env=STORAGE_CONFIG_KEYS,
+    kubernetes.use_config_map_as_env(task, config_map_name=storage_config, config_map_key_to_env=storage.STORAGE_CONFIG_ENV,
                                      optional=True)
     return task
 
@@ -119,7 +115,7 @@ def training_pipeline(
     deploy_timeout_s: float = DEPLOY.timeout_s,
     deploy_service: dict = DEPLOY.service,
     storage_secret: str = storage.KFP_STORAGE_SECRET,
-    storage_config: str = "kubeline-storage",
+    storage_config: str = storage.STORAGE_CONFIG,
 ) -> TrainingOutputs:
     """Trains and gates a classifier; the model is pushed only when the gate passes.
 
@@ -153,7 +149,8 @@ def training_pipeline(
         tune_gpus: GPUs per tuning trial.
         tune_delete_on_failure: Delete a failed or timed-out Katib Experiment (a retried step then starts afresh).
         tune_trial_service_account: Service account of the trial pods; empty for the namespace's default. Trials
-            take train_cpu, train_memory, train_node_selector, train_tolerations and storage_secret too.
+            take train_cpu, train_memory, train_node_selector, train_tolerations, storage_secret and
+            storage_config too.
         learning_rate: Adam learning rate.
         hidden_units: Units per hidden layer.
         num_layers: Hidden layers.
@@ -185,8 +182,8 @@ def training_pipeline(
             scale_metric, scale_target, cpu, memory, gpus, service_account, labels).
         storage_secret: Kubernetes Secret whose keys accesskey and secretkey every step uses for s3:// and
             minio:// (KFP's own object-store Secret by default); optional.
-        storage_config: Kubernetes ConfigMap with minio_endpoint, s3_endpoint and s3_region for the steps;
-            optional.
+        storage_config: Kubernetes ConfigMap with minio_endpoint, s3_endpoint and s3_region for the steps and
+            the tuning trials; optional.
 
     Returns:
         The schema, statistics, transform graph, tuning trials, model, evaluation, the gate decision and the MLflow run id.
@@ -211,6 +208,7 @@ def training_pipeline(
                        trial_service_account=tune_trial_service_account, trial_cpu=train_cpu,
                        trial_memory=train_memory, trial_node_selector=train_node_selector,
                        trial_tolerations=train_tolerations, trial_storage_secret=storage_secret,
+                       trial_storage_config=storage_config,
                        kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
     # The trial image is this package's kubeline-tf(-gpu) in the container registry the pipeline was compiled for.
     tune_task.set_env_variable("KUBELINE_IMAGE_REGISTRY", images.IMAGE_REGISTRY)

@@ -37,14 +37,15 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -
 class BackgroundServer:
     """A server process on 127.0.0.1 that a test can stop and start again on the same port."""
 
-    def __init__(self, command: list[str], port: int, cwd: Path, timeout: float = 60.0):
-        self.command, self.port, self.cwd, self.timeout = command, port, cwd, timeout
+    def __init__(self, command: list[str], port: int, cwd: Path, timeout: float = 60.0, env: dict | None = None):
+        """``env``: the server's whole environment; None inherits this process's."""
+        self.command, self.port, self.cwd, self.timeout, self.env = command, port, cwd, timeout, env
         self.process = None
 
     def start(self) -> "BackgroundServer":
         log = open(self.cwd / "server.log", "a")
         self.process = subprocess.Popen(self.command, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+                                        stdin=subprocess.DEVNULL, start_new_session=True, env=self.env)
         log.close()
         wait_for_port(self.port, self.process, self.timeout)
         return self

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from crds import crd_validator
+from fake_kserve import FakeKServe
 from fake_kube import FakeKubernetes
 from kubeline.components.deploy.config import DeployConfig
 from kubeline.components.deploy.core import Release, deploy, load_inputs
@@ -101,47 +102,6 @@ def test_webhook_only_rules_are_checked_in_code(change, field):
     with pytest.raises(InvalidInputError) as caught:
         check_webhook_rules(service)
     assert caught.value.field == field
-
-
-class FakeKServe:
-    """KServe's controller as the API shows it: each new generation becomes a revision that turns Ready after
-    a few reconciles; with canaryTrafficPercent the previous rolled-out revision keeps the rest of the traffic,
-    and traffic entries are tagged latest/prev. URLs point at the model servers the test runs per storageUri."""
-
-    def __init__(self, urls: dict, ready_after: int = 3):
-        self.urls, self.ready_after, self.seen, self.rolled_out = urls, ready_after, {}, {}
-
-    def __call__(self, service: dict):
-        name, generation = service["metadata"]["name"], service["metadata"]["generation"]
-        key = (name, generation)
-        self.seen[key] = self.seen.get(key, 0) + 1
-        status = copy.deepcopy(service.get("status") or {})
-        revision = f"{name}-predictor-{generation:05d}"
-        predictor = service["spec"]["predictor"]
-        url = self.urls.get(predictor["model"]["storageUri"])
-        if self.seen[key] < self.ready_after or url is None:  # a storage URI nobody serves never gets Ready
-            return {**status, "conditions": [{"type": "Ready", "status": "False", "reason": "RevisionMissing",
-                                              "message": f"Revision {revision} is not ready"}],
-                    "components": {"predictor": {**(status.get("components") or {}).get("predictor", {}),
-                                                 "latestCreatedRevision": revision}}}
-        percent = predictor.get("canaryTrafficPercent")
-        previous = self.rolled_out.get(name)
-        if percent is None or percent == 100 or previous is None:
-            traffic = [{"revisionName": revision, "percent": 100, "latestRevision": True, "tag": "latest",
-                        "url": url}]
-            self.rolled_out[name] = (revision, url)
-        elif percent == 0:
-            traffic = [{"revisionName": previous[0], "percent": 100, "tag": "prev", "url": previous[1]},
-                       {"revisionName": revision, "percent": 0, "latestRevision": True, "tag": "latest", "url": url}]
-        else:
-            traffic = [{"revisionName": revision, "percent": percent, "latestRevision": True, "tag": "latest",
-                        "url": url},
-                       {"revisionName": previous[0], "percent": 100 - percent, "tag": "prev", "url": previous[1]}]
-        stable_url = traffic[0]["url"] if traffic[0]["percent"] == 100 else previous[1]
-        return {"observedGeneration": generation, "url": stable_url,
-                "conditions": [{"type": "Ready", "status": "True"}, {"type": "PredictorReady", "status": "True"}],
-                "components": {"predictor": {"latestCreatedRevision": revision, "latestReadyRevision": revision,
-                                             "traffic": traffic, "url": stable_url}}}
 
 
 @pytest.fixture(scope="module")

@@ -130,7 +130,7 @@ def test_the_trial_job_is_what_a_cluster_needs(experiment_schema, monkeypatch):
                     "tolerationSeconds": 60}]
     experiment = build_experiment("penguins", default_parameters(), TRIAL_ARGS, cpu="500m", memory="1Gi",
                                   service_account="katib-trials", storage_secret="mlpipeline-minio-artifact",
-                                  node_selector={"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"},
+                                  storage_config="kubeline-storage", node_selector={"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"},
                                   tolerations=tolerations)
     assert not list(experiment_schema.iter_errors(experiment))
     template = pod_template(experiment)
@@ -147,7 +147,10 @@ def test_the_trial_job_is_what_a_cluster_needs(experiment_schema, monkeypatch):
         {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "mlpipeline-minio-artifact",
                                                                      "key": "accesskey", "optional": True}}},
         {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "mlpipeline-minio-artifact",
-                                                                         "key": "secretkey", "optional": True}}}]
+                                                                         "key": "secretkey", "optional": True}}},
+        *({"name": env, "valueFrom": {"configMapKeyRef": {"name": "kubeline-storage", "key": key, "optional": True}}}
+          for key, env in (("minio_endpoint", "KUBELINE_MINIO_ENDPOINT"), ("s3_endpoint", "AWS_ENDPOINT_URL"),
+                           ("s3_region", "AWS_REGION")))]
     env = k8s_validator("io.k8s.api.core.v1.EnvVar")
     assert not [e for item in container["env"] for e in env.iter_errors(item)]
     assert container["image"] == images.TF  # no GPUs: kubeline-tf
@@ -319,6 +322,10 @@ BAD_SPECS = {
         {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "My Secret", "key": "accesskey"}}}]),
         "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef.name",
         "'My Secret' is not a Secret name"),
+    "config_map_key": ("random", lambda s: pod(s)["containers"][0].update(env=[
+        {"name": "AWS_REGION", "valueFrom": {"configMapKeyRef": {"name": "kubeline-storage", "key": "s3 region"}}}]),
+        "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].env[0].valueFrom.configMapKeyRef.key",
+        "'s3 region' is not a ConfigMap key"),
     # metricStrategies: status_util.go / suggestionclient.go read only min, max and latest
     "strategy_value": ("random", lambda s: s["objective"]["metricStrategies"][0].update(value="best"),
                        "spec.objective.metricStrategies[0].value", "'best' for 'accuracy' is not a strategy"),

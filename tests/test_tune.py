@@ -5,13 +5,13 @@ pkg/webhook/v1beta1/experiment/mutate_webhook.go runs pkg/apis/controller/experi
 experiment_defaults.go on the Go types), so a retried step must recognise its Experiment by kubeline's spec hash
 annotation, not by comparing the stored spec with the one it sent.
 """
-import copy
 import json
 import re
 
 import pytest
 
 from crds import CRDS, katib_experiment_validator
+from fake_katib import JOB_FAILED, JOB_SUCCEEDED, katib_defaulter
 from fake_kube import FakeKubernetes
 from kubeline import images
 from kubeline.components.tune.config import TuneConfig
@@ -23,95 +23,6 @@ DATA = {"transformed_train": "gs://b/run/train", "transformed_eval": "gs://b/run
         "transform_graph": "gs://b/run/graph"}
 EXPERIMENTS = "/apis/kubeflow.org/v1beta1/namespaces/kubeflow/experiments"
 DELETE = ("DELETE", f"{EXPERIMENTS}/penguins-tune")
-JOB_SUCCEEDED = 'status.conditions.#(type=="Complete")#|#(status=="True")#'  # experiments/v1beta1/constants.go
-JOB_FAILED = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
-KUBEFLOW_SUCCEEDED = 'status.conditions.#(type=="Succeeded")#|#(status=="True")#'
-KUBEFLOW_JOB_KINDS = {"TFJob", "PyTorchJob", "XGBoostJob", "MPIJob"}
-
-
-def _schemas() -> dict:
-    return json.loads((CRDS / "katib" / "openapi-swagger.json").read_text())["components"]["schemas"]
-
-
-def _resolve(node: dict, schemas: dict) -> dict:
-    while True:
-        if "$ref" in node:
-            node = schemas[node["$ref"].rsplit("/", 1)[1]]
-        elif len(node.get("allOf", [])) == 1:
-            node = node["allOf"][0]
-        else:
-            return node
-
-
-def _empty(value) -> bool:
-    return value is None or value is False or value == "" or value == []
-
-
-def go_round_trip(value, node: dict, schemas: dict):
-    """json.Unmarshal into Katib's Go types and json.Marshal back, as the defaulting webhook's patch leaves the
-    object (its fields are all omitempty): fields the types lack are dropped, and so are empty strings, empty lists
-    and false. The trialSpec is an unstructured.Unstructured and stays as sent."""
-    node = _resolve(node, schemas)
-    if isinstance(value, dict) and "properties" in node:
-        kept = {}
-        for key, item in value.items():
-            if key in node["properties"]:
-                item = go_round_trip(item, node["properties"][key], schemas)
-                if not _empty(item):
-                    kept[key] = item
-        return kept
-    if isinstance(value, list) and "items" in node:
-        return [go_round_trip(item, node["items"], schemas) for item in value]
-    return value
-
-
-def katib_defaulter(experiment: dict) -> dict:
-    """What Katib stores for an Experiment it is sent: the Go round trip, then Experiment.SetDefault()
-    (experiment_defaults.go) in its order."""
-    schemas = _schemas()
-    stored = copy.deepcopy(experiment)
-    spec = go_round_trip(stored.get("spec") or {}, {"$ref": "#/components/schemas/v1beta1.ExperimentSpec"}, schemas)
-    spec.setdefault("parallelTrialCount", 3)  # DefaultTrialParallelCount
-    spec["resumePolicy"] = spec.get("resumePolicy") or "Never"  # DefaultResumePolicy
-    objective = spec.get("objective")
-    if objective is not None:
-        strategies = objective.setdefault("metricStrategies", [])
-        by_type = {"minimize": "min", "maximize": "max"}.get(objective.get("type"), "latest")
-        named = {s.get("name") for s in strategies if s.get("name") != objective.get("objectiveMetricName")}
-        if objective.get("objectiveMetricName") not in {s.get("name") for s in strategies}:
-            strategies.append({"name": objective.get("objectiveMetricName"), "value": by_type})
-        for metric in objective.get("additionalMetricNames") or []:  # the objective's type here too, as upstream
-            if metric not in named:
-                strategies.append({"name": metric, "value": by_type})
-    template = spec.get("trialTemplate")
-    if template and template.get("trialSpec"):
-        kind = template["trialSpec"].get("kind")
-        if kind == "Job":
-            template.setdefault("successCondition", JOB_SUCCEEDED)
-            template.setdefault("failureCondition", JOB_FAILED)
-        elif kind in KUBEFLOW_JOB_KINDS:
-            template.setdefault("successCondition", KUBEFLOW_SUCCEEDED)
-            template.setdefault("failureCondition", JOB_FAILED)
-            template.setdefault("primaryPodLabels", {"training.kubeflow.org/job-role": "master"})
-    collector_spec = spec.setdefault("metricsCollectorSpec", {})
-    collector_spec.setdefault("collector", {"kind": "StdOut"})
-    kind = collector_spec["collector"].get("kind")
-    if kind in ("File", "TensorFlowEvent"):
-        path = collector_spec.setdefault("source", {}).setdefault("fileSystemPath", {})
-        path.setdefault("kind", "File" if kind == "File" else "Directory")
-        path.setdefault("path", "/var/log/katib/metrics.log" if kind == "File" else "/var/log/katib/tfevent/")
-        if kind == "File":
-            path.setdefault("format", "TEXT")
-    if kind == "PrometheusMetric":
-        http = collector_spec.setdefault("source", {}).setdefault("httpGet", {})
-        http.setdefault("path", "/metrics")
-        http.setdefault("port", 8080)
-    for parameter in spec.get("parameters") or []:
-        parameter.setdefault("feasibleSpace", {}).setdefault("distribution", "uniform")
-    stored["spec"] = spec
-    return stored
-
-
 class FakeKatib:
     """Katib's controller as seen through the API: Created, Running with trial counts, then an outcome."""
 
@@ -311,6 +222,7 @@ def test_an_experiment_without_our_hash_is_not_attached_to(katib):
     ({"trial_memory": "-2Gi"}, "trial_memory"),
     ({"trial_service_account": "Tune_SA"}, "trial_service_account"),
     ({"trial_storage_secret": "minio secret"}, "trial_storage_secret"),
+    ({"trial_storage_config": "Kubeline_Storage"}, "trial_storage_config"),
     ({"trial_image": "kubeline tf"}, "trial_image"),
     ({"experiment_name": "1-penguins"}, "metadata.name"),
 ])
@@ -363,15 +275,22 @@ def test_the_trial_job_gets_the_configs_pod_settings(monkeypatch):
     assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
     assert container["resources"] == {"requests": {"cpu": "4", "memory": "16Gi"},
                                       "limits": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": 1}}
-    assert [(e["name"], e["valueFrom"]["secretKeyRef"]) for e in container["env"]] == [
-        ("AWS_ACCESS_KEY_ID", {"name": "mlpipeline-minio-artifact", "key": "accesskey", "optional": True}),
-        ("AWS_SECRET_ACCESS_KEY", {"name": "mlpipeline-minio-artifact", "key": "secretkey", "optional": True})]
+    # The object store's keys and endpoints, as every pipeline step gets them (tests/test_cluster_run.py runs the
+    # trials with only this environment).
+    assert [(e["name"], e["valueFrom"]) for e in container["env"]] == [
+        ("AWS_ACCESS_KEY_ID", {"secretKeyRef": {"name": "mlpipeline-minio-artifact", "key": "accesskey",
+                                                "optional": True}}),
+        ("AWS_SECRET_ACCESS_KEY", {"secretKeyRef": {"name": "mlpipeline-minio-artifact", "key": "secretkey",
+                                                    "optional": True}}),
+        *((env, {"configMapKeyRef": {"name": "kubeline-storage", "key": key, "optional": True}})
+          for key, env in (("minio_endpoint", "KUBELINE_MINIO_ENDPOINT"), ("s3_endpoint", "AWS_ENDPOINT_URL"),
+                           ("s3_region", "AWS_REGION")))]
     defaults = config().experiment(DATA)["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
     assert "serviceAccountName" not in defaults and "nodeSelector" not in defaults
     assert defaults["containers"][0]["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"},
                                                       "limits": {"cpu": "1", "memory": "2Gi"}}
     assert defaults["containers"][0]["image"] == images.TF
-    no_keys = config(trial_storage_secret="").experiment(DATA)
+    no_keys = config(trial_storage_secret="", trial_storage_config="").experiment(DATA)
     assert "env" not in no_keys["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
     monkeypatch.setattr(images, "TF_GPU", "registry.example/kubeline-tf-gpu:9")  # read when the config builds
     gpu = config(gpus=1).experiment(DATA)["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]

@@ -38,6 +38,7 @@ def tune(
     trial_node_selector: dict = {},
     trial_tolerations: list = [],
     trial_storage_secret: str = "mlpipeline-minio-artifact",
+    trial_storage_config: str = "kubeline-storage",
     epochs: int = 100,
     early_stopping_patience: int = 10,
     seed: int = 42,
@@ -90,6 +91,8 @@ def tune(
         trial_storage_secret: Secret with the object-store keys accesskey and secretkey (Kubeflow Pipelines'
             mlpipeline-minio-artifact), given to the trials as optional AWS_ACCESS_KEY_ID and
             AWS_SECRET_ACCESS_KEY; empty for none.
+        trial_storage_config: ConfigMap with the object-store endpoints minio_endpoint, s3_endpoint and
+            s3_region, given to the trials as the pipeline's steps get them (optional); empty for none.
         epochs: Maximum epochs per trial.
         early_stopping_patience: Early stopping patience of each trial; 0 turns it off.
         seed: Training seed of each trial and the search's random_state.

@@ -44,6 +44,7 @@ class TuneConfig:
     trial_node_selector: dict = field(default_factory=dict)
     trial_tolerations: list = field(default_factory=list)
     trial_storage_secret: str = storage.KFP_STORAGE_SECRET
+    trial_storage_config: str = storage.STORAGE_CONFIG
     epochs: int = HPARAMS.epochs
     early_stopping_patience: int = HPARAMS.early_stopping_patience
     seed: int = DEFAULT_SEED
@@ -65,7 +66,8 @@ class TuneConfig:
 
     def _check_trial_pod(self) -> None:
         """The trial pod's settings, named as the inputs (the Experiment's checks name the spec paths)."""
-        for name in ("trial_image", "trial_service_account", "trial_cpu", "trial_memory", "trial_storage_secret"):
+        for name in ("trial_image", "trial_service_account", "trial_cpu", "trial_memory", "trial_storage_secret",
+                     "trial_storage_config"):
             if not isinstance(getattr(self, name), str):
                 raise InvalidInputError(name, f"{getattr(self, name)!r} is not a string", "give a string")
         if self.trial_image:
@@ -79,6 +81,8 @@ class TuneConfig:
         k8s_rules.check_tolerations("trial_tolerations", self.trial_tolerations)
         if self.trial_storage_secret:
             k8s_rules.check_object_name("trial_storage_secret", self.trial_storage_secret, "Secret")
+        if self.trial_storage_config:
+            k8s_rules.check_object_name("trial_storage_config", self.trial_storage_config, "ConfigMap")
 
     @property
     def image(self) -> str:
@@ -128,7 +132,8 @@ class TuneConfig:
             early_stopping={"algorithm": self.early_stopping} if self.early_stopping else None,
             image=self.image, gpus=self.gpus, cpu=self.trial_cpu, memory=self.trial_memory,
             service_account=self.trial_service_account, node_selector=self.trial_node_selector,
-            tolerations=self.trial_tolerations, storage_secret=self.trial_storage_secret)
+            tolerations=self.trial_tolerations, storage_secret=self.trial_storage_secret,
+            storage_config=self.trial_storage_config)
 
 
 CONFIG = TuneConfig

@@ -1,0 +1,251 @@
+"""Katib as the API server shows it, for the tests: what its defaulting webhook stores, and a controller that runs
+real trials.
+
+``katib_defaulter``: pkg/webhook/v1beta1/experiment/mutate_webhook.go runs
+pkg/apis/controller/experiments/v1beta1/experiment_defaults.go on the Go types, so what is stored is not what was
+sent. ``TrialRunner``: the experiment and trial controllers (pkg/controller.v1beta1/experiment, .../trial) with
+the StdOut metrics collector (pkg/metricscollector/v1beta1/common/const.go ``DefaultFilter``): each trial is the
+trial template's Job with ``${trialParameters.*}`` filled in, run as a pod of the cluster-shaped run
+(tests/kfp_cluster.py: its own HOME and mounts, only the env its spec gives it, Secrets and ConfigMaps resolved as
+the kubelet does); the observation of each metric is its min, max and latest printed value, and the optimal trial
+is chosen by the objective's metricStrategy. Suggestions are drawn at random from the feasible space (seeded): the
+suggestion services' own algorithms are not modelled.
+"""
+import copy
+import json
+import random
+import re
+import threading
+
+from crds import CRDS
+
+JOB_SUCCEEDED = 'status.conditions.#(type=="Complete")#|#(status=="True")#'  # experiments/v1beta1/constants.go
+JOB_FAILED = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
+KUBEFLOW_SUCCEEDED = 'status.conditions.#(type=="Succeeded")#|#(status=="True")#'
+KUBEFLOW_JOB_KINDS = {"TFJob", "PyTorchJob", "XGBoostJob", "MPIJob"}
+
+
+def _schemas() -> dict:
+    return json.loads((CRDS / "katib" / "openapi-swagger.json").read_text())["components"]["schemas"]
+
+
+def _resolve(node: dict, schemas: dict) -> dict:
+    while True:
+        if "$ref" in node:
+            node = schemas[node["$ref"].rsplit("/", 1)[1]]
+        elif len(node.get("allOf", [])) == 1:
+            node = node["allOf"][0]
+        else:
+            return node
+
+
+def _empty(value) -> bool:
+    return value is None or value is False or value == "" or value == []
+
+
+def go_round_trip(value, node: dict, schemas: dict):
+    """json.Unmarshal into Katib's Go types and json.Marshal back, as the defaulting webhook's patch leaves the
+    object (its fields are all omitempty): fields the types lack are dropped, and so are empty strings, empty lists
+    and false. The trialSpec is an unstructured.Unstructured and stays as sent."""
+    node = _resolve(node, schemas)
+    if isinstance(value, dict) and "properties" in node:
+        kept = {}
+        for key, item in value.items():
+            if key in node["properties"]:
+                item = go_round_trip(item, node["properties"][key], schemas)
+                if not _empty(item):
+                    kept[key] = item
+        return kept
+    if isinstance(value, list) and "items" in node:
+        return [go_round_trip(item, node["items"], schemas) for item in value]
+    return value
+
+
+def katib_defaulter(experiment: dict) -> dict:
+    """What Katib stores for an Experiment it is sent: the Go round trip, then Experiment.SetDefault()
+    (experiment_defaults.go) in its order."""
+    schemas = _schemas()
+    stored = copy.deepcopy(experiment)
+    spec = go_round_trip(stored.get("spec") or {}, {"$ref": "#/components/schemas/v1beta1.ExperimentSpec"}, schemas)
+    spec.setdefault("parallelTrialCount", 3)  # DefaultTrialParallelCount
+    spec["resumePolicy"] = spec.get("resumePolicy") or "Never"  # DefaultResumePolicy
+    objective = spec.get("objective")
+    if objective is not None:
+        strategies = objective.setdefault("metricStrategies", [])
+        by_type = {"minimize": "min", "maximize": "max"}.get(objective.get("type"), "latest")
+        named = {s.get("name") for s in strategies if s.get("name") != objective.get("objectiveMetricName")}
+        if objective.get("objectiveMetricName") not in {s.get("name") for s in strategies}:
+            strategies.append({"name": objective.get("objectiveMetricName"), "value": by_type})
+        for metric in objective.get("additionalMetricNames") or []:  # the objective's type here too, as upstream
+            if metric not in named:
+                strategies.append({"name": metric, "value": by_type})
+    template = spec.get("trialTemplate")
+    if template and template.get("trialSpec"):
+        kind = template["trialSpec"].get("kind")
+        if kind == "Job":
+            template.setdefault("successCondition", JOB_SUCCEEDED)
+            template.setdefault("failureCondition", JOB_FAILED)
+        elif kind in KUBEFLOW_JOB_KINDS:
+            template.setdefault("successCondition", KUBEFLOW_SUCCEEDED)
+            template.setdefault("failureCondition", JOB_FAILED)
+            template.setdefault("primaryPodLabels", {"training.kubeflow.org/job-role": "master"})
+    collector_spec = spec.setdefault("metricsCollectorSpec", {})
+    collector_spec.setdefault("collector", {"kind": "StdOut"})
+    kind = collector_spec["collector"].get("kind")
+    if kind in ("File", "TensorFlowEvent"):
+        path = collector_spec.setdefault("source", {}).setdefault("fileSystemPath", {})
+        path.setdefault("kind", "File" if kind == "File" else "Directory")
+        path.setdefault("path", "/var/log/katib/metrics.log" if kind == "File" else "/var/log/katib/tfevent/")
+        if kind == "File":
+            path.setdefault("format", "TEXT")
+    if kind == "PrometheusMetric":
+        http = collector_spec.setdefault("source", {}).setdefault("httpGet", {})
+        http.setdefault("path", "/metrics")
+        http.setdefault("port", 8080)
+    for parameter in spec.get("parameters") or []:
+        parameter.setdefault("feasibleSpace", {}).setdefault("distribution", "uniform")
+    stored["spec"] = spec
+    return stored
+
+
+# pkg/metricscollector/v1beta1/common/const.go: DefaultFilter, matched against every line the trial prints.
+STDOUT_FILTER = re.compile(r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)")
+
+
+def suggest(parameters: list, rng: random.Random) -> dict:
+    """One random assignment from each parameter's feasible space, as Katib passes them: strings."""
+    assignment = {}
+    for parameter in parameters:
+        space = parameter["feasibleSpace"]
+        if parameter["parameterType"] in ("categorical", "discrete"):
+            assignment[parameter["name"]] = str(rng.choice(space["list"]))
+        elif parameter["parameterType"] == "int":
+            assignment[parameter["name"]] = str(rng.randint(int(space["min"]), int(space["max"])))
+        else:
+            assignment[parameter["name"]] = repr(rng.uniform(float(space["min"]), float(space["max"])))
+    return assignment
+
+
+class TrialRunner:
+    """The controller: on a new Experiment, runs its trials (``parallelTrialCount`` at a time, in a thread) and
+    reports Created/Running, trial counts and currentOptimalTrial; Succeeded at maxTrialCount, Failed past
+    maxFailedTrialCount."""
+
+    def __init__(self, cluster, work, seed: int = 0):
+        self.cluster, self.work, self.seed = cluster, work, seed
+        self.runs: dict[str, dict] = {}
+        self.trial_pods: list[dict] = []  # env and command of every trial pod, for the tests
+        self.lock = threading.Lock()
+
+    def __call__(self, experiment: dict):
+        uid = experiment["metadata"]["uid"]
+        with self.lock:
+            if uid not in self.runs:
+                self.runs[uid] = {"trials": {}, "done": False}
+                threading.Thread(target=self._run, args=(copy.deepcopy(experiment), self.runs[uid]),
+                                 daemon=True).start()
+            return self._status(experiment, self.runs[uid])
+
+    def _run(self, experiment: dict, state: dict) -> None:
+        spec, name = experiment["spec"], experiment["metadata"]["name"]
+        rng = random.Random(self.seed)
+        number = 0
+        while True:
+            with self.lock:
+                trials = state["trials"]
+                failed = sum(t["state"] == "Failed" for t in trials.values())
+                if len(trials) >= spec["maxTrialCount"] or failed > spec.get("maxFailedTrialCount", 3):
+                    state["done"] = True
+                    return
+            batch = []
+            for _ in range(min(spec["parallelTrialCount"], spec["maxTrialCount"] - len(trials))):
+                number += 1
+                batch.append((f"{name}-{number:04d}", suggest(spec["parameters"], rng)))
+            threads = [threading.Thread(target=self._trial, args=(spec, trial, assignment, state))
+                       for trial, assignment in batch]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+    def _trial(self, spec: dict, trial: str, assignment: dict, state: dict) -> None:
+        template = spec["trialTemplate"]
+        values = {p["name"]: assignment[p["reference"]] for p in template["trialParameters"]}
+        job = json.loads(re.sub(r"\$\{trialParameters\.([\w-]+)\}", lambda m: values[m[1]],
+                                json.dumps(template["trialSpec"])))
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        with self.lock:
+            state["trials"][trial] = {"state": "Running", "assignment": assignment}
+        pod_dir = self.work / trial
+        pod_dir.mkdir(parents=True)
+        try:
+            env = self.cluster.pod_env(trial, pod_dir, self._env(container.get("env", [])))
+        except AssertionError as error:  # a missing Secret or ConfigMap: the pod never starts
+            with self.lock:
+                state["trials"][trial].update(state="Failed", log=str(error))
+            return
+        command = container.get("command", []) + container.get("args", [])
+        self.trial_pods.append({"name": trial, "env": env, "command": command})
+        result = self.cluster.run_pod(trial, command, env, pod_dir)
+        metrics = self._observation(result["log"], spec["objective"])
+        ok = result["state"] == "SUCCEEDED" and spec["objective"]["objectiveMetricName"] in metrics
+        with self.lock:
+            state["trials"][trial].update(state="Succeeded" if ok else "Failed", metrics=metrics, log=result["log"])
+
+    def _env(self, entries: list) -> dict:
+        env = {}
+        for entry in entries:
+            source = entry.get("valueFrom") or {}
+            if "value" in entry:
+                value = entry["value"]
+            elif "secretKeyRef" in source or "configMapKeyRef" in source:
+                kind, ref = (("Secret", source["secretKeyRef"]) if "secretKeyRef" in source
+                             else ("ConfigMap", source["configMapKeyRef"]))
+                value = self.cluster.env_from(kind, ref["name"], ref["key"], ref.get("optional", False))
+            else:
+                raise AssertionError(f"env source this fake does not resolve: {entry}")
+            if value is not None:
+                env[entry["name"]] = value
+        return env
+
+    @staticmethod
+    def _observation(log: str, objective: dict) -> dict:
+        names = [objective["objectiveMetricName"], *objective.get("additionalMetricNames", [])]
+        seen: dict[str, list[float]] = {}
+        for line in log.splitlines():
+            for match in STDOUT_FILTER.finditer(line):
+                if match[1] in names and match[2] not in ("", "+", "-"):
+                    seen.setdefault(match[1], []).append(float(match[2]))
+        return {name: {"min": min(v), "max": max(v), "latest": v[-1]} for name, v in seen.items()}
+
+    def _status(self, experiment: dict, state: dict) -> dict:
+        spec = experiment["spec"]
+        objective = spec["objective"]
+        trials = state["trials"]
+        by_state = {s: [t for t, v in trials.items() if v["state"] == s] for s in ("Succeeded", "Failed", "Running")}
+        status = {"trials": len(trials), "trialsSucceeded": len(by_state["Succeeded"]),
+                  "trialsFailed": len(by_state["Failed"]), "trialsRunning": len(by_state["Running"]),
+                  "succeededTrialList": by_state["Succeeded"], "failedTrialList": by_state["Failed"]}
+        conditions = [{"type": "Created", "status": "True", "reason": "ExperimentCreated",
+                       "message": "Experiment is created"}]
+        strategy = {s["name"]: s["value"] for s in objective.get("metricStrategies", [])}
+        key = strategy.get(objective["objectiveMetricName"], "latest")
+        scored = [(trials[t]["metrics"][objective["objectiveMetricName"]][key], t) for t in by_state["Succeeded"]]
+        if scored:
+            value, best = (max if objective["type"] == "maximize" else min)(scored)
+            status["currentOptimalTrial"] = {
+                "bestTrialName": best,
+                "parameterAssignments": [{"name": k, "value": v} for k, v in trials[best]["assignment"].items()],
+                "observation": {"metrics": [{"name": m, **{k: str(v) for k, v in o.items()}}
+                                            for m, o in trials[best]["metrics"].items()]}}
+        if not state["done"]:
+            return {**status, "conditions": conditions + [{"type": "Running", "status": "True",
+                                                           "reason": "ExperimentRunning",
+                                                           "message": "Experiment is running"}]}
+        if len(by_state["Failed"]) > spec.get("maxFailedTrialCount", 3):
+            ended = {"type": "Failed", "status": "True", "reason": "ExperimentMaxFailedTrialsReached",
+                     "message": "Experiment has failed because max failed count has reached"}
+        else:
+            ended = {"type": "Succeeded", "status": "True", "reason": "ExperimentMaxTrialsReached",
+                     "message": "Experiment has succeeded because max trial count has reached"}
+        return {**status, "conditions": conditions + [{"type": "Running", "status": "False"}, ended]}
