@@ -29,18 +29,33 @@ def file_entries(model_dir: str | Path) -> dict:
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST}
 
 
+def content_digest(files: dict) -> str:
+    """The content digest of ``file_entries``: over the model's own files (MLmodel left out)."""
+    model_files = {name: entry for name, entry in files.items() if name != MLMODEL}
+    return hashlib.sha256(json.dumps(model_files, sort_keys=True).encode()).hexdigest()
+
+
 def build_manifest(model_dir: str | Path, model_name: str) -> dict:
     """Every file's sha256 and size, and the content digest: the same model files always have the same digest."""
     files = file_entries(model_dir)
     if not files:
         raise InvalidInputError("model", f"'{model_dir}' holds no files", "pass the train step's model output")
-    model_files = {name: entry for name, entry in files.items() if name != MLMODEL}
-    content = hashlib.sha256(json.dumps(model_files, sort_keys=True).encode()).hexdigest()
-    return {"model_name": model_name, "content_sha256": content, "files": files}
+    return {"model_name": model_name, "content_sha256": content_digest(files), "files": files}
 
 
-def verify(model_dir: str | Path, field: str = "model_uri") -> dict:
-    """Checks every file of a local model folder against its manifest; returns the manifest."""
+def check_digest(model_dir: str | Path, expected_sha256: str, field: str = "model_uri", files: dict | None = None):
+    """Refuses a folder whose files' content digest is not ``expected_sha256`` (the digest the push recorded and the
+    registry keeps): a tampered model with a rewritten manifest, or a copy without one, is caught here."""
+    found = content_digest(file_entries(model_dir) if files is None else files)
+    if found != expected_sha256:
+        raise InvalidInputError(field, f"the model files at '{model_dir}' have the content digest {found[:12]}…, "
+                                f"not the {expected_sha256[:12]}… recorded when the version was pushed",
+                                "serve the version as it was pushed; push the model again if it was changed")
+
+
+def verify(model_dir: str | Path, field: str = "model_uri", expected_sha256: str = "") -> dict:
+    """Checks every file of a local model folder against its manifest, and with ``expected_sha256`` the content
+    digest too; returns the manifest."""
     root = Path(model_dir)
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
@@ -48,6 +63,8 @@ def verify(model_dir: str | Path, field: str = "model_uri") -> dict:
                                 "push the model again, or give a stored version's URI")
     manifest = json.loads(manifest_path.read_text())
     present = file_entries(root)
+    if expected_sha256:
+        check_digest(root, expected_sha256, field, present)
     problems = [f"missing {name}" for name in sorted(set(manifest["files"]) - set(present))]
     problems += [f"unexpected {name}" for name in sorted(set(present) - set(manifest["files"]))]
     problems += [f"changed {name}" for name, entry in sorted(manifest["files"].items())
@@ -58,13 +75,15 @@ def verify(model_dir: str | Path, field: str = "model_uri") -> dict:
     return manifest
 
 
-def local_copy(uri: str, dest_dir: str | Path, field: str = "model_uri", require_manifest: bool = True) -> Path:
+def local_copy(uri: str, dest_dir: str | Path, field: str = "model_uri", require_manifest: bool = True,
+               expected_sha256: str = "") -> Path:
     """A stored version as a verified local folder.
 
     A local folder is used in place, verified when it has a manifest; without one it is refused unless
     ``require_manifest`` is off (a plain model folder, such as KServe's /mnt/models copy). An object-store
     version is downloaded into ``dest_dir`` unless a finished copy is there already, and verified every
-    time, so a changed copy is refused too.
+    time, so a changed copy is refused too. ``expected_sha256`` (the digest recorded at push) is checked in
+    every case, a manifest-less folder included.
     """
     scheme, path = storage.split_uri(uri, field)
     if scheme == "file":
@@ -72,13 +91,15 @@ def local_copy(uri: str, dest_dir: str | Path, field: str = "model_uri", require
         if not local.is_dir():
             raise InvalidInputError(field, f"cannot read '{uri}': no such folder", "check the path")
         if require_manifest or (local / MANIFEST).is_file():
-            verify(local, field)
+            verify(local, field, expected_sha256)
+        elif expected_sha256:
+            check_digest(local, expected_sha256, field)
         return local
     target = Path(dest_dir)
     if not (target / MANIFEST).is_file():
         shutil.rmtree(target, ignore_errors=True)
         storage.fetch_dir(uri, target, field=field)
-    verify(target, field)
+    verify(target, field, expected_sha256)
     return target
 
 

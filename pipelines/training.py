@@ -248,7 +248,8 @@ def training_pipeline(
             deploy_task = DeployOp(model=train_task.outputs["model"], evaluation=evaluate_task.outputs["evaluation"],
                                    model_uri=push_task.outputs["model_uri"],
                                    storage_version=push_task.outputs["storage_version"],
-                                   registry_version=push_task.outputs["registry_version"], model_name=model_name,
+                                   registry_version=push_task.outputs["registry_version"],
+                                   content_sha256=push_task.outputs["content_sha256"], model_name=model_name,
                                    tracking_uri=tracking_uri, target=deploy_target,
                                    endpoint_name=deploy_endpoint_name, canary_percent=deploy_canary_percent,
                                    smoke_rows=deploy_smoke_rows, timeout_s=deploy_timeout_s, service=deploy_service)

@@ -50,6 +50,33 @@ def test_tampered_or_incomplete_version_is_refused(tmp_path, small_model):
         verify(version_dir)
 
 
+def test_a_rewritten_manifest_or_a_bare_copy_is_refused_against_the_pushed_digest(tmp_path, small_model):
+    """The manifest sits beside the files, so it catches corruption, not tampering: whoever can change the files
+    can rewrite it. The digest recorded at push (and kept by the registry) catches both."""
+    import shutil
+
+    result = push_model(str(small_model), str(tmp_path), "penguins")
+    version_dir = tmp_path / "penguins" / str(result.storage_version)
+    assert model_store.local_copy(result.uri, tmp_path / "unused", expected_sha256=result.content_sha256) == \
+        version_dir
+    (version_dir / "saved_model.pb").write_bytes(b"evil")
+    manifest = json.loads((version_dir / MANIFEST).read_text())
+    rewritten = model_store.build_manifest(version_dir, "penguins")
+    (version_dir / MANIFEST).write_text(json.dumps({**manifest, **rewritten}))
+    verify(version_dir)  # the rewritten manifest agrees with the tampered files
+    with pytest.raises(InvalidInputError, match=f"not the {result.content_sha256[:12]}… recorded when the version "
+                                                "was pushed"):
+        model_store.local_copy(result.uri, tmp_path / "unused", expected_sha256=result.content_sha256)
+    bare = tmp_path / "mnt-models"  # KServe's storage initializer copies the files; no manifest is needed
+    shutil.copytree(small_model, bare)
+    assert model_store.local_copy(str(bare), tmp_path / "unused", require_manifest=False,
+                                  expected_sha256=result.content_sha256) == bare
+    (bare / "saved_model.pb").write_bytes(b"evil")
+    with pytest.raises(InvalidInputError, match="content digest"):
+        model_store.local_copy(str(bare), tmp_path / "unused", require_manifest=False,
+                               expected_sha256=result.content_sha256)
+
+
 def test_gcs_push_and_download_match_manifest(tmp_path, bucket, small_model):
     root = f"gs://{bucket.name}/models"
     first = push_model(str(small_model), root, "penguins")

@@ -14,6 +14,7 @@ def deploy(
     model_uri: str,
     storage_version: int,
     registry_version: int,
+    content_sha256: str,
     model_name: str,
     deployment: Output[Artifact],
     target: str = "kubernetes",
@@ -40,6 +41,7 @@ def deploy(
         model_uri: Stored version from push; an object store (gs://, s3://, minio://) for the kubernetes target.
         storage_version: Storage version from push.
         registry_version: Registry version from push; 0 leaves the registry alone.
+        content_sha256: Content digest from push: the server refuses model files that do not match it.
         model_name: Registered model name.
         deployment: JSON describing what was done and what serves now.
         target: "local" or "kubernetes".
@@ -66,7 +68,7 @@ def deploy(
 
     config = from_inputs(CONFIG, locals())
     schema, expected = load_inputs(model.path, evaluation.path, config.smoke_rows)
-    result = run_deploy(Release(model_uri, str(storage_version), registry_version), expected, schema, config)
+    result = run_deploy(Release(model_uri, str(storage_version), registry_version, content_sha256), expected, schema, config)
     Path(deployment.path).write_text(result.to_json())
     deployment.metadata.update({"endpoint": result.endpoint, "action": result.action})
     print(f"deploy: {result.action}; endpoint {result.endpoint} serves version {result.serving['version']}")

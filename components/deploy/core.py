@@ -22,14 +22,17 @@ from kubeline.serving.inference_service import GROUP, MODEL_VERSION_ENV, PLURAL,
 
 @dataclass
 class Release:
-    """The version being deployed: its storage URI, storage version and registry version (0: not registered)."""
+    """The version being deployed: its storage URI, storage version, registry version (0: not registered) and the
+    content digest recorded at push ("": not checked), which the server verifies the files against."""
 
     uri: str
     version: str
     registry_version: int = 0
+    content_sha256: str = ""
 
     def served(self) -> dict:
-        return {"uri": self.uri, "version": self.version, "registry_version": self.registry_version}
+        return {"uri": self.uri, "version": self.version, "registry_version": self.registry_version,
+                "content_sha256": self.content_sha256}
 
 
 @dataclass

@@ -15,7 +15,7 @@ def push(
     run_id: str,
     model_name: str = "model",
     tracking_uri: str = "",
-) -> NamedTuple("PushOutputs", model_uri=str, storage_version=int, registry_version=int):
+) -> NamedTuple("PushOutputs", model_uri=str, storage_version=int, registry_version=int, content_sha256=str):
     """Stores a model that passed the gate and registers it as the challenger.
 
     Copies the model to <model_root>/<model_name>/<storage_version>/ with a sha256 manifest written last,
@@ -35,6 +35,8 @@ def push(
         model_uri: URI of the stored version (the registry version's source).
         storage_version: The storage version number; versions are never overwritten.
         registry_version: The registry version number, 0 when not registered.
+        content_sha256: The content digest of the stored model files (also on the registry version); the
+            deploy step gives it to the server, which refuses files that do not match it.
     """
     from collections import namedtuple
 
@@ -48,5 +50,5 @@ def push(
     registered = f", registry version {result.registry_version} (alias challenger)" if result.registry_version else ""
     print(f"push: {'reused' if result.reused else 'stored'} {result.uri} (storage version {result.storage_version})"
           f"{registered}")
-    outputs = namedtuple("PushOutputs", ["model_uri", "storage_version", "registry_version"])
-    return outputs(result.uri, result.storage_version, result.registry_version or 0)
+    outputs = namedtuple("PushOutputs", ["model_uri", "storage_version", "registry_version", "content_sha256"])
+    return outputs(result.uri, result.storage_version, result.registry_version or 0, result.content_sha256)
