@@ -22,6 +22,7 @@ MODEL_IMPLEMENTATIONS = ("model", "tensorflow", "sklearn", "xgboost", "pytorch",
 STORAGE_SCHEMES = ("gs://", "s3://", "pvc://", "https://", "hdfs://", "oci://")
 TAG_ROUTING = "serving.kserve.io/enable-tag-routing"
 MODEL_VERSION_ENV = "KUBELINE_MODEL_VERSION"  # the stored version the server reports
+CONTENT_DIGEST_ENV = "KUBELINE_CONTENT_SHA256"  # the digest recorded at push; the server refuses other files
 
 
 @dataclass
