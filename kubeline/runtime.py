@@ -7,6 +7,7 @@ one machine, before the step does any work.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from kubeline.errors import InvalidInputError
 
@@ -19,3 +20,25 @@ def in_pod() -> bool:
 def refuse_in_pod(field: str, value: str, why: str, fix: str) -> None:
     if in_pod():
         raise InvalidInputError(field, f"'{value}' in a pipeline step on a cluster: {why}", fix)
+
+
+# The kubelet mounts the pod's service-account token with its namespace beside it, in every pod.
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def own_namespace(kubeconfig: str = "") -> str:
+    """The namespace a step works in when none is given: its pod's (in multi-user Kubeflow, the user's profile,
+    where the step may create objects), else the kubeconfig's current context's (``kubeconfig``, $KUBECONFIG or
+    ~/.kube/config), else "default", as kubectl does."""
+    if SERVICE_ACCOUNT_NAMESPACE.is_file():
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    path = Path(kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or Path.home() / ".kube/config")
+    try:
+        import yaml
+
+        config = yaml.safe_load(path.read_text()) or {}
+    except (OSError, ValueError):
+        return "default"
+    current = config.get("current-context")
+    context = next((c.get("context") or {} for c in config.get("contexts") or [] if c.get("name") == current), {})
+    return context.get("namespace") or "default"

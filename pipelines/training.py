@@ -144,7 +144,8 @@ def training_pipeline(
         tune_algorithm_settings: Katib settings of the algorithm by name.
         tune_search_space: Parameters to tune as {"name", "type", "min", "max", "step", "values", "log_scale"};
             empty for the default space. Tuned values replace the hyperparameters below.
-        tune_namespace: Namespace of the Katib Experiment.
+        tune_namespace: Namespace of the Katib Experiment; empty for the step's own (in multi-user Kubeflow, the
+            profile the run belongs to).
         tune_timeout_s: Longest wait for the Katib Experiment.
         tune_gpus: GPUs per tuning trial.
         tune_delete_on_failure: Delete a failed or timed-out Katib Experiment (a retried step then starts afresh).

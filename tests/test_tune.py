@@ -69,6 +69,7 @@ def katib(tmp_path):
 
 def config(**kwargs) -> TuneConfig:
     return TuneConfig(**{"kfp_run_id": "run-1", "target": "kubernetes", "experiment_name": "penguins-tune",
+                         "namespace": "kubeflow",
                          "max_trials": 6, "parallel_trials": 2, "poll_s": 0.02, "timeout_s": 10, "epochs": 50,
                          "early_stopping_patience": 5, **kwargs})
 
@@ -318,3 +319,20 @@ def test_the_api_server_refuses_an_object_that_breaks_the_schema(katib):
         kube.call("experiment", api.create_namespaced_custom_object, "kubeflow.org", "v1beta1", "kubeflow",
                   "experiments", experiment)
     assert katib.get("experiments", "kubeflow", "penguins-tune") is None
+
+
+def test_the_experiment_goes_to_the_steps_own_namespace_unless_one_is_given(tmp_path, monkeypatch):
+    """In a pod: the service account's namespace (multi-user Kubeflow's profile); elsewhere the kubeconfig's."""
+    from kubeline import runtime
+
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text("current-context: b\ncontexts:\n- {name: a, context: {namespace: team-a}}\n"
+                          "- {name: b, context: {namespace: team-b}}\n")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setattr(runtime, "SERVICE_ACCOUNT_NAMESPACE", tmp_path / "absent")
+    assert config(namespace="").experiment(DATA)["metadata"]["namespace"] == "team-b"
+    in_pod = tmp_path / "namespace"
+    in_pod.write_text("profile-alice\n")
+    monkeypatch.setattr(runtime, "SERVICE_ACCOUNT_NAMESPACE", in_pod)
+    assert config(namespace="").experiment(DATA)["metadata"]["namespace"] == "profile-alice"
+    assert config(namespace="kubeflow").experiment(DATA)["metadata"]["namespace"] == "kubeflow"

@@ -26,7 +26,7 @@ def tune(
     goal: float = 0.0,
     early_stopping: str = "",
     experiment_name: str = "",
-    namespace: str = "kubeflow",
+    namespace: str = "",
     timeout_s: float = 3600.0,
     delete_experiment: bool = False,
     delete_experiment_on_failure: bool = True,
@@ -73,7 +73,8 @@ def tune(
         early_stopping: "medianstop" to stop trials worse than the median, or empty.
         experiment_name: Experiment name; empty for kubeline-tune-<run id>. A retried step attaches to its
             Experiment when the search is the same.
-        namespace: Namespace of the Experiment.
+        namespace: Namespace of the Experiment; empty for the step's own (its pod's: in multi-user Kubeflow,
+            the profile the run belongs to).
         timeout_s: Longest wait for the Experiment (kubernetes target).
         delete_experiment: Delete the Experiment (and its trials) when it succeeded.
         delete_experiment_on_failure: Delete the Experiment when it failed or timed out, so it stops running

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields
 
-from kubeline import k8s_rules, storage
+from kubeline import k8s_rules, runtime, storage
 from kubeline.config import internal
 from kubeline.errors import InvalidInputError
 from kubeline.katib import experiment as katib
@@ -32,7 +32,7 @@ class TuneConfig:
     goal: float = 0.0
     early_stopping: str = ""
     experiment_name: str = ""
-    namespace: str = "kubeflow"
+    namespace: str = ""
     timeout_s: float = 3600.0
     delete_experiment: bool = False
     delete_experiment_on_failure: bool = True
@@ -125,7 +125,7 @@ class TuneConfig:
         if "random_state" in ALGORITHM_SETTINGS.get(self.algorithm, {}):
             settings.setdefault("random_state", self.seed)  # the same search on every run
         return build_experiment(
-            self.name, parameters, self.trial_args(data), namespace=self.namespace,
+            self.name, parameters, self.trial_args(data), namespace=self.namespace or runtime.own_namespace(),
             objective_metric=self.objective, goal=self.goal or None, algorithm=self.algorithm,
             algorithm_settings=settings, parallel_trials=min(self.parallel_trials, self.max_trials),
             max_trials=self.max_trials, max_failed_trials=min(self.max_failed_trials, self.max_trials),
