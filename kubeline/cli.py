@@ -56,14 +56,19 @@ def cmd_serve(args) -> int:
     from kubeline.serving.client import predict_url
 
     if args.action == "list":
-        running = local.deployments()
-        if not running:
+        recorded = local.deployments()
+        if not recorded:
             print(f"no local deployments (state in {local.home() / 'deployments'})")
-        for state in running:
+        for state in recorded:
             canary = (f", canary version {state['canary']['version']} at {state['canary_percent']}%"
                       if state["canary"] else "")
+            problems = local.check(state)
+            verdict = "serving as recorded" if not problems else ("DOWN" if problems[0].startswith("down") else
+                                                                  "SERVES SOMETHING ELSE")
             print(f"{state['name']}: {predict_url(state['url'], state['name'])}  stable version "
-                  f"{state['stable']['version']} ({state['stable']['uri']}){canary}  pid {state['pid']}")
+                  f"{state['stable']['version']} ({state['stable']['uri']}){canary}  pid {state['pid']}  {verdict}")
+            for problem in problems:
+                print(f"    {problem}")
         return 0
     if not args.name:
         raise InvalidInputError("NAME", "stop needs the deployment's name", "see `kubeline serve list`")

@@ -1,26 +1,41 @@
 """The model server, live on 127.0.0.1: V1/V2 parity with the offline predictions, bad requests, metrics,
-micro-batching, and local canary rollouts."""
+micro-batching, local canary rollouts, and a server that only serves (token-guarded rollouts, no repository
+routes, V2 version routes, files checked against the pushed content digest)."""
 import http.client
 import json
 import math
+import os
 import re
+import shutil
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import psutil
 import pytest
 
 from kubeline.components.deploy.config import DeployConfig
 from kubeline.components.deploy.core import Release, deploy, load_inputs
-from kubeline.errors import OperationFailedError
-from kubeline.serving import local, smoke
+from kubeline.errors import InvalidInputError, OperationFailedError
+from kubeline.model_store import MANIFEST, build_manifest
+from kubeline.serving import local, server as model_server, smoke
 
 ROW = {"island": "Biscoe", "bill_length_mm": 49.0, "bill_depth_mm": 15.0, "flipper_length_mm": 222.0,
        "body_mass_g": 5300.0, "sex": "male", "year": 2008.0}
 
 
+def served(uri: str, version: str) -> dict:
+    """A version as the deployer sends it (``Release.served()``), with the content digest recorded at push."""
+    digest = json.loads((Path(uri.removeprefix("file://")) / MANIFEST).read_text())["content_sha256"]
+    return {"uri": uri, "version": version, "registry_version": 0, "content_sha256": digest}
+
+
+def auth(state) -> dict:
+    return {"Authorization": f"Bearer {state['token']}"}
+
+
 @pytest.fixture(scope="module")
 def server(kubeline_home, pushed_versions):
-    state = local.start("penguins", {"uri": pushed_versions[1], "version": "1"})
+    state = local.start("penguins", served(pushed_versions[1], "1"))
     yield state
     local.stop("penguins")
 
@@ -181,8 +196,6 @@ def test_kserve_times_each_model_api_stage(server):
 
 def test_a_plain_model_folder_without_a_manifest_is_served_as_is(kubeline_home, trained_model, tmp_path):
     """KServe's storage initializer copies the model files to /mnt/models without our manifest."""
-    import shutil
-
     plain = tmp_path / "mnt-models"
     shutil.copytree(trained_model[1], plain)
     state = local.start("plain", {"uri": str(plain), "version": ""})
@@ -211,8 +224,8 @@ def test_concurrent_requests_are_folded_into_fewer_model_calls(server):
 
 
 def test_local_canary_splits_traffic_then_promotes(server, pushed_versions):
-    state = local.set_rollout(local.get("penguins"), {"uri": pushed_versions[1], "version": "1"},
-                              {"uri": pushed_versions[2], "version": "2"}, 30)
+    state = local.set_rollout(local.get("penguins"), served(pushed_versions[1], "1"), served(pushed_versions[2], "2"),
+                              30)
     versions = [call(state, "POST", "/v1/models/penguins:predict", {"instances": [ROW]})[1]["model_version"]
                 for _ in range(300)]
     assert 0.18 <= versions.count("2") / 300 <= 0.42  # 30% +- 4 standard deviations
@@ -223,27 +236,28 @@ def test_local_canary_splits_traffic_then_promotes(server, pushed_versions):
             for _ in range(20)} == {"2"}
     assert call(state, "POST", "/v1/models/penguins-canary:predict", {"instances": [ROW]})[0] == 404
     assert local.get("penguins")["stable"]["version"] == "2"
-    local.set_rollout(state, {"uri": pushed_versions[1], "version": "1"}, None, 0)
+    local.set_rollout(state, served(pushed_versions[1], "1"), None, 0)
 
 
 def test_a_bad_rollout_is_refused_and_the_stable_version_keeps_serving(server, pushed_versions, tmp_path):
-    import shutil
-
     tampered = tmp_path / "tampered"
     shutil.copytree(pushed_versions[2].removeprefix("file://"), tampered)
     (tampered / "saved_model.pb").write_bytes(b"not a model")
     status, body = call(server, "PUT", "/kubeline/v1/rollout", {"stable": {"uri": pushed_versions[1], "version": "1"},
                                                                 "canary": {"uri": f"file://{tampered}", "version": "3"},
-                                                                "canary_percent": 50})
+                                                                "canary_percent": 50}, headers=auth(server))
     assert status == 400 and "does not match its manifest: changed saved_model.pb" in body["error"]
     status, body = call(server, "PUT", "/kubeline/v1/rollout", {"stable": {"uri": pushed_versions[1]},
                                                                 "canary": {"uri": pushed_versions[2]},
-                                                                "canary_percent": 120})
+                                                                "canary_percent": 120}, headers=auth(server))
     assert status == 400 and "canary_percent: 120 is not in 0..100" in body["error"]
     for broken in ([1, 2], {"stable": "v1"}, {"stable": {"uri": pushed_versions[1]}, "canary": {"version": "2"}}):
-        status, body = call(server, "PUT", "/kubeline/v1/rollout", broken)
+        status, body = call(server, "PUT", "/kubeline/v1/rollout", broken, headers=auth(server))
         assert status == 400 and (".uri: is missing" in body["error"]), body
-    assert call(server, "GET", "/kubeline/v1/rollout")[1]["canary"] is None
+    status, body = call(server, "PUT", "/kubeline/v1/rollout", {"stable": {"uri": str(tmp_path)}},
+                        headers=auth(server))
+    assert status == 400 and body["error"].startswith(f"stable.uri: '{tmp_path}' is not a model this server can load")
+    assert call(server, "GET", "/kubeline/v1/serving")[1]["canary"] is None
     assert call(server, "POST", "/v1/models/penguins:predict", {"instances": [ROW]})[1]["model_version"] == "1"
 
 
@@ -273,14 +287,104 @@ def test_deploy_local_promotes_a_passing_canary_and_rolls_back_a_failing_one(kub
 def test_serve_list_and_stop(kubeline_home, pushed_versions):
     import subprocess
     import sys
-    from pathlib import Path
 
     kubeline = str(Path(sys.executable).parent / "kubeline")
     state = local.start("listed", {"uri": pushed_versions[1], "version": "1"})
     listed = subprocess.run([kubeline, "serve", "list"], capture_output=True, text=True)
     assert f"listed: {state['url']}/v1/models/listed:predict  stable version 1" in listed.stdout
+    assert "serving as recorded" in listed.stdout.splitlines()[0]
+    (local.home() / "deployments" / "listed.json").write_text(json.dumps({**state, "stable": {**state["stable"],
+                                                                                               "version": "7"}}))
+    listed = subprocess.run([kubeline, "serve", "list"], capture_output=True, text=True).stdout
+    assert "SERVES SOMETHING ELSE" in listed and "stable: recorded version '7', the server serves version '1'" in listed
+    (local.home() / "deployments" / "ghost.json").write_text(json.dumps({**state, "name": "ghost",
+                                                                         "url": "http://127.0.0.1:9"}))
+    listed = subprocess.run([kubeline, "serve", "list"], capture_output=True, text=True).stdout
+    assert re.search(r"ghost: .*  DOWN\n    down: no answer at http://127.0.0.1:9", listed), listed
+    local.stop("ghost")
     assert subprocess.run([kubeline, "serve", "stop", "listed"], capture_output=True, text=True).returncode == 0
     assert not psutil.pid_exists(state["pid"]) or psutil.Process(state["pid"]).status() == psutil.STATUS_ZOMBIE
     assert local.get("listed") is None
     missing = subprocess.run([kubeline, "serve", "stop", "listed"], capture_output=True, text=True)
     assert missing.returncode == 1 and "no local deployment named 'listed'" in missing.stderr
+
+
+def test_no_request_changes_what_serves_without_the_token(server, pushed_versions):
+    """KServe's repository routes are off; the rollout route wants the deployment's token, which never appears on
+    the server's command line and sits in a state file only its owner can read."""
+    for action in ("unload", "load"):
+        assert call(server, "POST", f"/v2/repository/models/penguins/{action}")[0] == 404
+    rollout = {"stable": served(pushed_versions[2], "2"), "canary": None, "canary_percent": 0}
+    assert call(server, "PUT", "/kubeline/v1/rollout", rollout)[0] == 401
+    status, body = call(server, "PUT", "/kubeline/v1/rollout", rollout, headers={"Authorization": "Bearer guess"})
+    assert status == 403 and "not this deployment's token" in body["error"]
+    assert call(server, "GET", "/kubeline/v1/serving") == (200, {
+        "name": "penguins", "stable": {"version": "1", "content_sha256": served(pushed_versions[1], "1")[
+            "content_sha256"]}, "canary": None, "canary_percent": 0})
+    assert call(server, "POST", "/v1/models/penguins:predict", {"instances": [ROW]})[1]["model_version"] == "1"
+    state_file = local.home() / "deployments" / "penguins.json"
+    assert os.stat(state_file).st_mode & 0o777 == 0o600 and json.loads(state_file.read_text())["token"]
+    assert server["token"] not in " ".join(psutil.Process(server["pid"]).cmdline())
+
+
+def test_control_routes_need_a_token_and_the_rollout_route_needs_loopback(tmp_path):
+    from fastapi.testclient import TestClient
+
+    with pytest.raises(InvalidInputError, match="KUBELINE_CONTROL_TOKEN: is empty"):
+        model_server.create_app("m", str(tmp_path), token="", model_repository=True)
+    app, _ = model_server.create_app("m", str(tmp_path), token="secret", model_repository=True)
+    client = TestClient(app)
+    assert client.post("/v2/repository/models/m/unload").status_code == 401
+    assert client.post("/v2/repository/models/m/unload", headers={"Authorization": "Bearer x"}).status_code == 403
+    assert client.post("/v2/repository/models/m/load", headers={"Authorization": "Bearer secret"}).status_code == 404
+    assert client.put("/kubeline/v1/rollout", json={}).status_code == 404  # not the local deployer's mode
+    assert model_server.main(["--model_name", "m", "--model_dir", str(tmp_path), "--host", "0.0.0.0",
+                              "--rollout"]) == 2
+
+
+def test_v2_version_routes_answer_for_the_served_version_and_404_otherwise(server):
+    assert call(server, "GET", "/v2/models/penguins/versions/1")[1]["name"] == "penguins"
+    assert call(server, "GET", "/v2/models/penguins/versions/1/ready") == (200, {"name": "penguins", "ready": True})
+    status, body = call(server, "POST", "/v2/models/penguins/versions/1/infer", v2())
+    assert status == 200 and body["model_version"] == "1" and body["outputs"][0]["data"] == ["Gentoo"]
+    for method, path, body in (("GET", "/v2/models/penguins/versions/2", None),
+                               ("GET", "/v2/models/penguins/versions/2/ready", None),
+                               ("POST", "/v2/models/penguins/versions/2/infer", v2()),
+                               ("POST", "/v2/models/nope/versions/1/infer", v2())):
+        status, answer = call(server, method, path, body)
+        assert status == 404 and re.fullmatch(r"Model with name \S+ version \d does not exist\.", answer["error"])
+
+
+def test_v2_json_without_a_content_type_is_served(server):
+    connection = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=30)
+    connection.request("POST", "/v2/models/penguins/infer", body=json.dumps(v2()).encode())
+    response = connection.getresponse()
+    assert response.status == 200 and json.loads(response.read())["outputs"][0]["data"] == ["Gentoo"]
+
+
+def test_files_that_do_not_match_the_pushed_digest_are_refused(server, pushed_versions, tmp_path):
+    """A tampered copy with a rewritten manifest passes the manifest but not the digest recorded at push: the
+    server refuses to start on it, and a rollout naming it is refused while the stable version keeps serving."""
+    tampered = tmp_path / "tampered"
+    shutil.copytree(pushed_versions[2].removeprefix("file://"), tampered)
+    (tampered / "assets.extra" / "extra.txt").write_text("injected")
+    (tampered / MANIFEST).write_text(json.dumps(build_manifest(tampered, "penguins")))
+    pushed = served(pushed_versions[2], "2")["content_sha256"]
+    with pytest.raises(OperationFailedError, match=rf"refused to start: stable.uri: the model files at '{tampered}' "
+                                                   rf"have the content digest \w+…, not the {pushed[:12]}…"):
+        local.start("tampered", {"uri": f"file://{tampered}", "version": "2", "content_sha256": pushed})
+    bare = tmp_path / "mnt-models"  # KServe's copy has no manifest: the digest alone decides
+    shutil.copytree(pushed_versions[2].removeprefix("file://"), bare)
+    (bare / MANIFEST).unlink()
+    with pytest.raises(OperationFailedError, match="content digest"):
+        local.start("bare", {"uri": str(bare), "version": "2", "content_sha256": "0" * 64})
+    status, body = call(server, "PUT", "/kubeline/v1/rollout", {
+        "stable": served(pushed_versions[1], "1"), "canary_percent": 50,
+        "canary": {"uri": f"file://{tampered}", "version": "2", "content_sha256": pushed}}, headers=auth(server))
+    assert status == 400 and body["error"].startswith(f"canary.uri: the model files at '{tampered}' have the content "
+                                                      "digest")
+    status, body = call(server, "PUT", "/kubeline/v1/rollout", {
+        "stable": {**served(pushed_versions[1], "1"), "content_sha256": "abc"}}, headers=auth(server))
+    assert status == 400 and body["error"].startswith("stable.content_sha256: 'abc' is not a sha256 hex digest")
+    assert call(server, "GET", "/kubeline/v1/serving")[1]["canary"] is None
+    assert local.check(local.get("penguins")) == []

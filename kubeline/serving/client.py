@@ -5,16 +5,20 @@ import json
 import urllib.error
 import urllib.request
 
+CONTROL_TOKEN_ENV = "KUBELINE_CONTROL_TOKEN"  # the server's environment variable for the deployment's token
+
 
 def predict_url(base_url: str, model_name: str) -> str:
     """The V1 predict URL of a model on a server."""
     return f"{base_url}/v1/models/{model_name}:predict"
 
 
-def request(method: str, url: str, body: dict | None = None, timeout: float = 30.0) -> tuple[int, dict]:
+def request(method: str, url: str, body: dict | None = None, timeout: float = 30.0,
+            headers: dict | None = None) -> tuple[int, dict]:
     """(HTTP status, JSON body); an error body that is not JSON comes back as ``{"error": text}``."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"{}")

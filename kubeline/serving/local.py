@@ -1,12 +1,15 @@
 """Local deployments: the model server as a background process on 127.0.0.1, one per endpoint name.
 
-State lives in ``$KUBELINE_HOME/deployments/<name>.json`` (default ``~/.kubeline``): the port, the
-process, and which stored version is stable or canary. ``kubeline serve list|stop`` reads it.
+State lives in ``$KUBELINE_HOME/deployments/<name>.json`` (default ``~/.kubeline``), readable by its owner
+only: the port, the process, which stored version is stable or canary, and the deployment's token, the one
+credential for its rollout route (given to the server in its environment, sent in ``Authorization``).
+``kubeline serve list|stop`` reads it; ``check`` asks the server what it serves.
 """
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -16,7 +19,7 @@ import urllib.error
 from pathlib import Path
 
 from kubeline.errors import OperationFailedError
-from kubeline.serving.client import request
+from kubeline.serving.client import CONTROL_TOKEN_ENV, request
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 120
@@ -38,6 +41,15 @@ def _alive(state: dict) -> bool:
         return False
 
 
+def _write(state: dict) -> None:
+    """The state file, created readable by its owner only (it holds the token)."""
+    path = _state_file(state["name"])
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        json.dump(state, file, indent=2)
+
+
 def get(name: str) -> dict | None:
     """The deployment's state when its server is running; a stale state file is removed."""
     path = _state_file(name)
@@ -51,8 +63,33 @@ def get(name: str) -> dict | None:
 
 
 def deployments() -> list[dict]:
+    """Every deployment's recorded state, its server running or not (see ``check``)."""
     folder = home() / "deployments"
-    return [state for path in sorted(folder.glob("*.json")) if (state := get(path.stem))]
+    return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+
+
+def check(state: dict) -> list[str]:
+    """What is wrong between the recorded state and what its server says it serves ([]: they agree)."""
+    try:
+        status, serving = request("GET", f"{state['url']}/kubeline/v1/serving", timeout=2)
+    except (OSError, urllib.error.URLError) as error:
+        return [f"down: no answer at {state['url']} ({getattr(error, 'reason', error)})"]
+    if status != 200:
+        return [f"down: {state['url']}/kubeline/v1/serving answered {status}"]
+    problems = []
+    for role in ("stable", "canary"):
+        recorded, actual = state.get(role), serving.get(role)
+        want = recorded and {"version": str(recorded.get("version", "")),
+                             "content_sha256": recorded.get("content_sha256") or ""}
+        if want != actual:
+            problems.append(f"{role}: recorded {_describe(want)}, the server serves {_describe(actual)}")
+    if serving.get("canary_percent") != state.get("canary_percent", 0):
+        problems.append(f"canary at {serving.get('canary_percent')}%, recorded {state.get('canary_percent', 0)}%")
+    return problems
+
+
+def _describe(served: dict | None) -> str:
+    return f"version {served['version']!r}" if served else "none"
 
 
 def _free_port() -> int:
@@ -62,17 +99,20 @@ def _free_port() -> int:
 
 
 def start(name: str, stable: dict, port: int = 0) -> dict:
-    """Starts a server for ``stable`` ({"uri", "version", ...}) and waits until its model is ready."""
+    """Starts a server for ``stable`` ({"uri", "version", "content_sha256", ...}; the files must have the content
+    digest when one is given) and waits until its model is ready."""
     port = port or _free_port()
     folder = home() / "deployments"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_path = folder / f"{name}.log"
+    token = secrets.token_urlsafe(32)
     command = [sys.executable, "-m", "kubeline.serving.server", "--model_name", name, "--model_dir", stable["uri"],
-               "--model_version", str(stable.get("version", "")), "--http_port", str(port), "--host", HOST,
-               "--cache_dir", str(home() / "cache")]
+               "--model_version", str(stable.get("version", "")), "--content_sha256",
+               stable.get("content_sha256") or "", "--http_port", str(port), "--host", HOST,
+               "--cache_dir", str(home() / "cache"), "--rollout"]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", CONTROL_TOKEN_ENV: token})
     url = f"http://{HOST}:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -90,20 +130,22 @@ def start(name: str, stable: dict, port: int = 0) -> dict:
         raise OperationFailedError(f"the model server for '{name}' was not ready within {START_TIMEOUT_S} s; "
                                    f"log: {log_path}")
     state = {"name": name, "url": url, "port": port, "pid": process.pid, "log": str(log_path), "stable": stable,
-             "canary": None, "canary_percent": 0, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    _state_file(name).write_text(json.dumps(state, indent=2))
+             "canary": None, "canary_percent": 0, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "token": token}
+    _write(state)
     return state
 
 
 def set_rollout(state: dict, stable: dict, canary: dict | None, percent: int) -> dict:
-    """Makes the running server serve ``stable`` and, at ``percent``, ``canary``."""
+    """Makes the running server serve ``stable`` and, at ``percent``, ``canary`` (version dicts as ``start``
+    takes them; each one's files are checked against its content digest before anything switches)."""
     status, body = request("PUT", f"{state['url']}/kubeline/v1/rollout",
-                           {"stable": stable, "canary": canary, "canary_percent": percent}, timeout=300)
+                           {"stable": stable, "canary": canary, "canary_percent": percent}, timeout=300,
+                           headers={"Authorization": f"Bearer {state['token']}"})
     if status != 200:
         raise OperationFailedError(f"the model server for '{state['name']}' refused the rollout: "
                                    f"{body.get('error', body)}")
     state = {**state, "stable": stable, "canary": canary, "canary_percent": percent if canary else 0}
-    _state_file(state["name"]).write_text(json.dumps(state, indent=2))
+    _write(state)
     return state
 
 

@@ -9,7 +9,6 @@ request_preprocess/predict/postprocess histograms, and a transformer could stand
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from kubeline.schema import NUMERIC, Schema
 from kubeline.serving import metrics
 
 MAX_ROWS_PER_REQUEST = 1024
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 NUMERIC_V2_TYPES = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 
 
@@ -129,12 +129,17 @@ def _fail(field: str, problem: str, fix: str):
 
 
 class ServedModel(Model):
-    """One stored model version; ``name`` is the endpoint's model name."""
+    """One stored model version; ``name`` is the endpoint's model name, ``content_sha256`` the digest its files
+    were checked against ("" when none was given)."""
 
-    def __init__(self, name: str, model_dir: str | Path, version: str = ""):
+    def __init__(self, name: str, model_dir: str | Path, version: str = "", content_sha256: str = ""):
         super().__init__(name)
-        self.model_dir, self.version = str(model_dir), version
+        self.model_dir, self.version, self.content_sha256 = str(model_dir), version, content_sha256
         self.schema: Schema | None = None
+
+    def served(self) -> dict:
+        """What this model is, as the server reports it."""
+        return {"version": self.version, "content_sha256": self.content_sha256}
 
     def load(self) -> bool:
         import tensorflow as tf
@@ -186,14 +191,21 @@ class ServedModel(Model):
         _fail(f"{where}.{unknown[0]}", f"is not a feature of this model{hint}", f"send only {expected}")
 
     @staticmethod
+    def _text(value: bytes, where: str) -> str:
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            _fail(where, f"is not UTF-8 text: {value[:20]!r}", "send the category as UTF-8 text")
+
+    @staticmethod
     def _column(feature, values: list, where) -> np.ndarray:
         if feature.kind == NUMERIC:
             for i, value in enumerate(values):
                 if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                     _fail(where(i), f"expected a number or null, got {type(value).__name__} {value!r}",
                           "send a JSON number")
-                if isinstance(value, float) and math.isinf(value):
-                    _fail(where(i), "is infinite", "send a finite number or null")
+                if value is not None and abs(value) > FLOAT32_MAX:  # inf, or beyond float32 (NaN is a missing value)
+                    _fail(where(i), f"{value!r} is beyond float32's range", "send a finite number or null")
             return np.array([np.nan if v is None else v for v in values], dtype=np.float32)
         for i, value in enumerate(values):
             if value is not None and not isinstance(value, str):
@@ -234,7 +246,7 @@ class ServedModel(Model):
             rows = shape[0]
             if rows > MAX_ROWS_PER_REQUEST:
                 _fail(f"{where}.shape", f"{rows} rows, more than {MAX_ROWS_PER_REQUEST}", "split the request")
-            data = [v.decode() if isinstance(v, bytes) else v for v in data]
+            data = [self._text(v, f"{where}.data[{i}]") if isinstance(v, bytes) else v for i, v in enumerate(data)]
             columns[feature.name] = self._column(feature, data, lambda i, w=where: f"{w}.data[{i}]")
         return columns, rows
 
@@ -269,7 +281,8 @@ class ServedModel(Model):
                 infer_outputs=[InferOutput("label", [rows], "BYTES", data=prediction.labels),
                                InferOutput("probabilities", [rows, len(classes)], "FP32",
                                            data=prediction.probabilities.flatten().tolist(),
-                                           parameters={"classes": ",".join(classes)})])
+                                           parameters={"classes": ",".join(classes)})],
+                use_binary_outputs=request.use_binary_outputs, requested_outputs=request.request_outputs)
         return {"model_version": self.version,
                 "predictions": [{"label": label, "probabilities": dict(zip(classes, map(float, row)))}
                                 for label, row in zip(prediction.labels, prediction.probabilities)]}
