@@ -8,21 +8,49 @@ from typing import Callable
 from kubeline.errors import InvalidInputError, OperationFailedError, ServiceUnavailableError
 
 
-def custom_objects(kubeconfig: str = ""):
-    """A CustomObjectsApi: in-cluster config inside a pod, else ``kubeconfig`` (or $KUBECONFIG, ~/.kube/config)."""
+def api_client(kubeconfig: str = ""):
+    """An ApiClient: in-cluster config inside a pod, else ``kubeconfig`` (or $KUBECONFIG, ~/.kube/config)."""
     from kubernetes import client, config
 
     if not kubeconfig:
         try:
             config.load_incluster_config()
-            return client.CustomObjectsApi()
+            return client.ApiClient()
         except config.ConfigException:
             pass
     try:
-        return client.CustomObjectsApi(config.new_client_from_config(config_file=kubeconfig or None))
+        return config.new_client_from_config(config_file=kubeconfig or None)
     except (config.ConfigException, OSError) as error:
         raise InvalidInputError("kubeconfig", f"no cluster credentials ({error})",
                                 "run inside the cluster with a service account, or give a kubeconfig") from None
+
+
+def custom_objects(kubeconfig: str = ""):
+    """A CustomObjectsApi (see ``api_client``)."""
+    from kubernetes import client
+
+    return client.CustomObjectsApi(api_client(kubeconfig))
+
+
+def core_v1(kubeconfig: str = ""):
+    """A CoreV1Api (see ``api_client``)."""
+    from kubernetes import client
+
+    return client.CoreV1Api(api_client(kubeconfig))
+
+
+def read_config_map(api, namespace: str, name: str) -> tuple[dict | None, str]:
+    """(the ConfigMap's data, "") or (None, why it could not be read: forbidden, not found, the API's error)."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        return api.read_namespaced_config_map(name, namespace).data or {}, ""
+    except ApiException as error:
+        reason = {403: "forbidden", 404: "not found"}.get(error.status, f"HTTP {error.status}")
+        return None, f"ConfigMap {namespace}/{name}: {reason} ({api_message(error)})"
+    except HTTPError as error:
+        return None, f"ConfigMap {namespace}/{name}: the API server is unreachable ({error})"
 
 
 def api_message(error) -> str:

@@ -179,8 +179,9 @@ def training_pipeline(
         deploy_canary_percent: Traffic a new version gets next to the serving one until its smoke test passes.
         deploy_smoke_rows: Eval rows sent to the new version and compared with the offline predictions.
         deploy_timeout_s: Longest wait for the new version to be ready on the cluster.
-        deploy_service: InferenceService settings (namespace, runtime, min_replicas, max_replicas,
-            scale_metric, scale_target, cpu, memory, gpus, service_account, labels).
+        deploy_service: InferenceService settings (namespace, "" for the step's own; deployment_mode, "" for
+            the existing service's or KServe's default; kserve_namespace, min_replicas, max_replicas,
+            scale_metric, scale_target, cpu, memory, gpus, service_account, labels, smoke_ingress).
         storage_secret: Kubernetes Secret whose keys accesskey and secretkey every step uses for s3:// and
             minio:// (KFP's own object-store Secret by default); optional.
         storage_config: Kubernetes ConfigMap with minio_endpoint, s3_endpoint and s3_region for the steps and

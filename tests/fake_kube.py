@@ -8,7 +8,9 @@ its CRD's schema. Controllers are plain functions the tests register per resourc
 calls them the way an operator reconciles, so status changes arrive after the write, not with it.
 ``defaulters`` (per plural) stand in for a mutating admission webhook: each gets a copy of the object a
 create or replace sends and returns the object to store, before the schema is checked, as the API server
-runs mutating admission before validation.
+runs mutating admission before validation. ``admitters`` (per plural) stand in for a validating webhook:
+``fn(new, old)`` raises AdmissionDenied to refuse a write. Core resources (``/api/v1/...``, group "") are served
+the same way, e.g. ConfigMaps; ``deny`` holds ``(verb, plural, namespace)`` that RBAC forbids (403).
 """
 from __future__ import annotations
 
@@ -20,8 +22,16 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-PATH = re.compile(r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<namespace>[^/]+)/"
+PATH = re.compile(r"^/(?:apis/(?P<group>[^/]+)|api)/(?P<version>[^/]+)/namespaces/(?P<namespace>[^/]+)/"
                   r"(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>status))?$")
+
+
+class AdmissionDenied(Exception):
+    """Raised by an admission hook: the API server answers 400 with the webhook's message."""
+
+
+def api_version(group: str, version: str) -> str:
+    return f"{group}/{version}" if group else version
 
 
 def merge_patch(target, patch):
@@ -41,10 +51,13 @@ class FakeKubernetes:
     """Serves ``/apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}]`` for the registered resources."""
 
     def __init__(self, resources: dict, reconcile_interval: float = 0.05, defaulters: dict | None = None):
-        """``resources`` maps ``(group, version, plural)`` to ``(kind, validator or None)``; ``defaulters`` maps a
-        plural to ``fn(obj) -> obj``, applied to the main resource on create, replace and patch."""
+        """``resources`` maps ``(group, version, plural)`` to ``(kind, validator or None)`` (group "" for the core
+        API); ``defaulters`` maps a plural to ``fn(obj) -> obj``, applied to the main resource on create, replace
+        and patch."""
         self.resources = resources
         self.defaulters: dict[str, callable] = dict(defaulters or {})
+        self.admitters: dict[str, callable] = {}
+        self.deny: set[tuple[str, str, str]] = set()
         self.objects: dict[tuple, dict] = {}
         self.controllers: dict[str, callable] = {}  # plural -> fn(obj) -> new status or None
         self.requests: list[tuple[str, str]] = []
@@ -77,6 +90,19 @@ class FakeKubernetes:
         with self.lock:
             found = [o for k, o in self.objects.items() if k[2:] == (plural, namespace, name)]
             return copy.deepcopy(found[0]) if found else None
+
+    def put(self, group: str, version: str, plural: str, namespace: str, obj: dict) -> None:
+        """Stores an object as a controller or an install would (no admission, no request recorded)."""
+        with self.lock:
+            obj = copy.deepcopy(obj)
+            obj["metadata"] = {"namespace": namespace, "uid": str(uuid.uuid4()), "generation": 1,
+                               **obj.get("metadata", {})}
+            self._bump(obj)
+            self.objects[(group, version, plural, namespace, obj["metadata"]["name"])] = obj
+
+    def delete(self, group: str, version: str, plural: str, namespace: str, name: str) -> None:
+        with self.lock:
+            self.objects.pop((group, version, plural, namespace, name), None)
 
     def writes(self) -> list[tuple[str, str]]:
         return [r for r in self.requests if r[0] != "GET"]
@@ -123,10 +149,17 @@ class FakeKubernetes:
             def _route(self, method: str) -> None:
                 fake.requests.append((method, self.path))
                 match = PATH.match(self.path.split("?")[0])
-                resource = match and fake.resources.get((match["group"], match["version"], match["plural"]))
+                resource = match and fake.resources.get((match["group"] or "", match["version"], match["plural"]))
                 if not resource:
                     return self._status(404, "NotFound", f"the server could not find the requested resource "
                                                          f"({method} {self.path})")
+                verb = {"GET": "get" if match["name"] else "list", "POST": "create", "PUT": "update",
+                        "PATCH": "patch", "DELETE": "delete"}[method]
+                if (verb, match["plural"], match["namespace"]) in fake.deny:
+                    return self._status(403, "Forbidden", f'{match["plural"]} "{match["name"] or ""}" is forbidden: '
+                                        f'User "system:serviceaccount:test:pipeline" cannot {verb} resource '
+                                        f'"{match["plural"]}" in API group "{match["group"] or ""}" in the '
+                                        f'namespace "{match["namespace"]}"')
                 with fake.lock:
                     fake._serve(self, method, match, *resource)
 
@@ -148,14 +181,14 @@ class FakeKubernetes:
         return Handler
 
     def _serve(self, handler, method: str, match, kind: str, validator) -> None:
-        group, version, plural, namespace, name = (match[k] for k in ("group", "version", "plural", "namespace",
-                                                                        "name"))
+        group, version, plural, namespace, name = (match[k] or "" for k in ("group", "version", "plural",
+                                                                              "namespace", "name"))
         key = (group, version, plural, namespace, name)
         what = f'{plural}.{group} "{name}"'
         current = self.objects.get(key)
         if method == "GET" and not name:
             items = [copy.deepcopy(o) for k, o in self.objects.items() if k[:4] == key[:4]]
-            return handler._send(200, {"apiVersion": f"{group}/{version}", "kind": f"{kind}List", "items": items,
+            return handler._send(200, {"apiVersion": api_version(group, version), "kind": f"{kind}List", "items": items,
                                        "metadata": {"resourceVersion": str(self.revision)}})
         if method == "POST":
             body = handler._body()
@@ -184,12 +217,18 @@ class FakeKubernetes:
 
     def _write(self, handler, key, kind, validator, body, current, code, status_only=False) -> None:
         group, version, plural, namespace, name = key
-        if body.get("kind") != kind or body.get("apiVersion") != f"{group}/{version}":
-            return handler._status(400, "BadRequest", f"expected {kind} {group}/{version}, got "
+        if body.get("kind") != kind or body.get("apiVersion") != api_version(group, version):
+            return handler._status(400, "BadRequest", f"expected {kind} {api_version(group, version)}, got "
                                                       f"{body.get('kind')} {body.get('apiVersion')}")
         defaulter = self.defaulters.get(plural)
         if defaulter and not status_only:
             body = defaulter(copy.deepcopy(body))
+        admitter = self.admitters.get(plural)
+        if admitter and not status_only:
+            try:
+                admitter(copy.deepcopy(body), copy.deepcopy(current))
+            except AdmissionDenied as denied:
+                return handler._status(400, "BadRequest", f'admission webhook denied the request: {denied}')
         errors = sorted(validator.iter_errors(body), key=str) if validator else []
         if errors:
             path = ".".join(str(p) for p in errors[0].absolute_path)

@@ -58,10 +58,8 @@ def cluster(tmp_path, stores):
                 "access_key": KEYS["accesskey"], "secret_key": KEYS["secretkey"], "gcs_endpoint": stores["gcs"]}
     made = {}
 
-    def make(pipeline_root: str, model_name: str) -> Cluster:
+    def make(pipeline_root: str, model_name: str, kserve_mode: str = "Standard") -> Cluster:
         kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
-        made["cluster"] = Cluster(tmp_path / "pods", pipeline_root, launcher, node_env,
-                                  Path(kubeconfig).read_text(), api.url, secrets, config_maps)
         # KServe's storage initializer gets the store's keys from the predictor's service account; the model
         # server gets nothing else from this machine.
         predictor_env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path / "predictor"),
@@ -69,19 +67,27 @@ def cluster(tmp_path, stores):
                          "AWS_ENDPOINT_URL": stores["s3"], "AWS_REGION": "us-east-1", **node_env}
         made["servers"] = StorageServers(model_name.lower().replace("_", "-"), tmp_path / "predictors",
                                          predictor_env)
+        # KServe in the cluster's default mode (its inferenceservice-config ConfigMap); pods reach the cluster's
+        # addresses (the deploy step's smoke requests) through the fake cluster network.
+        made["kserve"] = FakeKServe(made["servers"], default_mode=kserve_mode).install(api)
+        made["cluster"] = Cluster(tmp_path / "pods", pipeline_root, launcher,
+                                  {**node_env, **made["kserve"].network.proxy_env()},
+                                  Path(kubeconfig).read_text(), api.url, secrets, config_maps)
         api.controllers["experiments"] = made["katib"] = TrialRunner(made["cluster"], tmp_path / "trials")
-        api.controllers["inferenceservices"] = FakeKServe(made["servers"])
         return made["cluster"]
 
     make.api, make.made = api, made
     yield make
     if "servers" in made:
         made["servers"].stop()
+    if "kserve" in made:
+        made["kserve"].stop()
     api.stop()
 
 
-def run_pipeline(make, pipeline_root: str, data_uri: str, model_root: str, model_name: str, tracking_uri: str):
-    cluster = make(pipeline_root, model_name)
+def run_pipeline(make, pipeline_root: str, data_uri: str, model_root: str, model_name: str, tracking_uri: str,
+                 kserve_mode: str = "Standard"):
+    cluster = make(pipeline_root, model_name, kserve_mode)
     run = PipelineRun(cluster, PACKAGE, {"data_uri": data_uri, "model_root": model_root, "model_name": model_name,
                                          "tracking_uri": tracking_uri, **ARGUMENTS})
     return run.run()
@@ -125,7 +131,8 @@ def check_run(make, result, model_root: str, model_name: str, tracking_uri: str)
     assert client.get_model_version_by_alias(model_name, "champion").version == version.version
     # The InferenceService serves that version, and answers.
     endpoint = model_name.lower().replace("_", "-")  # DeployConfig.name: the model name as a Kubernetes name
-    service = api.get("inferenceservices", "kubeflow", endpoint)
+    # In the step's own namespace: a real pod's service-account namespace; here the pods' kubeconfig context's.
+    service = api.get("inferenceservices", "default", endpoint)
     assert service["spec"]["predictor"]["model"]["storageUri"] == pushed["model_uri"].replace("minio://", "s3://")
     from kubeline.serving.client import predict_url, request
 
@@ -152,7 +159,7 @@ def test_the_compiled_pipeline_runs_on_a_cluster_with_kfps_minio_root_and_s3_dat
 
 def test_the_compiled_pipeline_runs_on_a_cluster_with_gcs_roots(cluster, stores, mlflow_tracking):
     result = run_pipeline(cluster, "gs://kubeline-mlpipeline/root", "gs://kubeline-data/penguins/penguins.csv",
-                               "gs://kubeline-models/kubeline", "Penguins_GCS", mlflow_tracking.uri)
+                               "gs://kubeline-models/kubeline", "Penguins_GCS", mlflow_tracking.uri, "Knative")
     check_run(cluster, result, "gs://kubeline-models/kubeline", "Penguins_GCS", mlflow_tracking.uri)
     names = [blob.name for blob in gcs_client().list_blobs("kubeline-mlpipeline",
                                                            prefix=f"root/kubeline-training/{result.run_id}/")]

@@ -1,5 +1,7 @@
-"""InferenceServices: objects validated against KServe's CRD, and the kubernetes deploy target against a fake
-API server whose KServe controller rolls out revisions and routes them to real model servers on 127.0.0.1."""
+"""InferenceServices: objects validated against KServe's CRD, and the kubernetes deploy target in both of KServe's
+deployment modes against a fake API server whose KServe controller (tests/fake_kserve.py, rules from kserve/kserve
+v0.20.0's reconcilers and webhook) rolls out revisions or Deployments and routes the cluster's addresses to real
+model servers on 127.0.0.1."""
 import copy
 from pathlib import Path
 
@@ -13,10 +15,13 @@ from kubeline.components.deploy.config import DeployConfig
 from kubeline.components.deploy.core import Release, deploy, load_inputs
 from kubeline.errors import InvalidInputError, OperationFailedError
 from kubeline.serving import smoke
-from kubeline.serving.inference_service import ServiceSettings, build, check_webhook_rules
+from kubeline.serving.inference_service import (CONTENT_DIGEST_ENV, MODEL_VERSION_ENV, ServiceSettings, build,
+                                                 canary_entry, check_webhook_rules)
 
 REPO = Path(__file__).resolve().parents[1]
 STORAGE = {1: "gs://models/penguins/1", 2: "gs://models/penguins/2"}
+DIGEST = "ab" * 32
+MODES = ("Knative", "Standard")
 
 
 @pytest.fixture(scope="module")
@@ -24,24 +29,30 @@ def isvc_schema():
     return crd_validator("serving.kserve.io_inferenceservices.yaml")
 
 
-@pytest.mark.parametrize("settings,canary", [
-    (ServiceSettings(), None),
-    (ServiceSettings(runtime="tensorflow", gpus=1, min_replicas=0, max_replicas=5, scale_metric="rps",
-                     scale_target=200, service_account="kubeline-pipeline", namespace="team-a", labels={"team": "a"}),
-     10),
-], ids=["kubeline-runtime", "tensorflow-runtime-gpu-canary"])
-def test_inference_services_validate_against_the_crd(settings, canary, isvc_schema):
-    service = build("penguins", settings, STORAGE[1], "7", canary)
+@pytest.mark.parametrize("mode,settings,canary", [
+    ("Knative", ServiceSettings(), None),
+    ("Knative", ServiceSettings(gpus=1, min_replicas=0, max_replicas=5, scale_metric="rps", scale_target=200,
+                                service_account="kubeline-pipeline", namespace="team-a", labels={"team": "a"}), 10),
+    ("Standard", ServiceSettings(scale_metric="memory", scale_target=512), None),
+], ids=["knative", "knative-gpu-canary", "standard"])
+def test_inference_services_validate_against_the_crd(mode, settings, canary, isvc_schema):
+    service = build("penguins", settings, STORAGE[1], "7", canary, mode, DIGEST)
     errors = sorted(isvc_schema.iter_errors(service), key=str)
     assert not errors, errors[0].message
-    model = service["spec"]["predictor"]["model"]
-    assert model["storageUri"] == STORAGE[1]
-    assert model["modelFormat"]["name"] == ("kubeline" if settings.runtime == "kubeline" else "tensorflow")
+    predictor = service["spec"]["predictor"]
+    model = predictor["model"]
+    assert model["storageUri"] == STORAGE[1] and model["runtime"] == "kubeline-server"
+    assert model["env"] == [{"name": MODEL_VERSION_ENV, "value": "7"}, {"name": CONTENT_DIGEST_ENV, "value": DIGEST}]
+    assert service["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == mode
+    assert predictor["scaleMetric"] == (settings.scale_metric or {"Knative": "concurrency", "Standard": "cpu"}[mode])
     if settings.gpus:
-        assert model["resources"]["limits"]["nvidia.com/gpu"] == "1" and "runtime" not in model
-        assert service["spec"]["predictor"]["canaryTrafficPercent"] == 10
-    else:
-        assert model["runtime"] == "kubeline-server"
+        assert model["resources"]["limits"]["nvidia.com/gpu"] == "1" and predictor["canaryTrafficPercent"] == 10
+    if mode == "Standard":
+        # KServe >= 0.20's spec.canary (inference_service.go CanarySpec) is in the v0.20.0 CRD.
+        service["spec"]["canary"] = [canary_entry("penguins", "v2-g1", settings, STORAGE[2], "2", 20, DIGEST)]
+        errors = sorted(isvc_schema.iter_errors(service), key=str)
+        assert not errors, errors[0].message
+        check_webhook_rules(service)
 
 
 def test_serving_runtime_manifest():
@@ -60,6 +71,13 @@ def test_serving_runtime_manifest():
 
 @pytest.mark.parametrize("settings,field", [
     ({"runtime": "sklearn"}, "service.runtime"),
+    ({"runtime": "tensorflow"}, "service.runtime"),
+    ({"deployment_mode": "Serverfull"}, "service.deployment_mode"),
+    ({"deployment_mode": "Standard", "scale_metric": "concurrency"}, "service.scale_metric"),
+    ({"deployment_mode": "Knative", "scale_metric": "cpu"}, "service.scale_metric"),
+    ({"deployment_mode": "Standard", "min_replicas": 0}, "service.min_replicas"),
+    ({"scale_metric": "cpu", "scale_target": 150, "deployment_mode": "Standard"}, "service.scale_target"),
+    ({"smoke_ingress": "istio-ingressgateway"}, "service.smoke_ingress"),
     ({"min_replicas": 4, "max_replicas": 2}, "service.max_replicas"),
     ({"scale_metric": "latency"}, "service.scale_metric"),
     ({"gpus": -1}, "service.gpus"),
@@ -92,6 +110,7 @@ def test_bad_service_objects_are_refused(name, storage_uri, field):
     (lambda p: p.update(tensorflow={"storageUri": STORAGE[1]}), "spec.predictor"),
     (lambda p: p.pop("model"), "spec.predictor"),
     (lambda p: p.update(minReplicas=5, maxReplicas=2), "spec.predictor.minReplicas"),
+    (lambda p: p.update(canaryTrafficPercent=120), "spec.predictor.canaryTrafficPercent"),
 ])
 def test_webhook_only_rules_are_checked_in_code(change, field):
     service = copy.deepcopy(build("penguins", ServiceSettings(), STORAGE[1]))
@@ -101,10 +120,11 @@ def test_webhook_only_rules_are_checked_in_code(change, field):
     assert caught.value.field == field
 
 
+
 @pytest.fixture(scope="module")
 def model_servers(tmp_path_factory, pushed_versions):
-    """A live model server per stored version, standing in for the revisions' pods: each serves the model
-    under the InferenceService's name, as KServe's runtime does."""
+    """A live model server per stored version, standing in for the pods: each serves the model under the
+    InferenceService's name, as KServe's runtime does (``--model_name={{.Name}}``, canaries too)."""
     import sys
 
     from conftest import BackgroundServer, free_port
@@ -121,16 +141,48 @@ def model_servers(tmp_path_factory, pushed_versions):
         server.stop()
 
 
-@pytest.fixture
-def kserve_api(tmp_path, model_servers):
+def make_api(tmp_path, model_servers, monkeypatch, default_mode):
+    import urllib.request
+
     resources = {("serving.kserve.io", "v1beta1", "inferenceservices"):
                  ("InferenceService", crd_validator("serving.kserve.io_inferenceservices.yaml"))}
     fake = FakeKubernetes(resources, reconcile_interval=0.02).start()
     fake.kubeconfig_path = fake.kubeconfig(tmp_path / "kubeconfig")
-    fake.controller = FakeKServe(model_servers)
-    fake.controllers["inferenceservices"] = fake.controller
+    fake.controller = FakeKServe(dict(model_servers), default_mode=default_mode).install(fake)
+    # This process reaches the cluster's addresses as a pod does, through the fake cluster network.
+    for key, value in fake.controller.network.proxy_env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(urllib.request, "_opener", None)  # urlopen's opener reads the proxy settings once
+    return fake
+
+
+@pytest.fixture(params=MODES)
+def kserve_api(request, tmp_path, model_servers, monkeypatch):
+    """The fake API server with KServe in one mode: the cluster default (inferenceservice-config) is that mode."""
+    fake = make_api(tmp_path, model_servers, monkeypatch, request.param)
+    fake.mode = request.param
     yield fake
+    fake.controller.stop()
     fake.stop()
+
+
+@pytest.fixture
+def registry_uri(tmp_path):
+    """An MLflow SQLite registry with versions 1 and 2 of penguins (sources: the stored versions)."""
+    from kubeline import registry
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = registry.client(uri)
+    client.create_registered_model("penguins")
+    for version in (1, 2):
+        client.create_model_version("penguins", source=STORAGE[version])
+    return uri
+
+
+def champion(registry_uri) -> str:
+    from kubeline import registry
+
+    return str(registry.client(registry_uri).get_model_version_by_alias("penguins", "champion").version)
 
 
 @pytest.fixture(scope="module")
@@ -138,62 +190,196 @@ def inputs(trained_model, evaluated_model):
     return load_inputs(str(trained_model[1]), str(evaluated_model), rows=20)
 
 
-def config(name, **kwargs):
-    return DeployConfig(model_name=name, target="kubernetes", canary_percent=25, timeout_s=10, poll_s=0.02,
-                        service={"namespace": "kubeflow", **kwargs})
+def config(name="penguins", tracking_uri="", timeout_s=10.0, **service):
+    return DeployConfig(model_name=name, target="kubernetes", canary_percent=25, timeout_s=timeout_s, poll_s=0.02,
+                        tracking_uri=tracking_uri, service={"namespace": "kubeflow", **service})
 
 
-def test_first_deploy_creates_the_service_then_a_canary_is_promoted(kserve_api, inputs):
+def release(version: int, uri: str = "") -> Release:
+    return Release(uri or STORAGE[version], str(version), version, DIGEST)
+
+
+def test_first_deploy_creates_then_a_canary_is_smoke_tested_at_its_cluster_local_address_and_promoted(
+        kserve_api, inputs, registry_uri):
     schema, expected = inputs
     lines = []
-    first = deploy(Release(STORAGE[1], "1"), expected, schema, config("penguins"),
+    fake, mode = kserve_api.controller, kserve_api.mode
+    first = deploy(release(1), expected, schema, config(tracking_uri=registry_uri),
                    kubeconfig=kserve_api.kubeconfig_path, log=lines.append)
-    assert first.action == "created" and first.smoke["passed"]
+    assert first.action == "created" and first.smoke["passed"] and champion(registry_uri) == "1"
     service = kserve_api.get("inferenceservices", "kubeflow", "penguins")
-    assert service["metadata"]["generation"] == 1 and "canaryTrafficPercent" not in service["spec"]["predictor"]
-    assert first.endpoint == f"{kserve_api.controller.urls[STORAGE[1]]}/v1/models/penguins:predict"
+    assert service["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == mode
+    assert service["status"]["deploymentMode"] == mode
+    assert {e["name"]: e["value"] for e in service["spec"]["predictor"]["model"]["env"]} == {
+        MODEL_VERSION_ENV: "1", CONTENT_DIGEST_ENV: DIGEST}
+    assert fake.serving("kubeflow", "penguins") == {STORAGE[1]: 100}
 
-    second = deploy(Release(STORAGE[2], "2"), expected, schema, config("penguins"),
+    second = deploy(release(2), expected, schema, config(tracking_uri=registry_uri),
                     kubeconfig=kserve_api.kubeconfig_path, log=lines.append)
-    assert second.action == "promoted" and second.smoke["passed"]
-    assert second.endpoint == f"{kserve_api.controller.urls[STORAGE[2]]}/v1/models/penguins:predict"
-    service = kserve_api.get("inferenceservices", "kubeflow", "penguins")
-    assert service["metadata"]["generation"] == 3  # canary, then promotion
-    assert "canaryTrafficPercent" not in service["spec"]["predictor"]
-    assert service["spec"]["predictor"]["model"]["storageUri"] == STORAGE[2]
-    patches = [path for method, path in kserve_api.requests if method == "PATCH"]
-    assert len(patches) == 2 and [m for m, _ in kserve_api.requests if m == "POST"] == ["POST"]
+    assert second.action == "promoted" and second.smoke["passed"] and champion(registry_uri) == "2"
+    assert fake.serving("kubeflow", "penguins") == {STORAGE[2]: 100}
     assert any("canary with 25% of traffic next to version 1" in line for line in lines)
-
-
-def test_a_failing_canary_is_rolled_back_and_the_service_keeps_the_stable_revision(kserve_api, inputs):
-    schema, expected = inputs
-    deploy(Release(STORAGE[1], "1"), expected, schema, config("penguins"), kubeconfig=kserve_api.kubeconfig_path,
-           log=lambda line: None)
-    wrong = smoke.Expected(expected.instances, ["Chinstrap"] * len(expected.labels), expected.probabilities,
-                           expected.classes)
-    with pytest.raises(OperationFailedError, match="smoke test of version 2 failed, rolled back: version 1 keeps"):
-        deploy(Release(STORAGE[2], "2"), wrong, schema, config("penguins"), kubeconfig=kserve_api.kubeconfig_path,
-               log=lambda line: None)
+    smoke_lines = [line for line in lines if "smoke requests to" in line]
     service = kserve_api.get("inferenceservices", "kubeflow", "penguins")
-    assert service["spec"]["predictor"]["canaryTrafficPercent"] == 0
-    traffic = service["status"]["components"]["predictor"]["traffic"]
-    assert {t["tag"]: t["percent"] for t in traffic} == {"prev": 100, "latest": 0}
+    if mode == "Knative":  # the latest tag's cluster-local address (Knative's tag route beside the predictor's)
+        assert smoke_lines[-1].endswith("to http://latest-penguins-predictor.kubeflow.svc.cluster.local")
+        assert "canaryTrafficPercent" not in service["spec"]["predictor"]
+        assert {t["tag"]: t["percent"] for t in service["status"]["components"]["predictor"]["traffic"]} == {
+            "latest": 100}
+        assert second.endpoint == "http://penguins.kubeflow.svc.cluster.local/v1/models/penguins:predict"
+    else:  # the canary's own Service; promotion renames the predictor to it (no restart), the canary entry goes
+        name = service["spec"]["predictor"]["name"]
+        assert name.startswith("v2-g") and "canary" not in service["spec"]
+        assert smoke_lines[-1].endswith(f"to http://penguins-{name}-predictor.kubeflow.svc.cluster.local")
+        assert "canaryTrafficPercent" not in service["spec"]["predictor"]
+        assert second.endpoint == (f"http://penguins-{name}-predictor.kubeflow.svc.cluster.local/v1/models/"
+                                   "penguins:predict")
+    assert service["spec"]["predictor"]["model"]["storageUri"] == STORAGE[2]
+    writes = kserve_api.writes()
+    assert [m for m, _ in writes] == ["POST", "PATCH", "PATCH"]
+    again = deploy(release(2), expected, schema, config(tracking_uri=registry_uri),
+                   kubeconfig=kserve_api.kubeconfig_path, log=lines.append)
+    assert again.action == "unchanged" and kserve_api.writes() == writes
 
 
-def test_a_revision_that_never_gets_ready_times_out_with_its_conditions(kserve_api, inputs):
+def _wrong(expected):
+    return smoke.Expected(expected.instances, ["Chinstrap"] * len(expected.labels), expected.probabilities,
+                          expected.classes)
+
+
+@pytest.mark.parametrize("failure", ["smoke-mismatch", "never-ready", "unreachable"])
+def test_a_failing_canary_is_rolled_back_the_previous_version_serves_and_the_alias_stays(
+        kserve_api, inputs, registry_uri, failure):
     schema, expected = inputs
-    with pytest.raises(OperationFailedError, match="generation 1 was not Ready within 0 s; conditions: Ready=False "
-                                                   "\\(RevisionMissing: Revision penguins-predictor-00001"):
-        deploy(Release("gs://models/penguins/9", "9"), expected, schema,
-               DeployConfig(model_name="penguins", target="kubernetes", timeout_s=0.3, poll_s=0.02),
+    fake = kserve_api.controller
+    deploy(release(1), expected, schema, config(tracking_uri=registry_uri), kubeconfig=kserve_api.kubeconfig_path,
+           log=lambda line: None)
+    new, rows, timeout_s = release(2), expected, 10.0
+    if failure == "smoke-mismatch":
+        rows, message = _wrong(expected), "smoke test of version 2 failed, rolled back: version 1 keeps serving"
+    elif failure == "never-ready":  # a storage URI no pod can load: the new version never gets Ready
+        new, timeout_s = release(9, "gs://models/penguins/9"), 1.5
+        message = "rollout of version 9 failed, rolled back: version 1 keeps serving all traffic. not ready"
+    else:  # Ready, but its address drops every connection
+        fake.unreachable.add(STORAGE[2])
+        message = "rollout of version 2 failed, rolled back: version 1 keeps serving all traffic. unreachable"
+    lines = []
+    with pytest.raises(OperationFailedError, match=message):
+        deploy(new, rows, schema, config(tracking_uri=registry_uri, timeout_s=timeout_s),
+               kubeconfig=kserve_api.kubeconfig_path, log=lines.append)
+    assert fake.serving("kubeflow", "penguins") == {STORAGE[1]: 100}
+    assert champion(registry_uri) == "1"
+    service = kserve_api.get("inferenceservices", "kubeflow", "penguins")
+    if kserve_api.mode == "Knative":  # KServe's rollback: canaryTrafficPercent 0, prev at 100
+        assert service["spec"]["predictor"]["canaryTrafficPercent"] == 0
+        assert service["spec"]["predictor"]["model"]["storageUri"] == new.uri  # the spec names the rolled-back one
+        traffic = {t["tag"]: t["percent"] for t in service["status"]["components"]["predictor"]["traffic"]}
+        assert traffic == {"prev": 100, "latest": 0}
+    else:  # the canary entry is gone; the stable predictor was never touched
+        assert "canary" not in service["spec"] and "canaryStatuses" not in service["status"]
+        assert service["spec"]["predictor"]["model"]["storageUri"] == STORAGE[1]
+    # The next deploy learns what serves from the status, not the spec: version 1, not the rolled-back one.
+    fake.unreachable.clear()
+    lines = []
+    after = deploy(release(2), expected, schema, config(tracking_uri=registry_uri),
+                   kubeconfig=kserve_api.kubeconfig_path, log=lines.append)
+    assert after.action == "promoted" and champion(registry_uri) == "2"
+    assert any("next to version 1" in line for line in lines), lines
+    assert fake.serving("kubeflow", "penguins") == {STORAGE[2]: 100}
+
+
+def test_a_first_version_that_never_gets_ready_fails_with_the_conditions(kserve_api, inputs):
+    schema, expected = inputs
+    with pytest.raises(OperationFailedError, match="nothing served before it") as caught:
+        deploy(release(9, "gs://models/penguins/9"), expected, schema, config(timeout_s=0.5),
                kubeconfig=kserve_api.kubeconfig_path, log=lambda line: None)
+    reason = "RevisionMissing" if kserve_api.mode == "Knative" else "MinimumReplicasUnavailable"
+    assert f"Ready=False ({reason}" in str(caught.value)
+
+
+def test_the_mode_comes_from_the_clusters_configmap_and_a_forbidden_read_names_the_setting(
+        tmp_path, model_servers, monkeypatch, inputs):
+    schema, expected = inputs
+    api = make_api(tmp_path, model_servers, monkeypatch, "Knative")
+    try:
+        api.deny.add(("get", "configmaps", "kserve"))
+        with pytest.raises(InvalidInputError) as caught:
+            deploy(release(1), expected, schema, config(), kubeconfig=api.kubeconfig_path, log=lambda line: None)
+        assert caught.value.field == "service.deployment_mode" and "forbidden" in str(caught.value)
+        assert "deploy_service={'deployment_mode': 'Standard'}" in str(caught.value)
+        assert api.writes() == []
+        # Given, the setting is enough (no ConfigMap read); a metric of the other mode is refused before any call.
+        requests = len(api.requests)
+        with pytest.raises(InvalidInputError) as caught:
+            deploy(release(1), expected, schema, config(deployment_mode="Knative", scale_metric="cpu"),
+                   kubeconfig=api.kubeconfig_path, log=lambda line: None)
+        assert caught.value.field == "service.scale_metric" and len(api.requests) == requests
+        first = deploy(release(1), expected, schema, config(deployment_mode="Knative"),
+                       kubeconfig=api.kubeconfig_path, log=lambda line: None)
+        assert first.action == "created" and not any("configmaps" in path for _, path in api.requests[requests:])
+        # An existing service's mode wins; a setting that contradicts it is refused (validateDeploymentMode).
+        with pytest.raises(InvalidInputError) as caught:
+            deploy(release(2), expected, schema, config(deployment_mode="Standard"), kubeconfig=api.kubeconfig_path,
+                   log=lambda line: None)
+        assert caught.value.field == "service.deployment_mode" and "runs in Knative mode" in str(caught.value)
+        assert [m for m, _ in api.writes()] == ["POST"]
+    finally:
+        api.controller.stop()
+        api.stop()
+
+
+def test_the_cluster_default_mode_decides_the_scale_metric_check_before_any_write(kserve_api, inputs):
+    schema, expected = inputs
+    other = {"Knative": "memory", "Standard": "rps"}[kserve_api.mode]
+    with pytest.raises(InvalidInputError) as caught:
+        deploy(release(1), expected, schema, config(scale_metric=other), kubeconfig=kserve_api.kubeconfig_path,
+               log=lambda line: None)
+    assert caught.value.field == "service.scale_metric" and f"{kserve_api.mode} mode" in str(caught.value)
+    assert kserve_api.writes() == []
+
+
+def test_a_standard_mode_rolling_update_stays_ready_while_old_and_new_pods_answer(tmp_path, model_servers,
+                                                                                monkeypatch):
+    """Why the Standard-mode rollout never patches the stable predictor: KServe reports Ready from the Deployment's
+    Available condition (inference_service_status.go PropagateRawStatus), which stays True through a rolling
+    update, so a wait on Ready returns while old pods still answer (the fake behaves so)."""
+    import time
+
+    api = make_api(tmp_path, model_servers, monkeypatch, "Standard")
+    try:
+        api.controller.ready_after = 25
+        key = ("serving.kserve.io", "v1beta1", "inferenceservices", "kubeflow", "penguins")
+        service = build("penguins", ServiceSettings(namespace="kubeflow"), STORAGE[1], "1", None, "Standard")
+        api.put(*key[:4], service)
+        deadline = time.monotonic() + 20
+
+        def ready():
+            conditions = (api.get("inferenceservices", "kubeflow", "penguins").get("status") or {}).get("conditions")
+            return bool(conditions) and conditions[0]["status"] == "True"
+
+        while not ready():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        with api.lock:
+            api.objects[key]["spec"]["predictor"]["model"]["storageUri"] = STORAGE[2]
+        time.sleep(0.1)
+        assert ready() and api.controller.serving("kubeflow", "penguins") == {STORAGE[1]: 100}
+        while len(api.controller.serving("kubeflow", "penguins")) < 2:  # both ReplicaSets behind the Service
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert ready()
+    finally:
+        api.controller.stop()
+        api.stop()
 
 
 @pytest.mark.parametrize("kwargs,release_uri,field", [
     ({"canary_percent": 120}, STORAGE[1], "canary_percent"),
     ({"canary_percent": 0}, STORAGE[1], "canary_percent"),
     ({"service": {"runtime": "onnx"}}, STORAGE[1], "service.runtime"),
+    ({"service": {"runtime": "tensorflow"}}, STORAGE[1], "service.runtime"),
+    ({"service": {"deployment_mode": "Standard", "scale_metric": "concurrency"}}, STORAGE[1], "service.scale_metric"),
+    ({"service": {"deployment_mode": "Knative", "scale_metric": "cpu"}}, STORAGE[1], "service.scale_metric"),
     ({}, "", "storage_uri"),
     ({}, "file:///tmp/models/penguins/1", "storage_uri"),
     ({"service": {"replicas": 3}}, STORAGE[1], "service"),
@@ -209,3 +395,22 @@ def test_bad_deploy_configs_are_refused_before_anything_is_sent(kserve_api, inpu
                kubeconfig=kserve_api.kubeconfig_path, log=lambda line: None)
     assert caught.value.field == field
     assert kserve_api.requests == []
+
+
+def test_a_bad_content_digest_is_refused_before_anything_is_sent(kserve_api, inputs):
+    schema, expected = inputs
+    with pytest.raises(InvalidInputError) as caught:
+        deploy(Release(STORAGE[1], "1", 1, "not-a-digest"), expected, schema, config(),
+               kubeconfig=kserve_api.kubeconfig_path, log=lambda line: None)
+    assert caught.value.field == "content_sha256" and kserve_api.requests == []
+
+
+def test_the_service_goes_to_the_steps_own_namespace_unless_one_is_given(tmp_path, monkeypatch):
+    """Multi-user Kubeflow runs a pipeline's pods in the user's profile, which is where they may create objects."""
+    from kubeline import runtime
+
+    namespace_file = tmp_path / "namespace"
+    namespace_file.write_text("profile-alice")
+    monkeypatch.setattr(runtime, "SERVICE_ACCOUNT_NAMESPACE", namespace_file)
+    assert build("penguins", ServiceSettings(), STORAGE[1])["metadata"]["namespace"] == "profile-alice"
+    assert build("penguins", ServiceSettings(namespace="team-a"), STORAGE[1])["metadata"]["namespace"] == "team-a"

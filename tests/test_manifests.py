@@ -38,7 +38,8 @@ def rules(role: dict) -> dict:
 
 
 def custom_object_calls() -> dict:
-    """Every custom-object call in the package's code, by (group, plural) of the module that makes it."""
+    """Every custom-object call in the package's code, by the (group, plural) it names: the module's own resource,
+    or Knative's revisions where the call names them."""
     from kubeline.katib import experiment
     from kubeline.serving import inference_service
 
@@ -47,18 +48,19 @@ def custom_object_calls() -> dict:
     calls = {}
     for folder in ("kubeline", "katib", "components", "pipelines"):
         for path in (REPO / folder).rglob("*.py"):
-            methods = set(re.findall(r"\.(\w+_namespaced_custom_object)\b", path.read_text()))
-            if methods:
-                where = path.relative_to(REPO).as_posix()
+            where = path.relative_to(REPO).as_posix()
+            for method, arguments in re.findall(r"\.(\w+_namespaced_custom_object)\b,?([^)]*)", path.read_text()):
                 assert where in resources, f"{where} calls the Kubernetes API: add its resource to this test and RBAC"
-                calls.setdefault(resources[where], set()).update(METHOD_VERBS[m] for m in methods)
+                resource = ("serving.knative.dev", "revisions") if "revisions" in arguments else resources[where]
+                calls.setdefault(resource, set()).add(METHOD_VERBS[method])
     return calls
 
 
 def test_the_pipeline_role_is_what_the_code_and_kfps_pods_call_and_nothing_more():
     role = rules(documents("Role")["kubeline-pipeline"])
     calls = custom_object_calls()
-    assert set(calls) == {("kubeflow.org", "experiments"), ("serving.kserve.io", "inferenceservices")}
+    assert set(calls) == {("kubeflow.org", "experiments"), ("serving.kserve.io", "inferenceservices"),
+                          ("serving.knative.dev", "revisions")}
     assert role == {**KFP_CALLS, **calls}
     for key, verbs in KFP_CALLS.items():
         allowed = KFP_PIPELINE_RUNNER[key]

@@ -32,8 +32,14 @@ def deploy(
     With no endpoint yet, the model gets all traffic. Otherwise it gets canary_percent of it, smoke
     requests (rows of the eval split) must return the evaluated model's predictions, and then it is
     promoted (all traffic, registry alias "champion") or rolled back (the step fails, the previous
-    version keeps serving). Target "kubernetes" manages a KServe InferenceService; "local" runs the model
-    server on 127.0.0.1 in the background.
+    version keeps serving). Any failure after the new version was applied (not ready in time, unreachable,
+    an exception, a smoke mismatch) rolls back; the alias moves only after the promotion. Target "kubernetes"
+    manages a KServe InferenceService in its deployment mode: Knative (canaryTrafficPercent, the smoke requests
+    to the "latest" tag's cluster-local address) or Standard (a spec.canary entry, KServe >= 0.20, with its own
+    Deployment and Service, smoke-tested there, promoted by renaming the predictor); "local" runs the model
+    server on 127.0.0.1 in the background. KServe's built-in "tensorflow" runtime (TF Serving) is not offered:
+    it needs a numeric version folder under the storage URI and a TF Serving that reads TF 2.21 SavedModels,
+    neither of which is arranged or verified.
 
     Args:
         model: SavedModel from train (its schema shapes the smoke requests).
@@ -51,8 +57,13 @@ def deploy(
         tolerance: Largest allowed difference between served and offline probabilities.
         timeout_s: Longest wait for the new version to be ready (kubernetes target).
         port: Local target's port; 0 picks a free one (an existing deployment keeps its port).
-        service: InferenceService settings: namespace, runtime ("kubeline" or "tensorflow"), min_replicas,
-            max_replicas, scale_metric, scale_target, cpu, memory, gpus, service_account, labels.
+        service: InferenceService settings: namespace ("" for the step's own: its pod's, in multi-user Kubeflow
+            the profile's), runtime ("kubeline"), deployment_mode ("" for the
+            existing service's or the cluster default, "Standard" or "Knative"), kserve_namespace (where KServe's
+            inferenceservice-config ConfigMap is), min_replicas, max_replicas, scale_metric (Knative: concurrency
+            or rps; Standard: cpu or memory; "" for the mode's first), scale_target (0: KServe's default), cpu,
+            memory, gpus, service_account, labels, smoke_ingress ("" for the cluster-local address, else the
+            ingress URL, reached with the service's host as the Host header).
         tracking_uri: MLflow registry URI for the champion alias; empty for none.
 
     Returns:

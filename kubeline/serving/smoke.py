@@ -2,7 +2,7 @@
 
 The evaluate step writes its offline predictions (``kubeline.artifacts.PREDICTIONS_FILE``: raw features,
 the predicted label, ``p_<class>`` probabilities); a served model must give the same label and probabilities within ``tolerance``, in
-the V1 protocol and, for the kubeline runtime, in V2.
+the V1 and V2 protocols.
 """
 from __future__ import annotations
 
@@ -69,16 +69,23 @@ def _served_v2(response: dict, classes: list[str]) -> tuple[list[str], np.ndarra
         -1, len(classes))
 
 
+def post(url: str, body: dict, host: str = "", timeout: float = 30.0) -> tuple[int, dict]:
+    """POSTs JSON; with ``host``, as the ``Host`` header (an ingress routes by it: kserve/kserve
+    test/e2e/common/utils.py sends ``{"Host": host}`` to the ingress address). Connection and DNS errors raise."""
+    return request("POST", url, body, timeout, headers={"Host": host} if host else None)
+
+
 def check(base_url: str, model_name: str, expected: Expected, schema: Schema, tolerance: float = 1e-5,
-          protocols: tuple[str, ...] = ("v1", "v2")) -> SmokeResult:
-    """Sends the expected rows to ``base_url`` and compares labels and probabilities."""
+          protocols: tuple[str, ...] = ("v1", "v2"), host: str = "") -> SmokeResult:
+    """Sends the expected rows to ``base_url`` (with ``host`` as the Host header, through an ingress) and compares
+    labels and probabilities. An unreachable address raises (the caller rolls back)."""
     problems, worst = [], 0.0
     for protocol in protocols:
         if protocol == "v1":
-            status, body = request("POST", predict_url(base_url, model_name), {"instances": expected.instances})
+            status, body = post(predict_url(base_url, model_name), {"instances": expected.instances}, host)
         else:
-            status, body = request("POST", f"{base_url}/v2/models/{model_name}/infer",
-                                   v2_request(expected.instances, schema))
+            status, body = post(f"{base_url}/v2/models/{model_name}/infer", v2_request(expected.instances, schema),
+                                host)
         if status != 200:
             problems.append(f"{protocol}: HTTP {status} {str(body)[:300]}")
             continue
