@@ -138,6 +138,10 @@ def start(name: str, stable: dict, port: int = 0) -> dict:
 def set_rollout(state: dict, stable: dict, canary: dict | None, percent: int) -> dict:
     """Makes the running server serve ``stable`` and, at ``percent``, ``canary`` (version dicts as ``start``
     takes them; each one's files are checked against its content digest before anything switches)."""
+    if not state.get("token"):
+        raise OperationFailedError(f"the model server for '{state['name']}' was started by an earlier kubeline "
+                                   f"without a rollout token; stop it (kubeline serve stop {state['name']}) and "
+                                   "deploy again")
     status, body = request("PUT", f"{state['url']}/kubeline/v1/rollout",
                            {"stable": stable, "canary": canary, "canary_percent": percent}, timeout=300,
                            headers={"Authorization": f"Bearer {state['token']}"})
