@@ -43,12 +43,35 @@ def cmd_run(args) -> int:
     return 0 if summary["gate"]["decision"] == "pass" else EXIT_GATE_FAILED
 
 
-def cmd_compile(args) -> int:
-    from kubeline.pipelines.compile import compile_all
+def selected_pipelines(modules: list[str]) -> dict | None:
+    """The pipelines of the named modules (None: this package's own)."""
+    from kubeline.pipelines.check import find_pipelines
 
-    for path in compile_all(args.out_dir) if args.out_dir else compile_all():
+    if not modules:
+        return None
+    found = {}
+    for module in modules:
+        found.update(find_pipelines(module))
+    return found
+
+
+def cmd_compile(args) -> int:
+    from kubeline.pipelines.compile import COMPILED_DIR, compile_all
+
+    for path in compile_all(selected_pipelines(args.modules), args.out_dir or COMPILED_DIR):
         print(f"compiled {path}")
     return 0
+
+
+def cmd_check(args) -> int:
+    from kubeline.pipelines import PIPELINES
+    from kubeline.pipelines.check import check, render
+    from kubeline.pipelines.compile import COMPILED_DIR
+
+    compiled_dir = args.compiled_dir or COMPILED_DIR
+    report = check(selected_pipelines(args.modules) or PIPELINES, compiled_dir)
+    print(render(report, compiled_dir))
+    return 1 if any(report.values()) else 0
 
 
 def cmd_serve(args) -> int:
@@ -94,8 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cache", action="store_true", help="reuse outputs of unchanged steps from earlier runs")
     run.set_defaults(func=cmd_run)
     compile_cmd = commands.add_parser("compile", help="compile every pipeline to YAML")
+    compile_cmd.add_argument("modules", nargs="*", metavar="MODULE",
+                             help="modules whose pipelines to compile (default: kubeline's own)")
     compile_cmd.add_argument("--out-dir", help="default: pipelines/compiled in the package")
     compile_cmd.set_defaults(func=cmd_compile)
+    check = commands.add_parser("check", help="for CI: fail when a committed pipeline YAML is stale, does not parse "
+                                              "strictly, or does what KFP's backend would not")
+    check.add_argument("modules", nargs="*", metavar="MODULE",
+                       help="modules whose pipelines to check: a PIPELINES mapping, else every @dsl.pipeline "
+                            "defined there, as <name>.yaml (default: kubeline's own)")
+    check.add_argument("--compiled-dir", help="where the committed YAML is (default: pipelines/compiled in the "
+                                              "package)")
+    check.set_defaults(func=cmd_check)
     serve = commands.add_parser("serve", help="list or stop local model endpoints (deploy_target=local)")
     serve.add_argument("action", choices=["list", "stop"])
     serve.add_argument("name", nargs="?", help="deployment to stop")

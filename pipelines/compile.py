@@ -1,18 +1,21 @@
-"""Compile every pipeline to YAML under pipelines/compiled/ (what CI checks is current)."""
+"""Compile pipelines to YAML (by default this package's, under pipelines/compiled/, which CI checks is current)."""
 from pathlib import Path
 
 from kfp import compiler
 
-from kubeline.pipelines import PIPELINES
-
 COMPILED_DIR = Path(__file__).parent / "compiled"
 
 
-def compile_all(out_dir: str | Path = COMPILED_DIR) -> list[Path]:
+def compile_all(pipelines: dict | None = None, out_dir: str | Path = COMPILED_DIR) -> list[Path]:
+    """Compiles ``pipelines`` (compiled file name -> pipeline; default: ``kubeline.pipelines.PIPELINES``)."""
+    if pipelines is None:
+        from kubeline.pipelines import PIPELINES
+
+        pipelines = PIPELINES
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for file_name, pipeline in PIPELINES.items():
+    for file_name, pipeline in pipelines.items():
         path = out / file_name
         compiler.Compiler().compile(pipeline, str(path))
         paths.append(path)

@@ -1,12 +1,12 @@
-"""The compiled pipelines obey what KFP's v2 driver and launcher do (tests/kfp_backend_rules.py names the upstream
-code of each rule), and each rule catches what it is for."""
+"""The compiled pipelines obey what KFP's v2 driver and launcher do (kubeline/pipelines/backend_rules.py names the
+upstream code of each rule), and each rule catches what it is for."""
 import copy
 
 import pytest
 import yaml
 
-import kfp_backend_rules as rules
 from kubeline.pipelines import PIPELINES
+from kubeline.pipelines import backend_rules as rules
 from kubeline.pipelines.compile import COMPILED_DIR
 
 

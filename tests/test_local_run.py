@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from kfp_backend_rules import strict_json
+from kubeline.pipelines.backend_rules import strict_json
 
 KUBELINE = str(Path(sys.executable).parent / "kubeline")
 

@@ -13,6 +13,7 @@ from lock import locked_versions
 
 from kubeline import __version__
 from kubeline.pipelines import PIPELINES
+from kubeline.pipelines.check import differences, pipeline_documents
 from kubeline.pipelines.compile import COMPILED_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -21,31 +22,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def compile_fresh(out_dir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "KUBELINE_IMAGE_REGISTRY"}
     subprocess.run([sys.executable, "-c", f"from kubeline.pipelines.compile import compile_all; "
-                    f"compile_all({str(out_dir)!r})"], check=True, env=env)
+                    f"compile_all(out_dir={str(out_dir)!r})"], check=True, env=env)
 
 
 def compiled_spec(file_name: str) -> dict:
     """The PipelineSpec of a committed YAML (its first document; the second is the platform spec)."""
     return next(yaml.safe_load_all((COMPILED_DIR / file_name).read_text()))
-
-
-def pipeline_documents(text: str) -> list[dict]:
-    """The compiled YAML as data, less `sdkVersion` (which SDK wrote it, not what the pipeline does)."""
-    documents = list(yaml.safe_load_all(text))
-    for document in documents:
-        document.pop("sdkVersion", None)
-    return documents
-
-
-def differences(committed, fresh, path: str = "") -> list[str]:
-    """Where two parsed specs differ, as readable paths (`root.inputDefinitions.parameters.seed.defaultValue`)."""
-    if isinstance(committed, dict) and isinstance(fresh, dict):
-        return [line for key in sorted(set(committed) | set(fresh), key=str)
-                for line in differences(committed.get(key), fresh.get(key), f"{path}.{key}".lstrip("."))]
-    if isinstance(committed, list) and isinstance(fresh, list) and len(committed) == len(fresh):
-        return [line for index, (a, b) in enumerate(zip(committed, fresh))
-                for line in differences(a, b, f"{path}[{index}]")]
-    return [] if committed == fresh else [f"{path}: committed {committed!r}, compiled now {fresh!r}"]
 
 
 @pytest.mark.parametrize("file_name", sorted(PIPELINES))
@@ -172,8 +154,11 @@ def test_importing_components_and_compiling_does_not_import_tensorflow_or_kserve
     code = (
         "import sys\n"
         "from kubeline.components import IngestOp, TransformOp, TrainOp, EvaluateOp, TrackOp, PushOp\n"
+        "from kubeline.pipelines import PIPELINES\n"
+        "from kubeline.pipelines.check import check\n"
         "from kubeline.pipelines.compile import compile_all\n"
-        f"compile_all({str(tmp_path)!r})\n"
+        f"compile_all(out_dir={str(tmp_path)!r})\n"
+        f"assert check(PIPELINES, {str(tmp_path)!r}) == {{'training_pipeline.yaml': []}}\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'tensorflow_transform', 'keras',"
         " 'kserve', 'apache_beam', 'mlflow', 'pandas'})\n"
         "print(','.join(heavy))\n")

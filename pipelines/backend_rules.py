@@ -2,7 +2,8 @@
 
 kfp.local substitutes and converts things the cluster's driver and launcher do not, so a pipeline that runs
 under kfp.local can still fail on Kubeflow Pipelines. Each rule reads the upstream code it follows
-(kubeflow/pipelines, backend/src/v2) and returns one line per violation.
+(kubeflow/pipelines, backend/src/v2) and returns one line per violation. ``kubeline check`` runs them over every
+pipeline it compiles; the tests run them over this repository's and seed a violation of each.
 """
 from __future__ import annotations
 
