@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kubeline.pipelines.backend_rules import strict_json
+
 MOUNTS = ("/gcs", "/minio", "/s3", "/tmp/kfp")
 LOCAL_PREFIX = {"gs://": "/gcs/", "minio://": "/minio/", "s3://": "/s3/"}
 
@@ -92,14 +94,6 @@ class Bucket:
             else:
                 self.s3(scheme).upload_file(str(path), bucket, name)
         return len(files)
-
-
-def strict_json(text: str):
-    """JSON as protojson reads it: NaN and Infinity are errors."""
-    def refuse(constant):
-        raise ValueError(f"protojson refuses {constant}")
-
-    return json.loads(text, parse_constant=refuse)
 
 
 def text_to_value(text: str, parameter_type: str):

@@ -92,5 +92,5 @@ def test_a_missing_required_secret_stops_the_pod(cluster, package):
 
 
 def test_a_nan_output_is_refused_as_protojson_refuses_it(cluster, package):
-    with pytest.raises(PipelineFailed, match="protojson refuses NaN"):
+    with pytest.raises(PipelineFailed, match="NaN is not JSON: the launcher's protojson.Unmarshal refuses it"):
         PipelineRun(cluster, package, {"marker": "nan"}).run()
