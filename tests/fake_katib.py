@@ -128,8 +128,7 @@ def suggest(parameters: list, rng: random.Random) -> dict:
 
 class TrialRunner:
     """The controller: on a new Experiment, runs its trials (``parallelTrialCount`` at a time, in a thread) and
-    reports Created/Running, trial counts and currentOptimalTrial; Succeeded at maxTrialCount, Failed past
-    maxFailedTrialCount."""
+    reports Created/Running, trial counts, currentOptimalTrial and the outcome as Katib decides it (``outcome``)."""
 
     def __init__(self, cluster, work, seed: int = 0):
         self.cluster, self.work, self.seed = cluster, work, seed
@@ -153,8 +152,7 @@ class TrialRunner:
         while True:
             with self.lock:
                 trials = state["trials"]
-                failed = sum(t["state"] == "Failed" for t in trials.values())
-                if len(trials) >= spec["maxTrialCount"] or failed > spec.get("maxFailedTrialCount", 3):
+                if outcome(spec, trials) or len(trials) >= spec["maxTrialCount"]:
                     state["done"] = True
                     return
             batch = []
@@ -242,10 +240,27 @@ class TrialRunner:
             return {**status, "conditions": conditions + [{"type": "Running", "status": "True",
                                                            "reason": "ExperimentRunning",
                                                            "message": "Experiment is running"}]}
-        if len(by_state["Failed"]) > spec.get("maxFailedTrialCount", 3):
-            ended = {"type": "Failed", "status": "True", "reason": "ExperimentMaxFailedTrialsReached",
-                     "message": "Experiment has failed because max failed count has reached"}
-        else:
-            ended = {"type": "Succeeded", "status": "True", "reason": "ExperimentMaxTrialsReached",
-                     "message": "Experiment has succeeded because max trial count has reached"}
-        return {**status, "conditions": conditions + [{"type": "Running", "status": "False"}, ended]}
+        return {**status, "conditions": conditions + [{"type": "Running", "status": "False"},
+                                                      outcome(spec, trials)]}
+
+
+def outcome(spec: dict, trials: dict) -> dict | None:
+    """The ending condition, in the order pkg/controller.v1beta1/experiment/util/status_util.go
+    (UpdateExperimentStatusCondition) checks: the objective goal, then failed trials reaching maxFailedTrialCount
+    (>=, when any failed), then finished trials reaching maxTrialCount; None while none holds."""
+    objective = spec["objective"]
+    name, goal = objective["objectiveMetricName"], objective.get("goal")
+    strategy = {s["name"]: s["value"] for s in objective.get("metricStrategies", [])}.get(name, "latest")
+    values = [t["metrics"][name][strategy] for t in trials.values() if t["state"] == "Succeeded"]
+    better = (lambda v: v >= goal) if objective["type"] == "maximize" else (lambda v: v <= goal)
+    if goal is not None and any(better(v) for v in values):
+        return {"type": "Succeeded", "status": "True", "reason": "ExperimentGoalReached",
+                "message": "Experiment has succeeded because Objective goal has reached"}
+    failed = sum(t["state"] == "Failed" for t in trials.values())
+    if "maxFailedTrialCount" in spec and failed and failed >= spec["maxFailedTrialCount"]:
+        return {"type": "Failed", "status": "True", "reason": "ExperimentFailed",
+                "message": "Experiment has failed because max failed count has reached"}
+    if sum(t["state"] in ("Succeeded", "Failed") for t in trials.values()) >= spec["maxTrialCount"]:
+        return {"type": "Succeeded", "status": "True", "reason": "ExperimentMaxTrialsReached",
+                "message": "Experiment has succeeded because max trial count has reached"}
+    return None

@@ -336,3 +336,24 @@ def test_the_experiment_goes_to_the_steps_own_namespace_unless_one_is_given(tmp_
     monkeypatch.setattr(runtime, "SERVICE_ACCOUNT_NAMESPACE", in_pod)
     assert config(namespace="").experiment(DATA)["metadata"]["namespace"] == "profile-alice"
     assert config(namespace="kubeflow").experiment(DATA)["metadata"]["namespace"] == "kubeflow"
+
+
+@pytest.mark.parametrize("states,goal,reason", [
+    (["Succeeded", "Failed"], None, None),
+    (["Succeeded", "Failed", "Failed"], None, "ExperimentFailed"),  # failed >= maxFailedTrialCount (2), not >
+    (["Succeeded"] * 3 + ["Failed"], None, "ExperimentMaxTrialsReached"),
+    (["Succeeded"], 0.9, "ExperimentGoalReached"),  # the goal is checked first
+])
+def test_the_fake_katib_ends_experiments_as_katibs_status_util_does(states, goal, reason):
+    """The cluster-shaped run's Katib (tests/fake_katib.py) must end an Experiment when and as Katib would."""
+    from fake_katib import outcome
+
+    spec = {"maxTrialCount": 4, "maxFailedTrialCount": 2,
+            "objective": {"type": "maximize", "objectiveMetricName": "accuracy", "goal": goal,
+                          "metricStrategies": [{"name": "accuracy", "value": "latest"}]}}
+    trials = {f"t{i}": {"state": s, "metrics": {"accuracy": {"latest": 0.95, "min": 0.5, "max": 0.95}}}
+              for i, s in enumerate(states)}
+    if goal is None:
+        del spec["objective"]["goal"]
+    ended = outcome(spec, trials)
+    assert (ended and ended["reason"]) == reason
