@@ -58,7 +58,7 @@ def selected_pipelines(modules: list[str]) -> dict | None:
 def cmd_compile(args) -> int:
     from kubeline.pipelines.compile import COMPILED_DIR, compile_all
 
-    for path in compile_all(selected_pipelines(args.modules), args.out_dir or COMPILED_DIR):
+    for path in compile_all(args.out_dir or COMPILED_DIR, selected_pipelines(args.modules)):
         print(f"compiled {path}")
     return 0
 

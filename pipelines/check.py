@@ -77,7 +77,7 @@ def check(pipelines: dict, compiled_dir: str | Path) -> dict[str, list[str]]:
     compiled_dir = Path(compiled_dir)
     report = {}
     with tempfile.TemporaryDirectory() as fresh_dir:
-        compile_all(pipelines, fresh_dir)
+        compile_all(fresh_dir, pipelines)
         for file_name in sorted(pipelines):
             fresh = pipeline_documents((Path(fresh_dir) / file_name).read_text())
             committed_path = compiled_dir / file_name

@@ -6,8 +6,9 @@ from kfp import compiler
 COMPILED_DIR = Path(__file__).parent / "compiled"
 
 
-def compile_all(pipelines: dict | None = None, out_dir: str | Path = COMPILED_DIR) -> list[Path]:
-    """Compiles ``pipelines`` (compiled file name -> pipeline; default: ``kubeline.pipelines.PIPELINES``)."""
+def compile_all(out_dir: str | Path = COMPILED_DIR, pipelines: dict | None = None) -> list[Path]:
+    """Compiles ``pipelines`` (compiled file name -> pipeline; default: ``kubeline.pipelines.PIPELINES``) into
+    ``out_dir``."""
     if pipelines is None:
         from kubeline.pipelines import PIPELINES
 
