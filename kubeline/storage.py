@@ -36,6 +36,12 @@ STORAGE_CONFIG_ENV = {"minio_endpoint": MINIO_ENDPOINT_ENV, "s3_endpoint": "AWS_
 RETRY_TIMEOUT_ENV = "KUBELINE_STORAGE_RETRY_TIMEOUT_S"
 
 
+def as_s3_uri(uri: str) -> str:
+    """KFP's ``minio://`` as the S3 API's ``s3://`` (for clients that only know s3://: Beam, KServe's storage
+    initializer); other URIs unchanged."""
+    return "s3://" + uri.removeprefix("minio://") if uri.startswith("minio://") else uri
+
+
 def split_uri(uri: str, field: str = "uri") -> tuple[str, str]:
     """Returns (scheme, path): "file" and a local path, or an object scheme and "bucket/key"."""
     parsed = urlparse(uri)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from kubeline import kube
 from kubeline.components.deploy.config import DeployConfig
 from kubeline.errors import InvalidInputError, OperationFailedError
+from kubeline.storage import as_s3_uri
 from kubeline.schema import Schema
 from kubeline.serving import local, smoke
 from kubeline.serving.client import predict_url
@@ -87,11 +88,6 @@ class LocalTarget:
 
 class RolloutFailed(Exception):
     """The new version did not pass (smoke mismatch); the caller rolls back."""
-
-
-def kserve_uri(uri: str) -> str:
-    """A storage URI as KServe is given it (minio:// is read as s3://)."""
-    return "s3://" + uri.removeprefix("minio://") if uri.startswith("minio://") else uri
 
 
 def _predictor_status(service: dict | None) -> dict:
@@ -411,7 +407,7 @@ def deploy(release: Release, expected: smoke.Expected, schema: Schema, config: D
     else:
         target = LocalTarget(config)
     current = target.current()
-    if current and not current.get("nothing") and kserve_uri(current["uri"]) == kserve_uri(release.uri) \
+    if current and not current.get("nothing") and as_s3_uri(current["uri"]) == as_s3_uri(release.uri) \
             and not current["canary"]:
         log(f"deploy: {config.name} already serves version {release.version}")
         return DeployResult("unchanged", target.endpoint(), release.served())

@@ -46,11 +46,6 @@ def join(location: str, name: str) -> str:
     return f"{location.rstrip('/')}/{name}" if "://" in location else str(Path(location) / name)
 
 
-def beam_uri(uri: str) -> str:
-    """A location as Beam's filesystems name it: KFP's ``minio://`` is S3 API, so Beam reads it as ``s3://``."""
-    return "s3://" + uri[len("minio://"):] if uri.startswith("minio://") else uri
-
-
 def remote_plan(runner: str, beam_pipeline_args: list[str], inputs: dict[str, str],
                 outputs: dict[str, str]) -> dict:
     """Locations and Beam options for a job on remote workers, from the step's artifact URIs.
@@ -75,9 +70,9 @@ def remote_plan(runner: str, beam_pipeline_args: list[str], inputs: dict[str, st
     temp_location = option_value(args, "--temp_location")
     if temp_location is None:
         temp_location = join(outputs["transform_graph"].rsplit("/", 1)[0], BEAM_TEMP_FOLDER)
-        args.append(f"--temp_location={beam_uri(temp_location)}")
+        args.append(f"--temp_location={storage.as_s3_uri(temp_location)}")
     if option_value(args, "--staging_location") is None:
-        args.append(f"--staging_location={join(beam_uri(temp_location), 'staging')}")
+        args.append(f"--staging_location={join(storage.as_s3_uri(temp_location), 'staging')}")
     schemes = {urlparse(u).scheme for u in [*locations.values(), temp_location]}
     if "minio" in schemes:
         if "s3" in schemes:
@@ -89,11 +84,11 @@ def remote_plan(runner: str, beam_pipeline_args: list[str], inputs: dict[str, st
             args.append(f"--s3_endpoint_url={endpoint if '://' in endpoint else 'http://' + endpoint}")
         if option_value(args, "--s3_region_name") is None:
             args.append("--s3_region_name=minio")
-    return {"train_path": beam_uri(inputs["train_data"]), "eval_path": beam_uri(inputs["eval_data"]),
-            "transform_graph_dir": beam_uri(outputs["transform_graph"]),
-            "transformed_train_dir": beam_uri(outputs["transformed_train"]),
-            "transformed_eval_dir": beam_uri(outputs["transformed_eval"]),
-            "temp_dir": join(beam_uri(temp_location), f"tft-{uuid.uuid4().hex}"), "beam_pipeline_args": args}
+    return {"train_path": storage.as_s3_uri(inputs["train_data"]), "eval_path": storage.as_s3_uri(inputs["eval_data"]),
+            "transform_graph_dir": storage.as_s3_uri(outputs["transform_graph"]),
+            "transformed_train_dir": storage.as_s3_uri(outputs["transformed_train"]),
+            "transformed_eval_dir": storage.as_s3_uri(outputs["transformed_eval"]),
+            "temp_dir": join(storage.as_s3_uri(temp_location), f"tft-{uuid.uuid4().hex}"), "beam_pipeline_args": args}
 
 
 def worker_wheel(dest_dir: str | Path) -> Path:

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field, fields
 
 from kubeline.runtime import own_namespace
+from kubeline.storage import as_s3_uri
 from kubeline.errors import InvalidInputError
 
 GROUP, VERSION, PLURAL, KIND = "serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService"
@@ -162,8 +163,7 @@ def model_spec(settings: ServiceSettings, storage_uri: str, model_version: str =
     KServe's storage initializer has no minio:// scheme: KFP's object store is read as s3:// (the predictor's
     service account carries the endpoint, as KServe's S3 secret annotations set it).
     """
-    if storage_uri.startswith("minio://"):
-        storage_uri = "s3://" + storage_uri.removeprefix("minio://")
+    storage_uri = as_s3_uri(storage_uri)
     if not storage_uri.startswith(STORAGE_SCHEMES):
         raise InvalidInputError("storage_uri", f"'{storage_uri}' cannot be read by KServe's storage initializer",
                                 "push the model to an object store (model_root gs://, s3:// or minio://) for a "
