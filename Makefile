@@ -7,7 +7,7 @@ LOCK := constraints.txt
 STAMP := $(VENV)/.kubeline-installed
 OUTPUT_DIR ?= runs/latest
 
-.PHONY: run test compile bench lock fresh-check clean
+.PHONY: run test lint compile bench lock fresh-check clean docs images push-images pin-images
 
 # Reinstalls whenever setup.py or the lock changes: pip moves every package to its locked version.
 $(STAMP): setup.py $(LOCK)
@@ -21,6 +21,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 compile: $(STAMP)
 	$(BIN)/kubeline compile
@@ -37,6 +40,24 @@ lock:
 # The README's two commands on a fresh clone of HEAD, with no virtualenv or pip cache reused.
 fresh-check:
 	.ci/fresh-check
+
+# docs/reference.md from the pipelines' and components' docstrings (tests/test_docs.py fails when it is stale).
+docs: $(STAMP)
+	$(BIN)/python -m kubeline.pipelines.reference
+
+# Container images tagged with the package version and the commit (.ci/images): make images [REGISTRY=...]
+# [DRY_RUN=1] builds them; make push-images builds and pushes both tags; make pin-images pins the base images by
+# digest (docker buildx). DRY_RUN=1 prints the docker commands instead of running them.
+IMAGE_OPTIONS = $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(DRY_RUN),--dry-run)
+
+images:
+	$(PYTHON) .ci/images build $(IMAGE_OPTIONS)
+
+push-images:
+	$(PYTHON) .ci/images push $(IMAGE_OPTIONS)
+
+pin-images:
+	$(PYTHON) .ci/images pin $(if $(DRY_RUN),--dry-run)
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

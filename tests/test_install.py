@@ -39,15 +39,3 @@ def test_lock_satisfies_every_range_in_setup_py():
             problems.append(f"the lock has {name}=={locked[name]}, setup.py asks for {requirement.specifier}")
     assert not problems, f"constraints.txt is out of date with setup.py ({'; '.join(problems)}): run `make lock`"
 
-
-def test_the_beam_worker_entrypoint_matches_the_locked_beam():
-    """The tf images are Beam SDK containers for remote runners: Beam's boot program must be the locked
-    apache-beam's (a worker whose boot and SDK differ is refused by Beam's version check), for the locked Python."""
-    import re
-    import sys
-    from pathlib import Path
-
-    dockerfile = (Path(__file__).resolve().parents[1] / "components" / "Dockerfile").read_text()
-    boots = set(re.findall(r"FROM apache/beam_python(\d+\.\d+)_sdk:(\S+)", dockerfile))
-    python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    assert boots == {(python, locked_versions()["apache-beam"])}, boots
