@@ -32,6 +32,7 @@ CORE = [
     "kfp>=2.17.0,<2.18",
     "kfp-kubernetes>=2.17.0,<2.18",
     "pyyaml>=6",
+    "rich>=13",  # kubeline run's step lines and live progress
 ]
 DATA = [
     "pandas>=2.2,<3",  # kserve 0.21 needs pandas<3
@@ -66,6 +67,7 @@ DEV = [
     "hypothesis>=6.100",  # property-based requests against the model server (tests/test_serving_fuzz.py)
     "tritonclient[http]>=2.40",  # a V2 client as it comes, binary tensor data included
     "kubernetes-validate>=1.33",  # Kubernetes' own schemas, for the manifests users apply (kserve/rbac.yaml)
+    "ruff>=0.17,<0.18",  # the linter (ruff.toml), run by CI and tests/test_lint.py
 ]
 
 setup(

@@ -40,8 +40,8 @@ def in_process(model_dir: str, seconds: float) -> dict:
     import tensorflow as tf
 
     from kubeline.saved_model import load_schema
-    from kubeline.serving.served_model import packed_predictor
     from kubeline.schema import NUMERIC
+    from kubeline.serving.served_model import packed_predictor
 
     schema = load_schema(model_dir)
     run = packed_predictor(tf.saved_model.load(model_dir), schema)

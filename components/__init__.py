@@ -9,8 +9,9 @@ runtime mode (no ``dsl.component`` there).
 """
 import importlib
 
-_COMPONENTS = {"FingerprintOp": "fingerprint", "IngestOp": "ingest", "TransformOp": "transform", "TuneOp": "tune", "TrainOp": "train",
-               "EvaluateOp": "evaluate", "TrackOp": "track", "PushOp": "push", "DeployOp": "deploy"}
+_COMPONENTS = {"FingerprintOp": "fingerprint", "IngestOp": "ingest", "TransformOp": "transform", "TuneOp": "tune",
+               "TrainOp": "train", "EvaluateOp": "evaluate", "TrackOp": "track", "PushOp": "push",
+               "DeployOp": "deploy"}
 __all__ = list(_COMPONENTS)
 
 

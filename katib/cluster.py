@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from kubeline import kube
+from kubeline import kube, progress
 from kubeline.errors import InvalidInputError, OperationFailedError
 from kubeline.katib.experiment import GROUP, PLURAL, VERSION, validate
 
@@ -120,6 +120,9 @@ def _wait(api, experiment: dict, where: str, timeout_s: float, poll_s: float, lo
         if counts != last.get("counts"):
             log(f"tune: {where} trials {counts}")
             last["counts"] = counts
+            ended = sum(counts[state] for state in ("Succeeded", "Failed", "EarlyStopped", "Killed"))
+            progress.report(ended, experiment["spec"].get("maxTrialCount", 0), "trials",
+                            f"{counts['Running']} running, {counts['Failed']} failed")
         failed_list = ", ".join(status.get("failedTrialList") or []) or "none listed"
         if kube.condition(current, "Failed") or (max_failed is not None and counts["Failed"] > max_failed):
             raise OperationFailedError(f"{where} failed: {counts['Failed']} failed trials (maxFailedTrialCount "

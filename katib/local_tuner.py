@@ -29,6 +29,7 @@ import warnings
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from kubeline import progress
 from kubeline.katib.experiment import PLACEHOLDER, grid_values, hyperband_eta, validate
 
 METRIC_LINE = re.compile(r"^\s*([\w|-]+)\s*=\s*([+-]?\d*\.?\d+(?:[eE][+-]?\d+)?)\s*$")
@@ -375,4 +376,7 @@ def tune(experiment: dict, log=print) -> TuningResult:
                     f"{objective}={result.metrics.get(objective)} ({result.seconds:.1f} s)")
                 if result.state == "Failed":
                     log(f"tune: trial {result.number} log tail:\n{result.log_tail}")
+                best = TuningResult(objective, direction, results, "").best
+                progress.report(len(results), max_trials, "trials",
+                                f"best {objective} {best.metrics[objective]:.4f}" if best else "")
     return TuningResult(objective, direction, sorted(results, key=lambda r: r.number), reason)

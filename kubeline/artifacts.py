@@ -3,7 +3,7 @@
 - transform graph (transform): tf.Transform's output plus ``RAW_SCHEMA_FILE``, the ingest schema.
 - transformed splits (transform): gzipped TFRecords of tf.Examples, ``*TRANSFORMED_SUFFIX``.
 - evaluation (evaluate): ``EVALUATION_FILE`` (decision, reasons, metrics, slices, confusion matrix, ROC) and
-  ``PREDICTIONS_FILE`` (the eval rows' raw features, ``predicted`` and ``p_<class>`` probabilities).
+  ``PREDICTIONS_FILE`` (the test rows' raw features, ``predicted`` and ``p_<class>`` probabilities).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The ``kubeline`` command: run the pipeline locally, compile pipelines, manage local endpoints."""
+"""The ``kubeline`` command: run the pipeline locally, compile pipelines, submit and schedule them on Kubeflow
+Pipelines, manage local endpoints."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,7 @@ from kubeline.errors import InvalidInputError
 
 EXIT_USER_ERROR = 2
 EXIT_GATE_FAILED = 3
+EXIT_RUN_FAILED = 1
 
 
 def parse_set(items: list[str]) -> dict:
@@ -31,14 +33,33 @@ def cmd_run(args) -> int:
                                 "UI / submit it with kfp.Client (README: Run on a cluster)")
     if args.data and not args.label:
         raise InvalidInputError("--label", "--data needs the column to predict", "add --label COLUMN")
-    from kubeline.local_run import render_summary, run_local
+    from contextlib import redirect_stderr, redirect_stdout
+    from pathlib import Path
 
-    try:
-        summary = run_local(args.output_dir, args.data or "", args.label or "", parse_set(args.set),
-                            enable_caching=args.cache, model_root=args.model_root or "")
-    except RuntimeError as err:
-        print(f"\nkubeline: the pipeline failed: {err}\nThe failing step's log is above.", file=sys.stderr)
-        return 1
+    from rich.console import Console
+
+    from kubeline.local_run import render_summary, run_local
+    from kubeline.run_display import StepLogs
+
+    logs = Path(args.output_dir) / "logs"
+    for old in logs.glob("*.log"):
+        old.unlink()
+    console = Console(file=sys.stdout, highlight=False)  # the terminal, before kfp.local's output is redirected
+    console.print(f"kubeline: running the training pipeline; each step's log goes to {logs}/<step>.log"
+                  f"{'' if args.verbose else ' (--verbose shows them here)'}", soft_wrap=True)
+    failure = None
+    with StepLogs(logs, console, args.verbose) as steps, redirect_stdout(steps), redirect_stderr(steps):
+        try:
+            summary = run_local(args.output_dir, args.data or "", args.label or "", parse_set(args.set),
+                                enable_caching=args.cache, model_root=args.model_root or "")
+        except RuntimeError as err:
+            failure = err
+    if failure is not None:
+        step = steps.failed_step()
+        tail = "\n".join(f"    {line}" for line in steps.tail(step))
+        print(f"\nkubeline: the pipeline failed: {failure}\nThe last lines of step '{step}':\n{tail}\n"
+              f"Its whole log: {steps.log_path(step)}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     print(render_summary(summary))
     return 0 if summary["gate"]["decision"] == "pass" else EXIT_GATE_FAILED
 
@@ -102,6 +123,95 @@ def cmd_serve(args) -> int:
     return 1
 
 
+def read_params_file(path: str | None) -> dict:
+    """The run arguments in a JSON or YAML file: a mapping of parameter names to values."""
+    if not path:
+        return {}
+    import yaml
+
+    fix = 'write a JSON or YAML mapping, e.g. {"epochs": 50, "data_uri": "gs://bucket/data.csv"}'
+    try:
+        with open(path) as file:
+            loaded = yaml.safe_load(file)
+    except OSError as err:
+        raise InvalidInputError("--params", f"cannot read '{path}' ({err.strerror})", fix) from None
+    except yaml.YAMLError as err:
+        raise InvalidInputError("--params", f"'{path}' is not JSON or YAML ({err})", fix) from None
+    if not isinstance(loaded, dict):
+        raise InvalidInputError("--params", f"'{path}' holds no mapping of parameter names to values", fix)
+    return loaded
+
+
+def given(args, *names: str) -> dict:
+    """The options given on the command line, as keyword arguments; the others keep kubeline.client's defaults."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def on_cluster(command):
+    """Runs a command that talks to the KFP API; a refusal or an unreachable API ends it with a message."""
+    def run(args) -> int:
+        from kfp_server_api import ApiException
+
+        from kubeline.client import api_message
+        from kubeline.errors import ServiceUnavailableError
+
+        try:
+            return command(args)
+        except ApiException as err:
+            print(f"kubeline: the Kubeflow Pipelines API refused it: {api_message(err)}", file=sys.stderr)
+        except ServiceUnavailableError as err:
+            print(f"kubeline: {err}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    return run
+
+
+@on_cluster
+def cmd_submit(args) -> int:
+    from kubeline.client import KubelineClient
+
+    client = KubelineClient(args.host, args.namespace)
+    arguments = {**read_params_file(args.params), **parse_set(args.set)}
+    outcome = client.submit(args.pipeline, arguments, **given(args, "experiment", "run_name", "version_name"))
+    print(f"started run {outcome.run_id}: {outcome.url}")
+    if not args.wait:
+        return 0
+    outcome = client.wait(outcome.run_id, **given(args, "timeout_s", "poll_s"))
+    print(outcome)
+    return 0 if outcome.succeeded else EXIT_RUN_FAILED
+
+
+@on_cluster
+def cmd_schedule(args) -> int:
+    from kubeline.client import KubelineClient
+
+    arguments = {**read_params_file(args.params), **parse_set(args.set)}
+    changes = KubelineClient(args.host, args.namespace).schedule(
+        args.pipeline, args.name, args.cron, arguments, no_catchup=args.no_catchup, enabled=not args.paused,
+        dry_run=args.dry_run, **given(args, "experiment", "start_time", "end_time", "max_concurrency",
+                                      "version_name"))
+    print("plan (--dry-run: nothing was changed):" if args.dry_run else "done:")
+    for change in changes:
+        print(f"  {change}")
+    return 0
+
+
+def cluster_options() -> argparse.ArgumentParser:
+    """The options submit and schedule share: the pipeline, its arguments, where it goes."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("pipeline", metavar="PIPELINE_YAML",
+                         help="compiled pipeline, e.g. pipelines/compiled/training_pipeline.yaml")
+    options.add_argument("--params", metavar="FILE", help="JSON or YAML file of parameter: value")
+    options.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                         help="set a pipeline parameter (JSON value; over --params), e.g. --set epochs=50")
+    options.add_argument("--experiment", help="KFP experiment, created if missing (default: Default)")
+    options.add_argument("--version", dest="version_name", metavar="NAME",
+                         help="pipeline version name (default: sha256-<digest of the file>)")
+    options.add_argument("--host", help="KFP API endpoint (default: $KFP_HOST, else kfp's: $KF_PIPELINES_ENDPOINT, "
+                                        "in-cluster, kubeconfig)")
+    options.add_argument("--namespace", help="your namespace in multi-user Kubeflow")
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "--set 'thresholds={\"accuracy\": 0.95}'")
     run.add_argument("--model-root", help="file:// or gs:// root for pushed models (default: OUTPUT_DIR/models)")
     run.add_argument("--cache", action="store_true", help="reuse outputs of unchanged steps from earlier runs")
+    run.add_argument("--verbose", action="store_true", help="show every step's log here as well as in its file")
     run.set_defaults(func=cmd_run)
     compile_cmd = commands.add_parser("compile", help="compile every pipeline to YAML")
     compile_cmd.add_argument("modules", nargs="*", metavar="MODULE",
@@ -129,6 +240,29 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--compiled-dir", help="where the committed YAML is (default: pipelines/compiled in the "
                                               "package)")
     check.set_defaults(func=cmd_check)
+    submit = commands.add_parser("submit", parents=[cluster_options()],
+                                 help="upload a compiled pipeline to Kubeflow Pipelines and start a run")
+    submit.add_argument("--run-name", help="default: the pipeline name and the time")
+    submit.add_argument("--wait", action="store_true", help="wait for the run's end; exit 1 unless it succeeded")
+    submit.add_argument("--timeout", dest="timeout_s", type=float, metavar="SECONDS",
+                        help="longest --wait (default: 6 h; the run goes on)")
+    submit.add_argument("--poll", dest="poll_s", type=float, metavar="SECONDS",
+                        help="seconds between --wait checks (default: 10)")
+    submit.set_defaults(func=cmd_submit)
+    schedule = commands.add_parser("schedule", parents=[cluster_options()],
+                                   help="create or update a recurring run of a compiled pipeline, by name")
+    schedule.add_argument("--name", required=True, help="the recurring run's name (unique in the experiment)")
+    schedule.add_argument("--cron", required=True,
+                          help="5 fields (minute hour day-of-month month day-of-week, e.g. '0 3 * * *'), "
+                               "KFP's 6 (seconds first) or @daily etc., in the scheduler's time zone")
+    schedule.add_argument("--start-time", metavar="RFC3339", help="no runs before, e.g. 2025-01-31T00:00:00Z")
+    schedule.add_argument("--end-time", metavar="RFC3339", help="no runs after")
+    schedule.add_argument("--max-concurrency", type=int, metavar="N", help="runs at once, 1-10 (default: 1)")
+    schedule.add_argument("--no-catchup", action="store_true",
+                          help="after a pause or a past start time, start only the latest missed run")
+    schedule.add_argument("--paused", action="store_true", help="create it disabled")
+    schedule.add_argument("--dry-run", action="store_true", help="show what would change and change nothing")
+    schedule.set_defaults(func=cmd_schedule)
     serve = commands.add_parser("serve", help="list or stop local model endpoints (deploy_target=local)")
     serve.add_argument("action", choices=["list", "stop"])
     serve.add_argument("name", nargs="?", help="deployment to stop")

@@ -135,6 +135,7 @@ def summarize(outputs: dict, run_dir: Path, data_uri: str, label: str, seconds: 
     """
     artifacts = {name: value.path for name, value in sorted(outputs.items()) if hasattr(value, "path")}
     statistics = outputs["statistics"].metadata
+    split_rows = json.loads(Path(artifacts["statistics"]).read_text())
     evaluation = read_evaluation(artifacts["evaluation"])
     pushed_file = run_dir / "push" / "executor_output.json"
     pushed = json.loads(pushed_file.read_text())["parameterValues"] if pushed_file.is_file() else None
@@ -146,8 +147,10 @@ def summarize(outputs: dict, run_dir: Path, data_uri: str, label: str, seconds: 
         "run_dir": str(run_dir),
         "wall_seconds": round(seconds, 1),
         "data": {"uri": data_uri, "label": label, "sha256": statistics["dataset_sha256"],
-                 "rows": int(statistics["rows"])},
+                 "rows": int(statistics["rows"]), **{f"{split}_rows": split_rows[f"{split}_rows"]
+                                                     for split in ("train", "validation", "test")}},
         "metrics": evaluation["metrics"],
+        "validation_metrics": evaluation["validation_metrics"],
         "gate": {"decision": evaluation["decision"], "reasons": evaluation["reasons"]},
         "tuning": ({"skipped": tuning["skipped"]} if "skipped" in tuning else
                    {"target": tuning["target"], "stopped_because": tuning["stopped_because"], "best": tuning["best"],
@@ -176,10 +179,19 @@ def tuning_lines(tuning: dict) -> list[str]:
                     for t in trials] if isinstance(trials, list) else lines
 
 
+def metric_lines(summary: dict) -> list[str]:
+    """Test metrics (what the gate judged) beside validation metrics (what tuning and early stopping chose on)."""
+    data = summary["data"]
+    lines = [f"{'metric':<20}{'test':>10}{'validation':>12}",
+             f"{'(rows)':<20}{data['test_rows']:>10}{data['validation_rows']:>12}"]
+    return lines + [f"{name:<20}{value:>10.4f}{summary['validation_metrics'].get(name, float('nan')):>12.4f}"
+                    for name, value in summary["metrics"].items()]
+
+
 def render_summary(summary: dict) -> str:
     lines = ["", "=" * 72, f"{PIPELINE_NAME} finished in {summary['wall_seconds']} s",
              f"data: {summary['data']['uri']} ({summary['data']['rows']} rows, label '{summary['data']['label']}')",
-             "metrics (eval split): " + ", ".join(f"{k}={v:.4f}" for k, v in summary["metrics"].items()),
+             *metric_lines(summary),
              *tuning_lines(summary["tuning"]),
              f"gate: {summary['gate']['decision'].upper()}", *(f"  {r}" for r in summary["gate"]["reasons"])]
     pushed = summary["pushed_model"]

@@ -4,7 +4,8 @@ Layout: ``<root>/<model-name>/<version>/`` holds the model files and ``MANIFEST`
 size, and the content digest over the model's own files), written last: a folder without a manifest is
 incomplete and is never loaded or registered. Versions are never overwritten: a local version appears by
 one atomic rename of a finished staging folder, an object-store upload refuses to replace any object
-(``if_generation_match=0`` on GCS, ``If-None-Match: *`` on S3 and MinIO). ``local_copy`` is the one way to get a verified local copy of a version.
+(``if_generation_match=0`` on GCS, ``If-None-Match: *`` on S3 and MinIO). ``local_copy`` is the one way to get
+a verified local copy of a version.
 """
 from __future__ import annotations
 

@@ -152,7 +152,8 @@ def list_versions(model_name: str, tracking_uri: str) -> list[dict]:
         for alias, version in (model.aliases or {}).items():
             aliases.setdefault(str(version), []).append(alias)
         rows = []
-        for version in sorted(mlflow_client.search_model_versions(f"name='{model_name}'"), key=lambda v: int(v.version)):
+        versions = mlflow_client.search_model_versions(f"name='{model_name}'")
+        for version in sorted(versions, key=lambda v: int(v.version)):
             metrics = mlflow_client.get_run(version.run_id).data.metrics if version.run_id else {}
             rows.append({"version": int(version.version), "aliases": sorted(aliases.get(str(version.version), [])),
                          "source": version.source, "run_id": version.run_id, "tags": dict(version.tags),

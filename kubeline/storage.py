@@ -32,7 +32,8 @@ MINIO_ENDPOINT_ENV = "KUBELINE_MINIO_ENDPOINT"
 # Secret and its endpoints from a ConfigMap, both optional, under these keys.
 STORAGE_SECRET_ENV = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
 STORAGE_CONFIG = "kubeline-storage"
-STORAGE_CONFIG_ENV = {"minio_endpoint": MINIO_ENDPOINT_ENV, "s3_endpoint": "AWS_ENDPOINT_URL", "s3_region": "AWS_REGION"}
+STORAGE_CONFIG_ENV = {"minio_endpoint": MINIO_ENDPOINT_ENV, "s3_endpoint": "AWS_ENDPOINT_URL",
+                      "s3_region": "AWS_REGION"}
 RETRY_TIMEOUT_ENV = "KUBELINE_STORAGE_RETRY_TIMEOUT_S"
 
 

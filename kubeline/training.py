@@ -14,7 +14,7 @@ from kubeline.errors import InvalidInputError
 
 DEFAULT_SEED = 42  # every seeded step of a run: the split, each trial, training, the search
 TRIAL_MODULE = "kubeline.components.train.trial"
-TRIAL_INPUTS = ("transformed_train", "transformed_eval", "transform_graph")
+TRIAL_INPUTS = ("transformed_train", "transformed_validation", "transform_graph")
 # The metrics the trainer prints: which way is better, and the values they can take.
 TRAINER_METRICS = {"accuracy": ("maximize", 0.0, 1.0), "loss": ("minimize", 0.0, float("inf"))}
 

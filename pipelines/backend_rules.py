@@ -18,8 +18,9 @@ RESOLVED_CONSTANTS = {"{{$.pipeline_job_name}}", "{{$.pipeline_job_resource_name
 PLACEHOLDER = re.compile(r"\{\{\$[^}]*\}\}")
 # backend/src/v2/driver/driver.go, initPodSpecPatch: these container fields may name an input parameter, which
 # resolve.go's resolvePodSpecInputRuntimeParameter reads with GetStringValue(); a number or bool reads as "".
-POD_SPEC_FIELDS = {("image",), ("resources", "accelerator", "resourceCount"), ("resources", "accelerator", "resourceType"),
-                   ("resources", "resourceCpuLimit"), ("resources", "resourceCpuRequest"),
+POD_SPEC_FIELDS = {("image",), ("resources", "accelerator", "resourceCount"),
+                   ("resources", "accelerator", "resourceType"), ("resources", "resourceCpuLimit"),
+                   ("resources", "resourceCpuRequest"),
                    ("resources", "resourceMemoryLimit"), ("resources", "resourceMemoryRequest")}
 CHANNEL = re.compile(r"^\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}$")
 

@@ -7,8 +7,17 @@ from kfp.dsl import Artifact, Markdown, Model
 
 from kubeline import images, storage
 from kubeline.artifacts import PASS
-from kubeline.components import (DeployOp, EvaluateOp, FingerprintOp, IngestOp, PushOp, TrackOp, TrainOp,
-                                 TransformOp, TuneOp)
+from kubeline.components import (
+    DeployOp,
+    EvaluateOp,
+    FingerprintOp,
+    IngestOp,
+    PushOp,
+    TrackOp,
+    TrainOp,
+    TransformOp,
+    TuneOp,
+)
 from kubeline.components.deploy.config import DeployConfig
 from kubeline.components.evaluate.config import EvaluateConfig
 from kubeline.components.ingest.config import IngestConfig
@@ -20,8 +29,8 @@ from kubeline.components.tune.config import TuneConfig
 from kubeline.config import defaults
 
 TrainingOutputs = NamedTuple("TrainingOutputs", schema=Artifact, statistics=Artifact, statistics_report=Markdown,
-                             transform_graph=Artifact, tuning=Artifact, model=Model, evaluation=Artifact, evaluation_report=Markdown,
-                             decision=str, mlflow_run_id=str)
+                             transform_graph=Artifact, tuning=Artifact, model=Model, evaluation=Artifact,
+                             evaluation_report=Markdown, decision=str, mlflow_run_id=str)
 
 
 PIPELINE_NAME = "kubeline-training"
@@ -32,8 +41,9 @@ PUSH, DEPLOY = defaults(PushConfig), defaults(DeployConfig)
 
 
 # Requests per step on a cluster (memory is also the limit); the train step's come from parameters.
-STEP_RESOURCES = {"fingerprint": ("100m", "256Mi"), "ingest": ("1", "2Gi"), "transform": ("2", "4Gi"), "tune": ("500m", "1Gi"),
-                  "evaluate": ("1", "4Gi"), "track": ("250m", "1Gi"), "push": ("500m", "2Gi"), "deploy": ("250m", "1Gi")}
+STEP_RESOURCES = {"fingerprint": ("100m", "256Mi"), "ingest": ("1", "2Gi"), "transform": ("2", "4Gi"),
+                  "tune": ("500m", "1Gi"), "evaluate": ("1", "4Gi"), "track": ("250m", "1Gi"), "push": ("500m", "2Gi"),
+                  "deploy": ("250m", "1Gi")}
 # Steps a retry cannot harm: the same inputs give the same outputs, and track, push and tune find their earlier
 # attempt's run, version or Experiment. A deploy is not retried: its rollback is the way back.
 RETRIED = {"fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push"}
@@ -54,8 +64,8 @@ def with_object_store(task, storage_secret, storage_config):
     and region from the ConfigMap; both optional (a GCS workload identity needs neither)."""
     kubernetes.use_secret_as_env(task, secret_name=storage_secret, secret_key_to_env=storage.STORAGE_SECRET_ENV,
                                  optional=True)
-    kubernetes.use_config_map_as_env(task, config_map_name=storage_config, config_map_key_to_env=storage.STORAGE_CONFIG_ENV,
-                                     optional=True)
+    kubernetes.use_config_map_as_env(task, config_map_name=storage_config,
+                                     config_map_key_to_env=storage.STORAGE_CONFIG_ENV, optional=True)
     return task
 
 
@@ -72,7 +82,8 @@ def training_pipeline(
     tracking_uri: str = PUSH.tracking_uri,
     experiment_name: str = TRACK.experiment_name,
     schema_uri: str = INGEST.schema_uri,
-    eval_fraction: float = INGEST.eval_fraction,
+    validation_fraction: float = INGEST.validation_fraction,
+    test_fraction: float = INGEST.test_fraction,
     seed: int = TRAIN.seed,
     drop_columns: list = INGEST.drop_columns,
     max_unknown_fraction: float = INGEST.max_unknown_fraction,
@@ -129,7 +140,9 @@ def training_pipeline(
             no registry (the model is still stored).
         experiment_name: MLflow experiment for the run.
         schema_uri: Schema JSON to apply instead of inferring one; empty to infer.
-        eval_fraction: Share of rows for evaluation, in (0, 1).
+        validation_fraction: Share of rows for the validation split (tuning's objective, early stopping), in (0, 1).
+        test_fraction: Share of rows for the test split (the gate, offline predictions, smoke checks), never seen by
+            tuning or training, in (0, 1).
         seed: Seed for the split, the search and training.
         drop_columns: Columns to ignore.
         max_unknown_fraction: Share of rows outside the schema that is tolerated.
@@ -172,12 +185,12 @@ def training_pipeline(
         change_thresholds: Largest allowed worsening per metric against the baseline.
         baseline_model_uri: Baseline for change thresholds: a storage URI or models:/NAME@ALIAS; empty for none.
         baseline_from_champion: Use the registry's champion of model_name as the baseline.
-        slice_feature: Categorical feature for per-slice metrics; empty for none.
+        slice_feature: Categorical feature (its original column name) for per-slice metrics; empty for none.
         deploy_target: Where a pushed model is served: "kubernetes" (a KServe InferenceService), "local" (the
             model server on 127.0.0.1) or "none".
         deploy_endpoint_name: Endpoint / InferenceService name; empty for model_name.
         deploy_canary_percent: Traffic a new version gets next to the serving one until its smoke test passes.
-        deploy_smoke_rows: Eval rows sent to the new version and compared with the offline predictions.
+        deploy_smoke_rows: Test rows sent to the new version and compared with the offline predictions.
         deploy_timeout_s: Longest wait for the new version to be ready on the cluster.
         deploy_service: InferenceService settings (namespace, "" for the step's own; deployment_mode, "" for
             the existing service's or KServe's default; kserve_namespace, min_replicas, max_replicas,
@@ -188,19 +201,21 @@ def training_pipeline(
             the tuning trials; optional.
 
     Returns:
-        The schema, statistics, transform graph, tuning trials, model, evaluation, the gate decision and the MLflow run id.
+        The schema, statistics, transform graph, tuning trials, model, evaluation, the gate decision and the MLflow
+        run id.
     """
     fingerprint_task = FingerprintOp(data_uri=data_uri)
     fingerprint_task.set_caching_options(False)  # it is what makes ingest's cache follow the data's content
-    ingest_task = IngestOp(data_uri=data_uri, label=label, schema_uri=schema_uri, eval_fraction=eval_fraction,
-                           seed=seed, drop_columns=drop_columns, max_unknown_fraction=max_unknown_fraction,
+    ingest_task = IngestOp(data_uri=data_uri, label=label, schema_uri=schema_uri,
+                           validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed,
+                           drop_columns=drop_columns, max_unknown_fraction=max_unknown_fraction,
                            data_fingerprint=fingerprint_task.output)
     transform_task = TransformOp(train_data=ingest_task.outputs["train_data"],
-                               eval_data=ingest_task.outputs["eval_data"], schema=ingest_task.outputs["schema"],
-                               module_file=module_file, beam_runner=beam_runner,
-                               beam_pipeline_args=beam_pipeline_args)
+                                 validation_data=ingest_task.outputs["validation_data"],
+                                 schema=ingest_task.outputs["schema"], module_file=module_file,
+                                 beam_runner=beam_runner, beam_pipeline_args=beam_pipeline_args)
     tune_task = TuneOp(transformed_train=transform_task.outputs["transformed_train"],
-                       transformed_eval=transform_task.outputs["transformed_eval"],
+                       transformed_validation=transform_task.outputs["transformed_validation"],
                        transform_graph=transform_task.outputs["transform_graph"], target=tune_target,
                        max_trials=tune_max_trials, parallel_trials=tune_parallel_trials, algorithm=tune_algorithm,
                        algorithm_settings=tune_algorithm_settings, search_space=tune_search_space,
@@ -215,7 +230,7 @@ def training_pipeline(
     # The trial image is this package's kubeline-tf(-gpu) in the container registry the pipeline was compiled for.
     tune_task.set_env_variable("KUBELINE_IMAGE_REGISTRY", images.IMAGE_REGISTRY)
     train_task = TrainOp(transformed_train=transform_task.outputs["transformed_train"],
-                       transformed_eval=transform_task.outputs["transformed_eval"],
+                       transformed_validation=transform_task.outputs["transformed_validation"],
                        transform_graph=transform_task.outputs["transform_graph"], learning_rate=learning_rate,
                        hidden_units=hidden_units, num_layers=num_layers, dropout=dropout, batch_size=batch_size,
                        epochs=epochs, early_stopping_patience=early_stopping_patience, seed=seed,
@@ -224,7 +239,8 @@ def training_pipeline(
     kubernetes.add_node_selector_json(train_task, train_node_selector)
     kubernetes.add_toleration_json(train_task, train_tolerations)
     sized(train_task, "train", train_cpu, train_memory)
-    evaluate_task = EvaluateOp(model=train_task.outputs["model"], eval_data=ingest_task.outputs["eval_data"],
+    evaluate_task = EvaluateOp(model=train_task.outputs["model"], test_data=ingest_task.outputs["test_data"],
+                             validation_data=ingest_task.outputs["validation_data"],
                              thresholds=thresholds, change_thresholds=change_thresholds,
                              baseline_model_uri=baseline_model_uri, baseline_from_champion=baseline_from_champion,
                              tracking_uri=tracking_uri, model_name=model_name, slice_feature=slice_feature)
@@ -260,6 +276,7 @@ def training_pipeline(
     return TrainingOutputs(schema=ingest_task.outputs["schema"], statistics=ingest_task.outputs["statistics"],
                            statistics_report=ingest_task.outputs["statistics_report"],
                            transform_graph=transform_task.outputs["transform_graph"],
-                           tuning=tune_task.outputs["tuning"], model=train_task.outputs["model"], evaluation=evaluate_task.outputs["evaluation"],
+                           tuning=tune_task.outputs["tuning"], model=train_task.outputs["model"],
+                           evaluation=evaluate_task.outputs["evaluation"],
                            evaluation_report=evaluate_task.outputs["evaluation_report"],
                            decision=evaluate_task.outputs["Output"], mlflow_run_id=track_task.output)

@@ -187,10 +187,11 @@ def ingest_into(out_dir: Path, data_uri, label="species", given_schema=None, **s
         settings["schema_uri"] = str(out_dir.parent / f"{out_dir.name}-given-schema.json")
         given_schema.save(settings["schema_uri"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {name: str(out_dir / name) for name in ("train.parquet", "eval.parquet", "schema.json", "report.md",
-                                                    "statistics.json")}
-    result = ingest(IngestConfig(str(data_uri), label, **settings), paths["train.parquet"], paths["eval.parquet"],
-                    paths["schema.json"], paths["report.md"], paths["statistics.json"])
+    paths = {name: str(out_dir / name) for name in ("train.parquet", "validation.parquet", "test.parquet",
+                                                    "schema.json", "report.md", "statistics.json")}
+    result = ingest(IngestConfig(str(data_uri), label, **settings), paths["train.parquet"],
+                    paths["validation.parquet"], paths["test.parquet"], paths["schema.json"], paths["report.md"],
+                    paths["statistics.json"])
     return result, paths
 
 
@@ -206,12 +207,12 @@ def transformed(tmp_path_factory, penguin_splits):
 
     _, paths = penguin_splits
     out = tmp_path_factory.mktemp("transform")
-    dirs = {name: out / name for name in ("graph", "train", "eval")}
+    dirs = {name: out / name for name in ("graph", "train", "validation")}
     for path in dirs.values():
         path.mkdir()
     summary = run_isolated(schema_path=paths["schema.json"], train_path=paths["train.parquet"],
-                           eval_path=paths["eval.parquet"], transform_graph_dir=str(dirs["graph"]),
-                           transformed_train_dir=str(dirs["train"]), transformed_eval_dir=str(dirs["eval"]))
+                           validation_path=paths["validation.parquet"], transform_graph_dir=str(dirs["graph"]),
+                           transformed_train_dir=str(dirs["train"]), transformed_validation_dir=str(dirs["validation"]))
     return summary, dirs
 
 
@@ -222,7 +223,7 @@ def trained_model(tmp_path_factory, transformed):
 
     _, dirs = transformed
     model_dir = tmp_path_factory.mktemp("model") / "model"
-    result = train(str(dirs["train"]), str(dirs["eval"]), str(dirs["graph"]), str(model_dir), HParams(),
+    result = train(str(dirs["train"]), str(dirs["validation"]), str(dirs["graph"]), str(model_dir), HParams(),
                    DEFAULT_SEED)
     return result, model_dir
 
@@ -234,7 +235,8 @@ def evaluated_model(tmp_path_factory, trained_model, penguin_splits):
     from kubeline.components.evaluate.core import evaluate, write
 
     out = tmp_path_factory.mktemp("evaluation") / "evaluation"
-    write(evaluate(str(trained_model[1]), penguin_splits[1]["eval.parquet"], EvaluateConfig()), out)
+    write(evaluate(str(trained_model[1]), penguin_splits[1]["test.parquet"], EvaluateConfig(),
+                   validation_path=penguin_splits[1]["validation.parquet"]), out)
     return out
 
 

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-
 from kfp_pod import local_path
 
 POD_SCRIPT = Path(__file__).with_name("kfp_pod.py")

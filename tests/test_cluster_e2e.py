@@ -147,7 +147,8 @@ def test_pipeline_is_compiled_for_the_registry_the_images_are_loaded_under(tmp_p
 
 
 def test_arguments_are_parameters_of_the_compiled_pipeline_and_pass_the_steps_checks():
-    from kubeline.pipelines import arguments as pipeline_arguments, training_pipeline
+    from kubeline.pipelines import arguments as pipeline_arguments
+    from kubeline.pipelines import training_pipeline
 
     arguments = plan()["arguments"]
     spec = next(yaml.safe_load_all(COMPILED.read_text()))

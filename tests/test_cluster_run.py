@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import gcs_client
 from crds import crd_validator, katib_experiment_validator
 from fake_katib import TrialRunner, katib_defaulter

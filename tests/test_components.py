@@ -55,7 +55,7 @@ def test_every_step_is_checked_with_the_inputs_it_would_get():
 
 @pytest.mark.parametrize("arguments,message", [
     ({"deploy_canary_percent": 120}, "canary_percent: 120 is not in 1..100"),
-    ({"eval_fraction": 1.5}, "eval_fraction: 1.5 is outside (0, 1)"),
+    ({"test_fraction": 1.5}, "test_fraction: 1.5 is outside (0, 1)"),
     ({"tune_algorithm": "annealing"}, "spec.algorithm.algorithmName: unknown algorithm 'annealing'"),
     ({"dropout": 1.0}, "dropout: 1.0 is out of range"),
     ({"thresholds": {"acc": 0.9}}, "thresholds: unknown metrics ['acc']"),

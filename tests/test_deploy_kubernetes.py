@@ -7,16 +7,22 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from crds import crd_validator
 from fake_kserve import FakeKServe
 from fake_kube import FakeKubernetes
+
 from kubeline.components.deploy.config import DeployConfig
 from kubeline.components.deploy.core import Release, deploy, load_inputs
 from kubeline.errors import InvalidInputError, OperationFailedError
 from kubeline.serving import smoke
-from kubeline.serving.inference_service import (CONTENT_DIGEST_ENV, MODEL_VERSION_ENV, ServiceSettings, build,
-                                                 canary_entry, check_webhook_rules)
+from kubeline.serving.inference_service import (
+    CONTENT_DIGEST_ENV,
+    MODEL_VERSION_ENV,
+    ServiceSettings,
+    build,
+    canary_entry,
+    check_webhook_rules,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 STORAGE = {1: "gs://models/penguins/1", 2: "gs://models/penguins/2"}

@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 
 from kubeline.components.evaluate.config import EvaluateConfig
-from kubeline.components.evaluate.core import (compute_metrics, evaluate, gate, render_report, roc_points,
-                                               write)
+from kubeline.components.evaluate.core import compute_metrics, evaluate, gate, render_report, roc_points, write
 from kubeline.errors import InvalidInputError
 
 
@@ -51,7 +50,7 @@ def test_gate_change_thresholds_against_baseline():
 def test_penguin_model_passes_gate_with_slices(tmp_path, trained_model, penguin_splits):
     _, model_dir = trained_model
     config = EvaluateConfig({"accuracy": 0.95, "log_loss": 0.3}, {"accuracy": 0.0}, slice_feature="island")
-    result = evaluate(str(model_dir), penguin_splits[1]["eval.parquet"], config, baseline_model_dir=str(model_dir))
+    result = evaluate(str(model_dir), penguin_splits[1]["test.parquet"], config, baseline_model_dir=str(model_dir))
     assert result.decision == "pass" and result.metrics["accuracy"] >= 0.95
     assert result.baseline_metrics == result.metrics
     assert set(result.slices) == {"Biscoe", "Dream", "Torgersen"}
@@ -67,7 +66,7 @@ def test_penguin_model_passes_gate_with_slices(tmp_path, trained_model, penguin_
 
 
 def test_strict_gate_fails_and_says_why(trained_model, penguin_splits):
-    result = evaluate(str(trained_model[1]), penguin_splits[1]["eval.parquet"], EvaluateConfig({"accuracy": 0.999}))
+    result = evaluate(str(trained_model[1]), penguin_splits[1]["test.parquet"], EvaluateConfig({"accuracy": 0.999}))
     assert result.decision == "fail"
     assert result.reasons[0].startswith("FAILED: accuracy")
 
@@ -80,10 +79,10 @@ def test_strict_gate_fails_and_says_why(trained_model, penguin_splits):
 ])
 def test_bad_gate_config_is_refused(kwargs, expected, trained_model, penguin_splits):
     with pytest.raises(InvalidInputError) as error:
-        evaluate(str(trained_model[1]), penguin_splits[1]["eval.parquet"], EvaluateConfig(**kwargs))
+        evaluate(str(trained_model[1]), penguin_splits[1]["test.parquet"], EvaluateConfig(**kwargs))
     assert expected in str(error.value)
 
 
 def test_model_folder_that_is_not_a_kubeline_model(tmp_path, penguin_splits):
     with pytest.raises(InvalidInputError, match="is not a model written by the kubeline train step"):
-        evaluate(str(tmp_path), penguin_splits[1]["eval.parquet"], EvaluateConfig({}))
+        evaluate(str(tmp_path), penguin_splits[1]["test.parquet"], EvaluateConfig({}))

@@ -14,16 +14,24 @@ import sys
 
 import pytest
 import yaml
-
 from crds import CRDS, katib_experiment_validator
+
 from kubeline import images, k8s_rules
 from kubeline.errors import InvalidInputError
 from kubeline.katib import experiment as katib
-from kubeline.katib.experiment import (ALGORITHM_SETTINGS, EARLY_STOPPING_SETTINGS, Parameter, build_experiment,
-                                       default_parameters, grid_values, hyperband_parallel_trials, validate)
+from kubeline.katib.experiment import (
+    ALGORITHM_SETTINGS,
+    EARLY_STOPPING_SETTINGS,
+    Parameter,
+    build_experiment,
+    default_parameters,
+    grid_values,
+    hyperband_parallel_trials,
+    validate,
+)
 from kubeline.training import TRIAL_MODULE, trial_args
 
-TRIAL_ARGS = ["--transformed-train=gs://b/t/train", "--transformed-eval=gs://b/t/eval",
+TRIAL_ARGS = ["--transformed-train=gs://b/t/train", "--transformed-validation=gs://b/t/eval",
               "--transform-graph=gs://b/t/graph"]
 EXAMPLES = sorted((CRDS / "katib" / "examples").glob("*.yaml"))
 
@@ -502,7 +510,7 @@ def test_builder_refuses_before_returning():
 
 def test_trial_entrypoint_prints_katib_metrics(transformed, tmp_path):
     _, dirs = transformed
-    args = trial_args({"transformed_train": dirs["train"], "transformed_eval": dirs["eval"],
+    args = trial_args({"transformed_train": dirs["train"], "transformed_validation": dirs["validation"],
                        "transform_graph": dirs["graph"], "learning_rate": 0.02, "hidden_units": 8, "epochs": 20,
                        "model_dir": tmp_path / "model"})
     result = subprocess.run([sys.executable, "-m", TRIAL_MODULE, *args], capture_output=True, text=True, timeout=300)

@@ -5,7 +5,6 @@ import os
 
 import pytest
 from kfp import compiler, dsl, kubernetes
-
 from kfp_cluster import Cluster, PipelineFailed, PipelineRun
 
 IMAGE = "python:3.11-slim"

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from kubeline.pipelines.backend_rules import strict_json
 
 KUBELINE = str(Path(sys.executable).parent / "kubeline")
@@ -50,6 +51,35 @@ def test_penguin_run_passes_the_gate_and_lists_every_output(penguin_run):
     assert "gate: PASS" in result.stdout and "registered: models:/penguins/1 (alias challenger)" in result.stdout
 
 
+def test_the_run_shows_one_line_per_step_and_files_each_steps_log(penguin_run):
+    """kfp.local's executor JSON, TensorFlow's start-up lines and the trials' epochs go to logs/<step>.log; the
+    terminal gets a line per step (kfp.local's own task lines, kubeline/run_display.py) and the summary."""
+    out, result, _ = penguin_run
+    before_summary = result.stdout.split("=" * 72)[0].strip().splitlines()
+    assert len(before_summary) < 60, "\n".join(before_summary)
+    steps = ["fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push", "deploy"]
+    for step in steps:
+        assert re.search(rf"^. {step} +success +\d+\.\d s +\S+/logs/{step}\.log$", result.stdout, re.M), step
+    assert len(before_summary) == len(steps) + 1  # the first line says where the logs go
+    assert "executor_input" not in result.stdout and "Epoch" not in result.stdout
+    tune_log = (out / "logs" / "tune.log").read_text()
+    assert "tune: trial 0 " in tune_log and 'kubeline-progress: {"done": 8, "total": 8, "unit": "trials"' in tune_log
+    assert "kubeline-progress: " in (out / "logs" / "train.log").read_text()
+
+
+def test_a_failing_step_shows_its_last_lines_and_where_its_log_is(penguin_run, tmp_path):
+    out, _, _ = penguin_run
+    module = tmp_path / "no_label.py"
+    module.write_text("def preprocessing_fn(inputs):\n    return {'year': inputs['year']}\n")
+    result = run_cli("run", "--local", "--output-dir", str(out), "--cache", "--set", f"module_file={module}",
+                     "--set", "deploy_target=none")
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert re.search(r"^. transform +failure ", result.stdout, re.M)
+    assert "The last lines of step 'transform':" in result.stderr
+    assert "preprocessing_fn does not return the label 'species'" in result.stderr
+    assert f"Its whole log: {out / 'logs' / 'transform.log'}" in result.stderr
+
+
 def test_the_run_ends_with_a_live_endpoint_serving_the_pushed_version(penguin_run):
     import urllib.request
 
@@ -80,13 +110,19 @@ def test_tuning_reports_its_trials_and_the_tuned_model_is_at_least_as_good(pengu
     assert all(t["state"] == "Succeeded" and 0 <= t["metrics"]["accuracy"] <= 1 for t in tuning["trials"])
     best = tuning["best"]
     assert tuned["hyperparameters"]["learning_rate"] == best["parameters"]["learning_rate"]
-    assert tuned["metrics"]["accuracy"] == pytest.approx(best["accuracy"], abs=1e-6)  # train reproduces the trial
+    # train reproduces the trial: the same validation accuracy
+    assert tuned["validation_metrics"]["accuracy"] == pytest.approx(best["accuracy"], abs=1e-6)
     assert "tuning: 8 trials" in result.stdout
+    # The gate judged the test split, reported beside the validation split it was tuned on.
+    assert (tuned["data"]["test_rows"], tuned["data"]["validation_rows"], tuned["data"]["train_rows"]) == (69, 69, 206)
+    assert set(tuned["metrics"]) == set(tuned["validation_metrics"]) and "log_loss" in tuned["metrics"]
+    assert re.search(r"metric\s+test\s+validation\n\(rows\)\s+69\s+69\naccuracy\s+[01]\.\d{4}\s+[01]\.\d{4}",
+                     result.stdout)
     default = run_cli("run", "--local", "--output-dir", str(out), "--cache", "--set", "tune_max_trials=0")
     assert default.returncode == 0, default.stderr[-3000:]
     untuned = json.loads((out / "summary.json").read_text())
     assert untuned["tuning"] == {"skipped": "max_trials is 0"} and untuned["hyperparameters"]["learning_rate"] == 0.01
-    assert tuned["metrics"]["accuracy"] >= untuned["metrics"]["accuracy"]
+    assert tuned["validation_metrics"]["accuracy"] >= untuned["validation_metrics"]["accuracy"]
     # Every step's outputs are JSON the cluster's launcher can read (no NaN for the skipped search's objective).
     outputs = sorted(Path(untuned["run_dir"]).glob("*/executor_output.json"))
     assert len(outputs) >= 6 and all(strict_json(path.read_text()) is not None for path in outputs)
@@ -94,7 +130,7 @@ def test_tuning_reports_its_trials_and_the_tuned_model_is_at_least_as_good(pengu
         "parameterValues"]["objective_value"] == -1.0
     # The second run's model (version 2) went out as a canary next to version 1, passed and was promoted.
     assert untuned["deployment"]["action"] == "promoted" and untuned["deployment"]["serving_version"] == "2"
-    assert "canary with 20% of traffic next to version 1" in default.stdout + default.stderr
+    assert "canary with 20% of traffic next to version 1" in (out / "logs" / "deploy.log").read_text()
     assert untuned["deployment"]["endpoint"] == tuned["deployment"]["endpoint"]  # same endpoint, new version
     from kubeline import registry
 
@@ -136,7 +172,7 @@ def test_failed_gate_skips_the_push_and_exits_3(penguin_run):
     (["run", "--local", "--set", "epochz=5"], "--set epochz: not a pipeline parameter"),
     (["run", "--local", "--set", "epochs=many"],
      "--set epochs: 'many' is not of type int. Fix: give a JSON value like the default, 100"),
-    (["run", "--local", "--set", "eval_fraction=2"], "eval_fraction: 2 is outside (0, 1)"),
+    (["run", "--local", "--set", "validation_fraction=2"], "validation_fraction: 2 is outside (0, 1)"),
     (["run", "--local", "--set", "label_smoothing"], "--set: 'label_smoothing' is not NAME=VALUE"),
     (["run", "--local", "--set", "dropout=1.5"], "dropout: 1.5 is out of range"),
     (["run", "--local", "--set", 'thresholds={"acc": 0.9}'], "thresholds: unknown metrics ['acc']"),

@@ -13,7 +13,7 @@ from kubeline.training import trial_args as flags
 
 
 def trial_args(dirs, train_suffix=""):
-    return flags({"transformed_train": f"{dirs['train']}{train_suffix}", "transformed_eval": dirs["eval"],
+    return flags({"transformed_train": f"{dirs['train']}{train_suffix}", "transformed_validation": dirs["validation"],
                   "transform_graph": dirs["graph"], "epochs": 15})
 
 

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_katib import k8s_validator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +62,7 @@ def test_the_pipeline_role_is_what_the_code_and_kfps_pods_call_and_nothing_more(
     assert set(calls) == {("kubeflow.org", "experiments"), ("serving.kserve.io", "inferenceservices"),
                           ("serving.knative.dev", "revisions")}
     assert role == {**KFP_CALLS, **calls}
-    for key, verbs in KFP_CALLS.items():
+    for key in KFP_CALLS:
         allowed = KFP_PIPELINE_RUNNER[key]
         assert "*" in allowed or role[key] <= allowed, f"{key}: {role[key]} is more than KFP's pipeline-runner"
 

@@ -126,6 +126,24 @@ def test_tune_feeds_the_best_hyperparameters_to_train():
     assert spec["root"]["inputDefinitions"]["parameters"]["tune_max_trials"]["defaultValue"] == 8
 
 
+def test_only_evaluate_reads_the_test_split():
+    """Tuning and early stopping see train and validation rows; the test split reaches the gate untouched."""
+    spec = compiled_spec("training_pipeline.yaml")
+    readers = {}
+    for task_name, task in spec["root"]["dag"]["tasks"].items():
+        for input_name, source in task.get("inputs", {}).get("artifacts", {}).items():
+            producer = source.get("taskOutputArtifact", {})
+            if producer.get("producerTask") == "ingest":
+                readers.setdefault(producer["outputArtifactKey"], set()).add(f"{task_name}.{input_name}")
+    assert readers["test_data"] == {"evaluate.test_data"}
+    assert readers["validation_data"] == {"transform.validation_data", "evaluate.validation_data"}
+    assert readers["train_data"] == {"transform.train_data"}
+    for step in ("tune", "train"):
+        sources = {s["taskOutputArtifact"]["outputArtifactKey"]
+                   for s in spec["root"]["dag"]["tasks"][step]["inputs"]["artifacts"].values()}
+        assert sources == {"transformed_train", "transformed_validation", "transform_graph"}
+
+
 def test_push_runs_only_when_the_gate_passes():
     spec = compiled_spec("training_pipeline.yaml")
     condition = spec["root"]["dag"]["tasks"]["condition-1"]

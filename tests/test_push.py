@@ -2,8 +2,8 @@
 import json
 
 import pytest
-
 from conftest import push_model
+
 from kubeline import model_store
 from kubeline.components.push.core import check_blessed
 from kubeline.errors import InvalidInputError

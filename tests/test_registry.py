@@ -16,7 +16,7 @@ from kubeline.model_store import MANIFEST, MLMODEL
 @pytest.fixture(scope="module")
 def evaluation_dir(tmp_path_factory, trained_model, penguin_splits):
     out = tmp_path_factory.mktemp("evaluation")
-    result = evaluate(str(trained_model[1]), penguin_splits[1]["eval.parquet"],
+    result = evaluate(str(trained_model[1]), penguin_splits[1]["test.parquet"],
                       EvaluateConfig(thresholds={"accuracy": 0.9}, slice_feature="island"))
     write(result, out / "evaluation")
     (out / "report.md").write_text("# report\n")

@@ -17,7 +17,8 @@ from kubeline.components.deploy.config import DeployConfig
 from kubeline.components.deploy.core import Release, deploy, load_inputs
 from kubeline.errors import InvalidInputError, OperationFailedError
 from kubeline.model_store import MANIFEST, build_manifest
-from kubeline.serving import local, server as model_server, smoke
+from kubeline.serving import local, smoke
+from kubeline.serving import server as model_server
 
 ROW = {"island": "Biscoe", "bill_length_mm": 49.0, "bill_depth_mm": 15.0, "flipper_length_mm": 222.0,
        "body_mass_g": 5300.0, "sex": "male", "year": 2008.0}

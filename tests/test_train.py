@@ -44,7 +44,7 @@ def test_training_is_reproducible(tmp_path, transformed, trained_model):
 
     _, dirs = transformed
     again = tmp_path / "again"
-    result = train(str(dirs["train"]), str(dirs["eval"]), str(dirs["graph"]), str(again), HParams(), DEFAULT_SEED)
+    result = train(str(dirs["train"]), str(dirs["validation"]), str(dirs["graph"]), str(again), HParams(), DEFAULT_SEED)
     assert result.objective == trained_model[0].objective
     inputs = {name: tf.constant(values) for name, values in RAW_ROWS.items()}
     first = tf.saved_model.load(str(trained_model[1])).signatures["serving_default"](**inputs)

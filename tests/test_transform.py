@@ -31,7 +31,7 @@ def test_default_preprocessing_outputs(transformed, penguin_splits):
     assert domains == {"island": (0, 4), "sex": (0, 3)}
 
     train = read_examples(dirs["train"])
-    assert len(train) == 275 and len(read_examples(dirs["eval"])) == 69
+    assert len(train) == 206 and len(read_examples(dirs["validation"])) == 69
     values = [e.features.feature for e in train]
     masses = [f["body_mass_g"].float_list.value[0] for f in values]
     mean = sum(masses) / len(masses)
@@ -50,13 +50,13 @@ def test_user_module_must_return_the_label(tmp_path, penguin_splits):
     module.write_text("import tensorflow_transform as tft\n\n"
                       "def preprocessing_fn(inputs):\n"
                       "    return {'body_mass_g': tft.scale_to_0_1(inputs['body_mass_g'])}\n")
-    dirs = {name: tmp_path / name for name in ("graph", "train", "eval")}
+    dirs = {name: tmp_path / name for name in ("graph", "train", "validation")}
     for path in dirs.values():
         path.mkdir()
     with pytest.raises(InvalidInputError, match="preprocessing_fn does not return the label 'species'"):
         run_isolated(schema_path=paths["schema.json"], train_path=paths["train.parquet"],
-                     eval_path=paths["eval.parquet"], transform_graph_dir=str(dirs["graph"]),
-                     transformed_train_dir=str(dirs["train"]), transformed_eval_dir=str(dirs["eval"]),
+                     validation_path=paths["validation.parquet"], transform_graph_dir=str(dirs["graph"]),
+                     transformed_train_dir=str(dirs["train"]), transformed_validation_dir=str(dirs["validation"]),
                      module_file=str(module))
     assert not (dirs["graph"] / COMPLETION_MARKER).exists()
 

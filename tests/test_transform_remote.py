@@ -22,8 +22,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port, wait_for_port
+
 from kubeline.errors import InvalidInputError
 
 SITE_PACKAGES = next(p for p in sys.path if p.endswith("site-packages") and Path(p, "apache_beam").is_dir())
@@ -150,22 +150,23 @@ def worker_pool(tmp_path_factory, s3):
 def test_workers_without_kubeline_run_the_job_from_an_object_store(tmp_path, s3, penguin_splits, worker_pool):
     """The tf.Transform job on PortableRunner, splits in and out through S3: the workers import kubeline only
     from the wheel the job staged."""
-    from kubeline.components.transform.core import COMPLETION_MARKER, run_isolated
     import boto3
+
+    from kubeline.components.transform.core import COMPLETION_MARKER, run_isolated
 
     _, paths = penguin_splits
     bucket = f"remote-transform-{os.getpid()}"
     s3.create_bucket(Bucket=bucket)
-    for split in ("train", "eval"):
+    for split in ("train", "validation"):
         s3.upload_file(paths[f"{split}.parquet"], bucket, f"run/ingest/{split}_data")
     graph = tmp_path / "graph"
     graph.mkdir()
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     summary = run_isolated(
         schema_path=paths["schema.json"], train_path=f"s3://{bucket}/run/ingest/train_data",
-        eval_path=f"s3://{bucket}/run/ingest/eval_data", transform_graph_dir=str(graph),
+        validation_path=f"s3://{bucket}/run/ingest/validation_data", transform_graph_dir=str(graph),
         transformed_train_dir=f"s3://{bucket}/run/transform/transformed_train",
-        transformed_eval_dir=f"s3://{bucket}/run/transform/transformed_eval", runner="PortableRunner",
+        transformed_validation_dir=f"s3://{bucket}/run/transform/transformed_validation", runner="PortableRunner",
         beam_pipeline_args=["--job_endpoint=embed", "--environment_type=EXTERNAL",
                             f"--environment_config={worker_pool['address']}", f"--s3_endpoint_url={endpoint}"])
 
@@ -177,17 +178,17 @@ def test_workers_without_kubeline_run_the_job_from_an_object_store(tmp_path, s3,
     assert (graph / COMPLETION_MARKER).is_file() and "species" in summary["transformed_features"]
     keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix="run/transform/")["Contents"]]
     assert {k.rsplit("/", 1)[0] for k in keys if k.endswith(".tfrecord.gz")} == {
-        "run/transform/transformed_train", "run/transform/transformed_eval"}
+        "run/transform/transformed_train", "run/transform/transformed_validation"}
 
 
 def artifacts(root: str) -> dict:
     from kfp.dsl import Artifact, Dataset
 
-    return {"train_data": Dataset(uri=f"{root}/ingest/1/train_data"), "eval_data": Dataset(uri=f"{root}/ingest/1/eval_data"),
+    return {"train_data": Dataset(uri=f"{root}/ingest/1/train_data"), "validation_data": Dataset(uri=f"{root}/ingest/1/validation_data"),
             "schema": Artifact(uri=f"{root}/ingest/1/schema"),
             "transform_graph": Artifact(uri=f"{root}/transform/2/transform_graph"),
             "transformed_train": Dataset(uri=f"{root}/transform/2/transformed_train"),
-            "transformed_eval": Dataset(uri=f"{root}/transform/2/transformed_eval")}
+            "transformed_validation": Dataset(uri=f"{root}/transform/2/transformed_validation")}
 
 
 IMAGE = ["--sdk_container_image=example.com/kubeline-tf:0.1.0"]
@@ -206,7 +207,7 @@ def test_component_gives_remote_workers_the_artifact_uris(monkeypatch):
     transform.python_func(**given, beam_runner="FlinkRunner", beam_pipeline_args=IMAGE)
     (call,) = calls
     prefix = "s3://mlpipeline/v2/artifacts/training/run-1"
-    assert call["train_path"] == f"{prefix}/ingest/1/train_data" and call["eval_path"] == f"{prefix}/ingest/1/eval_data"
+    assert call["train_path"] == f"{prefix}/ingest/1/train_data" and call["validation_path"] == f"{prefix}/ingest/1/validation_data"
     assert call["transform_graph_dir"] == f"{prefix}/transform/2/transform_graph"
     assert call["transformed_train_dir"] == f"{prefix}/transform/2/transformed_train"
     assert call["temp_dir"].startswith(f"{prefix}/transform/2/beam-temp/tft-")
@@ -214,7 +215,7 @@ def test_component_gives_remote_workers_the_artifact_uris(monkeypatch):
         *IMAGE, f"--temp_location={prefix}/transform/2/beam-temp", f"--staging_location={prefix}/transform/2/beam-temp/staging",
         "--s3_endpoint_url=http://minio-service.kubeflow:9000", "--s3_region_name=minio"]
     assert call["runner"] == "FlinkRunner" and call["schema_path"] == given["schema"].path
-    assert not any(os.path.exists(given[name].path) for name in ("transform_graph", "transformed_train", "transformed_eval"))
+    assert not any(os.path.exists(given[name].path) for name in ("transform_graph", "transformed_train", "transformed_validation"))
     assert given["transform_graph"].metadata == {"transformed_features": ["x"]}
 
 
@@ -223,8 +224,8 @@ def test_given_locations_are_kept():
 
     uris = artifacts("gs://bucket/root")
     plan = remote_plan("DataflowRunner", [*IMAGE, "--temp_location=gs://other/tmp", "--staging_location=gs://other/stage"],
-                       {k: uris[k].uri for k in ("train_data", "eval_data")},
-                       {k: uris[k].uri for k in ("transform_graph", "transformed_train", "transformed_eval")})
+                       {k: uris[k].uri for k in ("train_data", "validation_data")},
+                       {k: uris[k].uri for k in ("transform_graph", "transformed_train", "transformed_validation")})
     assert plan["beam_pipeline_args"] == [*IMAGE, "--temp_location=gs://other/tmp", "--staging_location=gs://other/stage"]
     assert plan["temp_dir"].startswith("gs://other/tmp/tft-") and plan["train_path"] == "gs://bucket/root/ingest/1/train_data"
 

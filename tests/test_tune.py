@@ -9,17 +9,17 @@ import json
 import re
 
 import pytest
-
 from crds import CRDS, katib_experiment_validator
 from fake_katib import JOB_FAILED, JOB_SUCCEEDED, katib_defaulter
 from fake_kube import FakeKubernetes
+
 from kubeline import images
 from kubeline.components.tune.config import TuneConfig
 from kubeline.components.tune.core import tune
 from kubeline.errors import InvalidInputError, OperationFailedError
 from kubeline.katib.cluster import SPEC_HASH, spec_hash
 
-DATA = {"transformed_train": "gs://b/run/train", "transformed_eval": "gs://b/run/eval",
+DATA = {"transformed_train": "gs://b/run/train", "transformed_validation": "gs://b/run/eval",
         "transform_graph": "gs://b/run/graph"}
 EXPERIMENTS = "/apis/kubeflow.org/v1beta1/namespaces/kubeflow/experiments"
 DELETE = ("DELETE", f"{EXPERIMENTS}/penguins-tune")

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_cluster_e2e import REPO, lint, tool
 
 WORKFLOWS = sorted([*(REPO / ".github" / "workflows").glob("*.yml"), *(REPO / "docs" / "ci").glob("*.yml")])
@@ -20,8 +19,9 @@ def test_workflow_passes_actionlint_and_pins_its_actions(path: Path):
 
 
 def test_the_ci_workflows_commands_are_the_projects():
-    """The check job runs `kubeline check`, which a light install has; the tests job runs the README's command."""
+    """The lint job runs ruff, the check job `kubeline check`, which a light install has; the tests job runs the
+    README's command."""
     ci = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())
     commands = "\n".join(step.get("run", "") for job in ci["jobs"].values() for step in job["steps"])
-    assert "kubeline check" in commands and "make test" in commands
+    assert "kubeline check" in commands and "make test" in commands and "ruff check ." in commands
     assert "make test" in (REPO / ".ci" / "run").read_text()

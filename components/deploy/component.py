@@ -30,7 +30,7 @@ def deploy(
     """Rolls a pushed model out behind an endpoint; a new version starts as a canary.
 
     With no endpoint yet, the model gets all traffic. Otherwise it gets canary_percent of it, smoke
-    requests (rows of the eval split) must return the evaluated model's predictions, and then it is
+    requests (rows of the test split) must return the evaluated model's predictions, and then it is
     promoted (all traffic, registry alias "champion") or rolled back (the step fails, the previous
     version keeps serving). Any failure after the new version was applied (not ready in time, unreachable,
     an exception, a smoke mismatch) rolls back; the alias moves only after the promotion. Target "kubernetes"
@@ -53,7 +53,7 @@ def deploy(
         target: "local" or "kubernetes".
         endpoint_name: Endpoint (InferenceService) name; empty for model_name.
         canary_percent: Share of traffic a new version gets while it is checked (1..100).
-        smoke_rows: Eval rows sent as smoke requests.
+        smoke_rows: Test rows sent as smoke requests.
         tolerance: Largest allowed difference between served and offline probabilities.
         timeout_s: Longest wait for the new version to be ready (kubernetes target).
         port: Local target's port; 0 picks a free one (an existing deployment keeps its port).
@@ -74,12 +74,14 @@ def deploy(
     from pathlib import Path
 
     from kubeline.components.deploy.config import CONFIG
-    from kubeline.components.deploy.core import Release, deploy as run_deploy, load_inputs
+    from kubeline.components.deploy.core import Release, load_inputs
+    from kubeline.components.deploy.core import deploy as run_deploy
     from kubeline.config import from_inputs
 
     config = from_inputs(CONFIG, locals())
     schema, expected = load_inputs(model.path, evaluation.path, config.smoke_rows)
-    result = run_deploy(Release(model_uri, str(storage_version), registry_version, content_sha256), expected, schema, config)
+    release = Release(model_uri, str(storage_version), registry_version, content_sha256)
+    result = run_deploy(release, expected, schema, config)
     Path(deployment.path).write_text(result.to_json())
     deployment.metadata.update({"endpoint": result.endpoint, "action": result.action})
     print(f"deploy: {result.action}; endpoint {result.endpoint} serves version {result.serving['version']}")

@@ -2,7 +2,7 @@
 or rolled back, on KServe (an InferenceService) or locally (the model server on 127.0.0.1).
 
 The rollout is the same on both targets: put the new version up (all traffic when nothing serves yet,
-``canary_percent`` of it otherwise), wait until it is ready, send smoke requests (eval rows) to it and
+``canary_percent`` of it otherwise), wait until it is ready, send smoke requests (test rows) to it and
 compare with the offline predictions, then promote when they match (all traffic to it, registry alias
 ``champion``) or roll back when they do not (all traffic to the previous version, alias unchanged).
 """
@@ -15,13 +15,26 @@ from dataclasses import asdict, dataclass
 from kubeline import kube
 from kubeline.components.deploy.config import DeployConfig
 from kubeline.errors import InvalidInputError, OperationFailedError
-from kubeline.storage import as_s3_uri
 from kubeline.schema import Schema
 from kubeline.serving import local, smoke
 from kubeline.serving.client import predict_url
-from kubeline.serving.inference_service import (CONTENT_DIGEST_ENV, DEPLOYMENT_MODE, GROUP, KNATIVE, MODEL_VERSION_ENV,
-                                                 MODES, PLURAL, SOURCE_URI, VERSION, build, canary_entry,
-                                                 check_webhook_rules, model_spec, normalize_mode)
+from kubeline.serving.inference_service import (
+    CONTENT_DIGEST_ENV,
+    DEPLOYMENT_MODE,
+    GROUP,
+    KNATIVE,
+    MODEL_VERSION_ENV,
+    MODES,
+    PLURAL,
+    SOURCE_URI,
+    VERSION,
+    build,
+    canary_entry,
+    check_webhook_rules,
+    model_spec,
+    normalize_mode,
+)
+from kubeline.storage import as_s3_uri
 
 CONFIG_MAP = "inferenceservice-config"  # KServe's settings, in its namespace; key "deploy": defaultDeploymentMode
 KNATIVE_REVISIONS = ("serving.knative.dev", "v1")
@@ -250,7 +263,8 @@ class KubernetesTarget:
             local, external = (status.get("address") or {}).get("url", ""), status.get("url", "")
             if tag:  # the canary's own Service, beside the stable one (constants.go PredictorServiceName)
                 scheme, rest = local.split("://", 1)
-                stable = f"{self.name}-{self.service['spec']['predictor'].get('name') + '-' if self.service['spec']['predictor'].get('name') else ''}predictor"
+                component = self.service["spec"]["predictor"].get("name")
+                stable = f"{self.name}-{component + '-' if component else ''}predictor"
                 first, dot, domain = rest.partition(".")
                 if first.split(":")[0] != stable:
                     raise OperationFailedError(f"the stable predictor's address {local} is not its Service {stable}")
@@ -330,7 +344,8 @@ class KubernetesTarget:
     def promote(self, release: Release) -> None:
         self.promoting = True
         if self.mode == KNATIVE:
-            self._patch({"predictor": {"canaryTrafficPercent": None}})  # merge patch: the field goes, all traffic to the latest
+            # A merge patch: the field goes, and all traffic goes to the latest revision.
+            self._patch({"predictor": {"canaryTrafficPercent": None}})
             self._wait(f"revision {self.canary_name} with all traffic", lambda s: (
                 self._traffic(s).get(("latest", self.canary_name)) == 100 and kube.condition(s, "Ready")))
             return

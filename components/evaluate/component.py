@@ -8,7 +8,8 @@ from kubeline import images
 @dsl.component(base_image=images.TF, install_kfp_package=False)
 def evaluate(
     model: Input[Model],
-    eval_data: Input[Dataset],
+    test_data: Input[Dataset],
+    validation_data: Input[Dataset],
     evaluation: Output[Artifact],
     evaluation_report: Output[Markdown],
     metrics: Output[Metrics],
@@ -22,15 +23,19 @@ def evaluate(
     model_name: str = "",
     slice_feature: str = "",
 ) -> str:
-    """Evaluates the SavedModel on the raw evaluation split and decides whether it may ship.
+    """Evaluates the SavedModel on the raw test split and decides whether it may ship.
+
+    The gate judges the test split, which tuning and early stopping never saw; the same metrics on the
+    validation split are reported beside them (a wide gap means the choices made on validation flatter it).
 
     Args:
         model: SavedModel from train.
-        eval_data: Evaluation split (Parquet) from ingest.
-        evaluation: evaluation.json (metrics, slices, confusion matrix, ROC, decision) and
-            predictions.parquet (the offline predictions).
+        test_data: Test split (Parquet) from ingest: gated, sliced, and the rows of the offline predictions.
+        validation_data: Validation split (Parquet) from ingest: its metrics are reported, not gated.
+        evaluation: evaluation.json (test and validation metrics, slices, confusion matrix, ROC, decision) and
+            predictions.parquet (the offline predictions on the test rows).
         evaluation_report: The evaluation as a Markdown report.
-        metrics: Scalar metrics for the KFP UI.
+        metrics: Scalar test metrics (and validation_<name>) for the KFP UI.
         classification_metrics: Confusion matrix and ROC curve for the KFP UI.
         reasons: JSON list with one line per check of the gate.
         thresholds: Absolute bounds per metric: a minimum, or a maximum for log_loss.
@@ -44,7 +49,8 @@ def evaluate(
             (skipped, with a reason, while there is none).
         tracking_uri: MLflow tracking/registry URI, for registry baselines.
         model_name: Registered model name, for baseline_from_champion.
-        slice_feature: A categorical feature to report per-value metrics for; empty for none.
+        slice_feature: A categorical feature (its original column name) to report per-value metrics for; empty
+            for none.
 
     Returns:
         The decision, "pass" or "fail" (the task's single ``Output``, which dsl.If tests).
@@ -53,18 +59,21 @@ def evaluate(
     import tempfile
 
     from kubeline.components.evaluate.config import CONFIG
-    from kubeline.components.evaluate.core import evaluate as run_evaluate, fetch_baseline, render_report, write
+    from kubeline.components.evaluate.core import evaluate as run_evaluate
+    from kubeline.components.evaluate.core import fetch_baseline, render_report, write
     from kubeline.config import from_inputs
 
     config = from_inputs(CONFIG, locals())
     with tempfile.TemporaryDirectory() as work_dir:
         baseline, no_baseline = fetch_baseline(config, work_dir)
-        result = run_evaluate(model.path, eval_data.path, config, baseline, no_baseline)
+        result = run_evaluate(model.path, test_data.path, config, baseline, no_baseline, validation_data.path)
     write(result, evaluation.path)
     with open(evaluation_report.path, "w") as handle:
         handle.write(render_report(result))
     for name, value in result.metrics.items():
         metrics.log_metric(name, value)
+    for name, value in result.validation_metrics.items():
+        metrics.log_metric(f"validation_{name}", value)
     classification_metrics.log_confusion_matrix(result.classes, result.confusion_matrix)
     classification_metrics.log_roc_curve(result.roc["fpr"], result.roc["tpr"], result.roc["thresholds"])
     evaluation.metadata.update({"decision": result.decision, "reasons": result.reasons})

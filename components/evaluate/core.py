@@ -1,4 +1,4 @@
-"""Evaluate a raw-feature SavedModel on the eval split and decide whether it may ship.
+"""Evaluate a raw-feature SavedModel on the test split and decide whether it may ship.
 
 The gate takes absolute thresholds per metric and, when a baseline model is given, change thresholds
 against it. It always decides ("pass" or "fail") and gives a reason for every check.
@@ -31,6 +31,8 @@ class Evaluation:
     decision: str
     reasons: list[str]
     baseline_metrics: dict | None = None
+    slice_feature: str = ""  # the original column name
+    validation_metrics: dict = field(default_factory=dict)
     predictions: pd.DataFrame = field(repr=False, default=None)
 
 
@@ -108,19 +110,30 @@ def fetch_baseline(config: EvaluateConfig, work_dir: str) -> tuple[str, str]:
     return str(model_store.local_copy(uri, work_dir, field="baseline_model_uri", require_manifest=False)), ""
 
 
-def evaluate(model_dir: str, eval_path: str, config: EvaluateConfig, baseline_model_dir: str = "",
-             no_baseline: str = "no baseline model") -> Evaluation:
-    """Computes metrics, per-slice metrics, the confusion matrix and ROC, then applies the gate."""
+def evaluate(model_dir: str, test_path: str, config: EvaluateConfig, baseline_model_dir: str = "",
+             no_baseline: str = "no baseline model", validation_path: str = "") -> Evaluation:
+    """Computes metrics, per-slice metrics, the confusion matrix and ROC on the test split, then applies the gate.
+
+    With ``validation_path``, the same metrics on the validation split are reported beside them (not gated).
+    """
     serve, schema = load_model(model_dir)
-    slice_feature = config.slice_feature
-    if slice_feature and slice_feature not in schema.categorical:
-        raise InvalidInputError("slice_feature", f"'{slice_feature}' is not a categorical feature of the model",
-                                f"choose one of {schema.categorical} or leave it empty")
-    frame = pd.read_parquet(eval_path)
-    class_index = {name: i for i, name in enumerate(schema.classes)}
-    y_true = frame[schema.label].astype(str).map(class_index).to_numpy()
+    slice_feature, slice_column = "", ""
+    if config.slice_feature:
+        categorical = [f for f in schema.features if f.name in schema.categorical]
+        chosen = [f for f in categorical if config.slice_feature in (f.column, f.name)]
+        if not chosen:
+            raise InvalidInputError("slice_feature", f"'{config.slice_feature}' is not a categorical feature of the "
+                                    "model", f"choose one of {[f.column for f in categorical]} or leave it empty")
+        slice_feature, slice_column = chosen[0].name, chosen[0].column
+    frame = pd.read_parquet(test_path)
+    y_true = true_classes(frame, schema)
     probabilities = predict_probabilities(serve, schema, frame)
     metrics = compute_metrics(y_true, probabilities, len(schema.classes))
+    validation_metrics = {}
+    if validation_path:
+        validation = pd.read_parquet(validation_path)
+        validation_metrics = compute_metrics(true_classes(validation, schema),
+                                             predict_probabilities(serve, schema, validation), len(schema.classes))
 
     slices = {}
     if slice_feature:
@@ -148,31 +161,41 @@ def evaluate(model_dir: str, eval_path: str, config: EvaluateConfig, baseline_mo
     return Evaluation(metrics=metrics, slices=slices,
                       confusion_matrix=confusion_matrix(y_true, y_pred, labels=range(len(schema.classes))).tolist(),
                       classes=schema.classes, roc=roc_points(y_true, probabilities), decision=decision,
-                      reasons=reasons, baseline_metrics=baseline_metrics, predictions=predictions)
+                      reasons=reasons, baseline_metrics=baseline_metrics, slice_feature=slice_column,
+                      validation_metrics=validation_metrics,
+                      predictions=predictions)
+
+
+def true_classes(frame: pd.DataFrame, schema) -> np.ndarray:
+    class_index = {name: i for i, name in enumerate(schema.classes)}
+    return frame[schema.label].astype(str).map(class_index).to_numpy()
 
 
 def write(evaluation: Evaluation, out_dir: str) -> None:
     """Writes the evaluation and its offline predictions (kept for parity checks): kubeline.artifacts' layout."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    body = {k: getattr(evaluation, k) for k in ("decision", "reasons", "metrics", "baseline_metrics", "slices",
-                                                 "classes", "confusion_matrix", "roc")}
+    body = {k: getattr(evaluation, k) for k in ("decision", "reasons", "metrics", "validation_metrics",
+                                                 "baseline_metrics", "slice_feature", "slices", "classes",
+                                                 "confusion_matrix", "roc")}
     (out / artifacts.EVALUATION_FILE).write_text(json.dumps(body, indent=2))
     evaluation.predictions.to_parquet(out / artifacts.PREDICTIONS_FILE, index=False)
 
 
 def render_report(evaluation: Evaluation) -> str:
     lines = [f"# Evaluation: {evaluation.decision.upper()}", "", *(f"- {r}" for r in evaluation.reasons), "",
-             "| metric | value | baseline |", "| --- | --- | --- |"]
+             "| metric | test (gated) | validation | baseline (test) |", "| --- | --- | --- | --- |"]
     for name, value in evaluation.metrics.items():
+        validation = evaluation.validation_metrics.get(name, "")
         baseline = evaluation.baseline_metrics[name] if evaluation.baseline_metrics else ""
-        lines.append(f"| {name} | {value} | {baseline} |")
+        lines.append(f"| {name} | {value} | {validation} | {baseline} |")
     lines += ["", "## Confusion matrix (rows: true, columns: predicted)", "",
               "| | " + " | ".join(evaluation.classes) + " |", "|---" * (len(evaluation.classes) + 1) + "|"]
     for name, row in zip(evaluation.classes, evaluation.confusion_matrix):
         lines.append(f"| **{name}** | " + " | ".join(str(v) for v in row) + " |")
     if evaluation.slices:
-        lines += ["", "## Slices", "", "| slice | rows | accuracy | f1_macro | log_loss |", "| --- | --- | --- | --- | --- |"]
+        lines += ["", f"## Slices by {evaluation.slice_feature}", "",
+                  "| slice | rows | accuracy | f1_macro | log_loss |", "| --- | --- | --- | --- | --- |"]
         for value, s in evaluation.slices.items():
             lines.append(f"| {value} | {s['rows']} | {s['accuracy']} | {s['f1_macro']} | {s['log_loss']} |")
     return "\n".join(lines) + "\n"

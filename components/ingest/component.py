@@ -12,30 +12,36 @@ def ingest(
     data_uri: str,
     label: str,
     train_data: Output[Dataset],
-    eval_data: Output[Dataset],
+    validation_data: Output[Dataset],
+    test_data: Output[Dataset],
     schema: Output[Artifact],
     statistics: Output[Artifact],
     statistics_report: Output[Markdown],
     schema_uri: str = "",
-    eval_fraction: float = 0.2,
+    validation_fraction: float = 0.2,
+    test_fraction: float = 0.2,
     seed: int = 42,
     drop_columns: list = [],
     max_unknown_fraction: float = 0.01,
     data_fingerprint: str = "",
 ) -> NamedTuple("IngestOutputs", dataset_sha256=str, rows=int):
-    """Reads a CSV or Parquet file, validates it against a schema (inferred or given) and splits it.
+    """Reads a CSV or Parquet file, validates it against a schema (inferred or given) and splits it three ways.
 
     Args:
         data_uri: Local path, file://, gs://, s3:// or minio:// URI of a .csv, .tsv, .parquet or .pq file.
         label: Name of the column to predict.
-        train_data: Training split (Parquet).
-        eval_data: Evaluation split (Parquet).
+        train_data: Training split (Parquet): what the model is fitted on.
+        validation_data: Validation split (Parquet): what tuning and early stopping measure.
+        test_data: Test split (Parquet), never seen by tuning or training: what the gate, the offline predictions
+            and the deploy step's smoke checks use.
         schema: Schema JSON: feature kinds, domains, ranges, nullability, label classes.
         statistics: Per-feature statistics and the dataset digest (JSON).
         statistics_report: The statistics as a Markdown report.
         schema_uri: A schema JSON to apply instead of inferring one (path or URI); empty to infer.
-        eval_fraction: Share of rows for the evaluation split, in (0, 1); stratified by label.
-        seed: Seed of the deterministic split.
+        validation_fraction: Share of rows for the validation split, in (0, 1); stratified by label.
+        test_fraction: Share of rows for the test split, in (0, 1); stratified by label. Every class needs at
+            least one row in each split.
+        seed: Seed of the deterministic splits.
         drop_columns: Columns to ignore (identifiers, leaks).
         max_unknown_fraction: Share of rows with values outside the schema that is tolerated.
         data_fingerprint: The fingerprint step's output for data_uri. Unused by the step itself: it is part of
@@ -51,14 +57,16 @@ def ingest(
     from kubeline.components.ingest.core import ingest as run_ingest
     from kubeline.config import from_inputs
 
-    result = run_ingest(from_inputs(CONFIG, locals()), train_data.path, eval_data.path, schema.path,
-                        statistics_report.path, statistics.path)
-    train_data.metadata.update({"rows": result.train_rows, "format": "parquet"})
-    eval_data.metadata.update({"rows": result.eval_rows, "format": "parquet"})
+    result = run_ingest(from_inputs(CONFIG, locals()), train_data.path, validation_data.path, test_data.path,
+                        schema.path, statistics_report.path, statistics.path)
+    for split, rows in ((train_data, result.train_rows), (validation_data, result.validation_rows),
+                        (test_data, result.test_rows)):
+        split.metadata.update({"rows": rows, "format": "parquet"})
     schema.metadata.update({"label": label, "classes": result.schema.classes,
                             "features": result.schema.feature_names})
     statistics.metadata.update({"dataset_sha256": result.digest, "rows": result.rows,
                                 "anomalies": result.anomalies})
-    print(f"ingest: {result.rows} rows ({result.train_rows} train, {result.eval_rows} eval), "
+    print(f"ingest: {result.rows} rows ({result.train_rows} train, {result.validation_rows} validation, "
+          f"{result.test_rows} test), "
           f"{len(result.anomalies)} anomalies within tolerance, sha256 {result.digest[:12]}")
     return namedtuple("IngestOutputs", ["dataset_sha256", "rows"])(result.digest, result.rows)

@@ -1,4 +1,4 @@
-"""The ingest step's settings: what to read, the label, the split and the tolerance for unknown values."""
+"""The ingest step's settings: what to read, the label, the splits and the tolerance for unknown values."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,7 +15,8 @@ class IngestConfig:
     data_uri: str
     label: str
     schema_uri: str = ""
-    eval_fraction: float = 0.2
+    validation_fraction: float = 0.2
+    test_fraction: float = 0.2
     seed: int = DEFAULT_SEED
     drop_columns: list = field(default_factory=list)
     max_unknown_fraction: float = 0.01
@@ -27,9 +28,14 @@ class IngestConfig:
             storage.split_uri(self.schema_uri, "schema_uri")
         if not self.label:
             raise InvalidInputError("label", "is empty", "name the column to predict")
-        if not 0.0 < self.eval_fraction < 1.0:
-            raise InvalidInputError("eval_fraction", f"{self.eval_fraction} is outside (0, 1)",
-                                    "give the share of rows for evaluation, e.g. 0.2")
+        for name in ("validation_fraction", "test_fraction"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise InvalidInputError(name, f"{getattr(self, name)} is outside (0, 1)",
+                                        "give the share of rows for that split, e.g. 0.2")
+        if self.validation_fraction + self.test_fraction >= 1.0:
+            raise InvalidInputError("validation_fraction, test_fraction", f"{self.validation_fraction} + "
+                                    f"{self.test_fraction} leaves no rows for training",
+                                    "keep their sum well below 1, e.g. 0.2 and 0.2")
         if not 0.0 <= self.max_unknown_fraction < 1.0:
             raise InvalidInputError("max_unknown_fraction", f"{self.max_unknown_fraction} is outside [0, 1)",
                                     "give the share of unknown values tolerated, e.g. 0.01")

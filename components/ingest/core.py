@@ -18,7 +18,7 @@ import pandas as pd
 from kubeline import storage
 from kubeline.components.ingest.config import IngestConfig
 from kubeline.errors import InvalidInputError
-from kubeline.schema import CATEGORICAL, NUMERIC, Feature, Schema, check_name
+from kubeline.schema import CATEGORICAL, NUMERIC, Feature, Schema, model_input_names
 
 CSV_SUFFIXES = (".csv", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -27,6 +27,11 @@ MAX_DISTINCT_FRACTION = 0.9
 MIN_ROWS_FOR_ID_CHECK = 50
 # A text column whose non-null values are at least this numeric is a numeric column with bad cells.
 NUMERIC_LOOKALIKE_FRACTION = 0.8
+# The three splits: training fits the model, validation picks hyperparameters and the epoch count, test is left
+# untouched for the gate, the offline predictions and the smoke checks.
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+SPLITS = (TRAIN, VALIDATION, TEST)
+MIN_ROWS_PER_CLASS = len(SPLITS)
 
 
 @dataclass
@@ -34,16 +39,17 @@ class IngestResult:
     digest: str
     rows: int
     train_rows: int
-    eval_rows: int
+    validation_rows: int
+    test_rows: int
     dropped_rows: int
     schema: Schema
     statistics: dict
     anomalies: list[str] = field(default_factory=list)
 
 
-def ingest(config: IngestConfig, train_path: str, eval_path: str, schema_path: str, report_path: str,
-           statistics_path: str) -> IngestResult:
-    """Reads, validates and splits a dataset; writes the splits (Parquet), schema, statistics and report.
+def ingest(config: IngestConfig, train_path: str, validation_path: str, test_path: str, schema_path: str,
+           report_path: str, statistics_path: str) -> IngestResult:
+    """Reads, validates and splits a dataset three ways; writes the splits (Parquet), schema, statistics and report.
 
     Nothing is written unless every check passes.
     """
@@ -59,19 +65,20 @@ def ingest(config: IngestConfig, train_path: str, eval_path: str, schema_path: s
     if labelled.empty:
         raise InvalidInputError(f"label column '{label}'", "every value is missing", "choose the column to predict")
     schema = given_schema or infer_schema(labelled, label)
-    if given_schema is not None and given_schema.label != label:
-        raise InvalidInputError("label", f"'{label}' differs from the schema's label '{given_schema.label}'",
+    if given_schema is not None and given_schema.label_column != label:
+        raise InvalidInputError("label", f"'{label}' differs from the schema's label '{given_schema.label_column}'",
                                 "use the schema's label or a schema made for this label")
     clean, anomalies = conform(labelled, schema, config.max_unknown_fraction)
-    train, evaluation = stratified_split(clean, label, config.eval_fraction, config.seed)
-    statistics = describe(clean, schema, train, evaluation, digest, dropped)
+    splits = stratified_split(clean, schema.label, config.validation_fraction, config.test_fraction, config.seed)
+    statistics = describe(clean, schema, splits, digest, dropped)
 
-    train.to_parquet(train_path, index=False)
-    evaluation.to_parquet(eval_path, index=False)
+    for split, path in zip(splits.values(), (train_path, validation_path, test_path)):
+        split.to_parquet(path, index=False)
     schema.save(schema_path)
     Path(statistics_path).write_text(json.dumps(statistics, indent=2))
     Path(report_path).write_text(render_report(statistics, anomalies, config.data_uri))
-    return IngestResult(digest, len(clean), len(train), len(evaluation), dropped, schema, statistics, anomalies)
+    return IngestResult(digest, len(clean), *(len(split) for split in splits.values()), dropped, schema, statistics,
+                        anomalies)
 
 
 def read_table(local: Path, uri: str) -> pd.DataFrame:
@@ -131,12 +138,12 @@ def select_columns(frame: pd.DataFrame, label: str, drop_columns: list[str]) -> 
 
 
 def infer_schema(frame: pd.DataFrame, label: str) -> Schema:
-    """Infers feature kinds, domains, ranges and nullability from the data."""
+    """Infers feature kinds, domains, ranges and nullability from the data, and each column's model input name."""
+    names = model_input_names(list(frame.columns))
     features = []
     for name in frame.columns:
         if name == label:
             continue
-        check_name(name)
         column = frame[name]
         values = column.dropna()
         if values.empty:
@@ -144,7 +151,8 @@ def infer_schema(frame: pd.DataFrame, label: str) -> Schema:
                                     f"drop it (drop_columns=['{name}']) or fill it")
         nullable = bool(column.isna().any())
         if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-            features.append(Feature(name, NUMERIC, nullable, float(values.min()), float(values.max())))
+            features.append(Feature(names[name], NUMERIC, nullable, float(values.min()), float(values.max()),
+                                    column=name))
             continue
         text = values.astype(str)
         numeric = pd.to_numeric(text, errors="coerce")
@@ -156,7 +164,7 @@ def infer_schema(frame: pd.DataFrame, label: str) -> Schema:
         if len(text) >= MIN_ROWS_FOR_ID_CHECK and distinct / len(text) > MAX_DISTINCT_FRACTION:
             raise InvalidInputError(f"column '{name}'", f"{distinct} distinct values in {len(text)} rows look "
                                     "like an identifier, not a feature", f"drop it (drop_columns=['{name}'])")
-        features.append(Feature(name, CATEGORICAL, nullable, domain=sorted(text.unique())))
+        features.append(Feature(names[name], CATEGORICAL, nullable, domain=sorted(text.unique()), column=name))
     if not features:
         raise InvalidInputError("data_uri", f"the data has no columns besides the label '{label}'",
                                 "add feature columns")
@@ -164,15 +172,16 @@ def infer_schema(frame: pd.DataFrame, label: str) -> Schema:
     if len(classes) < 2:
         raise InvalidInputError(f"label column '{label}'", f"has a single class {classes}",
                                 "a classifier needs at least two label values: check the label or the data")
-    return Schema(label=label, classes=classes, features=features)
+    return Schema(label=names[label], classes=classes, features=features, label_column=label)
 
 
 def conform(frame: pd.DataFrame, schema: Schema, max_unknown_fraction: float) -> tuple[pd.DataFrame, list[str]]:
-    """Validates ``frame`` against ``schema`` and returns typed columns in schema order plus anomalies.
+    """Validates ``frame`` (original column names) against ``schema`` and returns typed columns in schema order,
+    under their model input names, plus anomalies.
 
     Anomalies within ``max_unknown_fraction`` are reported; beyond it they are errors.
     """
-    missing = [name for name in schema.feature_names if name not in frame.columns]
+    missing = [f.column for f in schema.features if f.column not in frame.columns]
     if missing:
         raise InvalidInputError(f"columns {missing}", "are in the schema but not in the data",
                                 "add them to the data or give a schema without them")
@@ -180,32 +189,32 @@ def conform(frame: pd.DataFrame, schema: Schema, max_unknown_fraction: float) ->
     out = {}
     rows = len(frame)
     for feature in schema.features:
-        column = frame[feature.name]
+        column = frame[feature.column]
         present = column.notna()
         if not present.any():
-            raise InvalidInputError(f"column '{feature.name}'", "every value is missing",
-                                    f"drop it (drop_columns=['{feature.name}']) or fill it")
+            raise InvalidInputError(f"column '{feature.column}'", "every value is missing",
+                                    f"drop it (drop_columns=['{feature.column}']) or fill it")
         nulls = int((~present).sum())
         if nulls and not feature.nullable:
-            raise InvalidInputError(f"column '{feature.name}'", f"{nulls} missing values, but the schema says it "
+            raise InvalidInputError(f"column '{feature.column}'", f"{nulls} missing values, but the schema says it "
                                     "is never missing", "fill the values or mark the feature nullable")
         if feature.kind == NUMERIC:
             if pd.api.types.is_bool_dtype(column):
-                raise InvalidInputError(f"column '{feature.name}'", "holds true/false values, but the schema says "
+                raise InvalidInputError(f"column '{feature.column}'", "holds true/false values, but the schema says "
                                         "numeric", "declare it categorical or encode it as 0/1")
             values = pd.to_numeric(column, errors="coerce")
             bad = column[present & values.isna()]
             if len(bad):
-                raise InvalidInputError(f"column '{feature.name}'", f"numeric in the schema but holds "
+                raise InvalidInputError(f"column '{feature.column}'", f"numeric in the schema but holds "
                                         f"{len(bad)} non-numeric values, e.g. {sorted(set(bad.astype(str)))[:5]}",
                                         "fix or blank those cells, or declare the feature categorical")
             outside = values[present & ((values < feature.min) | (values > feature.max))]
             if len(outside):
                 problem = (f"{len(outside)} values outside the schema range [{feature.min}, {feature.max}], "
                            f"e.g. {outside.iloc[0]}")
-                check_tolerance(feature.name, problem, len(outside) / rows, max_unknown_fraction,
+                check_tolerance(feature.column, problem, len(outside) / rows, max_unknown_fraction,
                                 "widen the range in the schema or fix the values")
-                anomalies.append(f"{feature.name}: {problem}")
+                anomalies.append(f"{feature.column}: {problem}")
             out[feature.name] = values.astype("float64")
         else:
             values = column.astype("string").astype(object).where(present, None)
@@ -213,15 +222,16 @@ def conform(frame: pd.DataFrame, schema: Schema, max_unknown_fraction: float) ->
             if len(unknown):
                 problem = (f"{len(unknown)} values outside the schema domain, "
                            f"e.g. {sorted(set(unknown))[:5]}")
-                check_tolerance(feature.name, problem, len(unknown) / rows, max_unknown_fraction,
+                check_tolerance(feature.column, problem, len(unknown) / rows, max_unknown_fraction,
                                 "add the values to the schema domain or raise max_unknown_fraction")
-                anomalies.append(f"{feature.name}: {problem}")
+                anomalies.append(f"{feature.column}: {problem}")
             out[feature.name] = values
-    labels = frame[schema.label].astype(str)
+    labels = frame[schema.label_column].astype(str)
     unknown_labels = sorted(set(labels) - set(schema.classes))
     if unknown_labels:
-        raise InvalidInputError(f"label column '{schema.label}'", f"values {unknown_labels[:5]} are not among the "
-                                f"schema classes {schema.classes}", "add the classes to the schema or fix the labels")
+        raise InvalidInputError(f"label column '{schema.label_column}'", f"values {unknown_labels[:5]} are not "
+                                f"among the schema classes {schema.classes}",
+                                "add the classes to the schema or fix the labels")
     out[schema.label] = labels.astype(object)
     return pd.DataFrame(out).reset_index(drop=True), anomalies
 
@@ -232,30 +242,33 @@ def check_tolerance(name: str, problem: str, fraction: float, tolerance: float, 
                                 f"{tolerance:.1%} tolerated", fix)
 
 
-def stratified_split(frame: pd.DataFrame, label: str, eval_fraction: float,
-                     seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Splits each class by ``eval_fraction`` with a seeded shuffle: the same input and seed give the same split."""
+def stratified_split(frame: pd.DataFrame, label: str, validation_fraction: float, test_fraction: float,
+                     seed: int) -> dict[str, pd.DataFrame]:
+    """Splits each class into train, validation and test rows with a seeded shuffle (the same input and seed give
+    the same splits). Every class gets at least one row in each split, so a class needs ``MIN_ROWS_PER_CLASS``."""
     rng = np.random.default_rng(seed)
-    eval_index = []
-    for _, rows in sorted(frame.groupby(label).groups.items()):
+    split_of = pd.Series(TRAIN, index=frame.index)
+    for value, rows in sorted(frame.groupby(label).groups.items()):
+        if len(rows) < MIN_ROWS_PER_CLASS:
+            raise InvalidInputError(f"label column '{label}'", f"class '{value}' has {len(rows)} row(s), and each "
+                                    f"class needs {MIN_ROWS_PER_CLASS}: one for each of training, validation and "
+                                    "test", f"add rows of '{value}' or drop them from the data")
         shuffled = rng.permutation(np.asarray(rows))
-        eval_index.extend(shuffled[: int(round(len(shuffled) * eval_fraction))])
-    is_eval = frame.index.isin(eval_index)
-    train, evaluation = frame[~is_eval], frame[is_eval]
-    for name, part in (("training", train), ("evaluation", evaluation)):
-        if part.empty:
-            raise InvalidInputError("eval_fraction", f"{eval_fraction} leaves the {name} split empty for "
-                                    f"{len(frame)} rows", "use more data or a fraction nearer 0.2")
-    return train.reset_index(drop=True), evaluation.reset_index(drop=True)
+        test_rows = min(max(1, int(round(len(shuffled) * test_fraction))), len(shuffled) - 2)
+        validation_rows = min(max(1, int(round(len(shuffled) * validation_fraction))), len(shuffled) - test_rows - 1)
+        split_of[shuffled[:test_rows]] = TEST
+        split_of[shuffled[test_rows:test_rows + validation_rows]] = VALIDATION
+    return {name: frame[split_of == name].reset_index(drop=True) for name in SPLITS}
 
 
-def describe(frame: pd.DataFrame, schema: Schema, train: pd.DataFrame, evaluation: pd.DataFrame, digest: str,
+def describe(frame: pd.DataFrame, schema: Schema, splits: dict[str, pd.DataFrame], digest: str,
              dropped: int) -> dict:
     """Per-feature statistics of the validated data and the split sizes."""
     features = {}
     for feature in schema.features:
         column = frame[feature.name]
-        stats = {"kind": feature.kind, "count": int(column.notna().sum()), "missing": int(column.isna().sum())}
+        stats = {"column": feature.column, "kind": feature.kind, "count": int(column.notna().sum()),
+                 "missing": int(column.isna().sum())}
         if feature.kind == NUMERIC:
             values = column.dropna()
             stats.update({key: _number(value) for key, value in {
@@ -269,9 +282,8 @@ def describe(frame: pd.DataFrame, schema: Schema, train: pd.DataFrame, evaluatio
         "dataset_sha256": digest,
         "rows": len(frame),
         "rows_dropped_missing_label": dropped,
-        "train_rows": len(train),
-        "eval_rows": len(evaluation),
-        "label": {"name": schema.label, "counts": {str(k): int(v) for k, v in
+        **{f"{name}_rows": len(split) for name, split in splits.items()},
+        "label": {"name": schema.label_column, "counts": {str(k): int(v) for k, v in
                                                    frame[schema.label].value_counts().sort_index().items()}},
         "features": features,
     }
@@ -288,22 +300,23 @@ def render_report(statistics: dict, anomalies: list[str], data_uri: str) -> str:
         "# Dataset statistics", "",
         f"- source: `{data_uri}`",
         f"- sha256: `{statistics['dataset_sha256']}`",
-        f"- rows: {statistics['rows']} (train {statistics['train_rows']}, eval {statistics['eval_rows']}; "
+        f"- rows: {statistics['rows']} (train {statistics['train_rows']}, validation "
+        f"{statistics['validation_rows']}, test {statistics['test_rows']}; "
         f"{statistics['rows_dropped_missing_label']} dropped for a missing label)", "",
         f"## Label `{statistics['label']['name']}`", "", "| class | rows |", "| --- | --- |",
         *(f"| {name} | {count} |" for name, count in statistics["label"]["counts"].items()), "",
         "## Numeric features", "", "| feature | count | missing | mean | std | min | median | max |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name, s in statistics["features"].items():
+    for s in statistics["features"].values():
         if s["kind"] == NUMERIC:
-            lines.append(f"| {name} | {s['count']} | {s['missing']} | {s['mean']} | {s['std']} | {s['min']} | "
+            lines.append(f"| {s['column']} | {s['count']} | {s['missing']} | {s['mean']} | {s['std']} | {s['min']} | "
                          f"{s['median']} | {s['max']} |")
     lines += ["", "## Categorical features", "", "| feature | count | missing | distinct | most frequent |",
               "| --- | --- | --- | --- | --- |"]
-    for name, s in statistics["features"].items():
+    for s in statistics["features"].values():
         if s["kind"] == CATEGORICAL:
             top = ", ".join(f"{value} ({count})" for value, count in list(s["top"].items())[:5])
-            lines.append(f"| {name} | {s['count']} | {s['missing']} | {s['distinct']} | {top} |")
+            lines.append(f"| {s['column']} | {s['count']} | {s['missing']} | {s['distinct']} | {top} |")
     lines += ["", "## Anomalies", ""] + ([f"- {a}" for a in anomalies] or ["None."])
     return "\n".join(lines) + "\n"

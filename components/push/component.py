@@ -41,7 +41,8 @@ def push(
     from collections import namedtuple
 
     from kubeline.components.push.config import CONFIG
-    from kubeline.components.push.core import check_blessed, push as run_push
+    from kubeline.components.push.core import check_blessed
+    from kubeline.components.push.core import push as run_push
     from kubeline.config import from_inputs
 
     config = from_inputs(CONFIG, locals())

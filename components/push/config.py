@@ -27,8 +27,8 @@ class PushConfig:
                           "store models in an object store (gs://, s3:// or minio://)")
         if scheme == "file" and self.tracking_uri.startswith(("http://", "https://")):
             raise InvalidInputError("model_root", f"a tracking server refuses local model sources like "
-                                    f"'{self.model_root}'", "store models in an object store (gs://, s3://, minio://), or register in an "
-                                    "embedded sqlite:/// registry")
+                                    f"'{self.model_root}'", "store models in an object store (gs://, s3://, "
+                                    "minio://), or register in an embedded sqlite:/// registry")
 
 
 CONFIG = PushConfig

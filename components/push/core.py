@@ -39,7 +39,8 @@ def write_mlmodel(model_dir: Path) -> None:
     """An MLflow ``MLmodel`` file carrying the model signature (raw features in, probabilities and label out)."""
     import numpy as np
     from mlflow.models import Model, ModelSignature
-    from mlflow.types import ColSpec, Schema as MlflowSchema, TensorSpec
+    from mlflow.types import ColSpec, TensorSpec
+    from mlflow.types import Schema as MlflowSchema
 
     schema = load_schema(model_dir)
     inputs = MlflowSchema([ColSpec("float" if f.kind == NUMERIC else "string", f.name, required=not f.nullable)

@@ -55,8 +55,9 @@ def track(config: TrackConfig, schema_path: str, statistics_path: str, statistic
                                                       config.kfp_run_name))
         run_id = run.info.run_id
         params = {**hparams, "label": statistics["label"]["name"], "rows": statistics["rows"],
-                  "train_rows": statistics["train_rows"], "eval_rows": statistics["eval_rows"]}
+                  **{f"{split}_rows": statistics[f"{split}_rows"] for split in ("train", "validation", "test")}}
         metrics = dict(evaluation["metrics"])
+        metrics.update({f"validation_{k}": v for k, v in evaluation["validation_metrics"].items()})
         metrics.update({f"baseline_{k}": v for k, v in (evaluation.get("baseline_metrics") or {}).items()})
         for value, slice_metrics in evaluation["slices"].items():
             metrics.update({METRIC_NAME_UNSAFE.sub("_", f"slice.{value}.{k}"): v

@@ -10,7 +10,7 @@ from kubeline import images
 @dsl.component(base_image=images.TF_GPU, install_kfp_package=False)
 def train(
     transformed_train: Input[Dataset],
-    transformed_eval: Input[Dataset],
+    transformed_validation: Input[Dataset],
     transform_graph: Input[Artifact],
     model: Output[Model],
     metrics: Output[Metrics],
@@ -31,7 +31,7 @@ def train(
 
     Args:
         transformed_train: Transformed training split from transform.
-        transformed_eval: Transformed evaluation split from transform (validation and early stopping).
+        transformed_validation: Transformed validation split from transform (validation metrics and early stopping).
         transform_graph: tf.Transform output from transform.
         model: SavedModel whose serving_default signature takes raw feature values.
         metrics: Validation accuracy and loss.
@@ -59,7 +59,7 @@ def train(
 
     config = from_inputs(CONFIG, locals())
     hparams = config.hparams()
-    result = run_train(transformed_train.path, transformed_eval.path, transform_graph.path, model.path, hparams,
+    result = run_train(transformed_train.path, transformed_validation.path, transform_graph.path, model.path, hparams,
                        seed=config.seed)
     for name, value in result.objective.items():
         metrics.log_metric(name, value)

@@ -12,6 +12,7 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from kubeline import progress
 from kubeline.artifacts import RAW_SCHEMA_FILE, TRANSFORMED_SUFFIX
 from kubeline.errors import InvalidInputError
 from kubeline.saved_model import METADATA_FILE, SIGNATURE
@@ -101,9 +102,9 @@ def build_model(tft_output, label: str, num_classes: int, hparams: HParams):
     return model
 
 
-def train(transformed_train_dir: str, transformed_eval_dir: str, transform_graph_dir: str, model_dir: str,
+def train(transformed_train_dir: str, transformed_validation_dir: str, transform_graph_dir: str, model_dir: str,
           hparams: HParams, seed: int) -> TrainResult:
-    """Fits the model (validating on the eval split) and exports the raw-feature SavedModel to ``model_dir``.
+    """Fits the model (validating on the validation split) and exports the raw-feature SavedModel to ``model_dir``.
 
     Prints the validation metrics after every epoch as ``accuracy=…``/``loss=…`` lines (what Katib's
     StdOut collector and medianstop read). Katib trials run this same function, so the train step
@@ -116,21 +117,24 @@ def train(transformed_train_dir: str, transformed_eval_dir: str, transform_graph
     strategy, devices = configure_devices(seed)
     tft_output = tft.TFTransformOutput(transform_graph_dir)
     train_data = read_transformed(transformed_train_dir, tft_output, schema.label, hparams.batch_size, seed)
-    eval_data = read_transformed(transformed_eval_dir, tft_output, schema.label, hparams.batch_size)
+    validation_data = read_transformed(transformed_validation_dir, tft_output, schema.label, hparams.batch_size)
     with strategy.scope():
         model = build_model(tft_output, schema.label, len(schema.classes), hparams)
-    callbacks = [tf.keras.callbacks.LambdaCallback(on_epoch_end=print_epoch_metrics)]
+    callbacks = [tf.keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: print_epoch_metrics(epoch, logs, hparams.epochs))]
     if hparams.early_stopping_patience:
         callbacks.append(tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=hparams.early_stopping_patience,
                                                           restore_best_weights=True))
-    history = model.fit(train_data, validation_data=eval_data, epochs=hparams.epochs, callbacks=callbacks, verbose=0)
-    loss, accuracy = model.evaluate(eval_data, verbose=0)
+    history = model.fit(train_data, validation_data=validation_data, epochs=hparams.epochs, callbacks=callbacks,
+                        verbose=0)
+    loss, accuracy = model.evaluate(validation_data, verbose=0)
     export(model, tft_output, schema, model_dir, hparams)
     return TrainResult({"accuracy": float(accuracy), "loss": float(loss)}, len(history.history["loss"]), devices)
 
 
-def print_epoch_metrics(epoch: int, logs: dict) -> None:
+def print_epoch_metrics(epoch: int, logs: dict, epochs: int) -> None:
     print(metric_lines({"accuracy": logs["val_accuracy"], "loss": logs["val_loss"]}), flush=True)
+    progress.report(epoch + 1, epochs, "epochs", f"validation accuracy {logs['val_accuracy']:.4f}")
 
 
 def export(model, tft_output, schema: Schema, model_dir: str, hparams: HParams) -> None:

@@ -1,6 +1,6 @@
 """A Katib trial: train once with the trial's hyperparameters and print the objective.
 
-    python -m kubeline.components.train.trial --transformed_train=URI --transformed_eval=URI \\
+    python -m kubeline.components.train.trial --transformed_train=URI --transformed_validation=URI \\
         --transform_graph=URI [--model_dir=PATH] --seed=42 --learning_rate=0.01 --hidden_units=32 ...
 
 The command line is the training contract's (``kubeline.training``: ``TRIAL_MODULE``, ``TRIAL_INPUTS``,
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as work_dir:
         local = {name: str(storage.fetch_dir(getattr(args, name), f"{work_dir}/{name}", field=f"--{name}"))
                  for name in TRIAL_INPUTS}
-        result = train(local["transformed_train"], local["transformed_eval"], local["transform_graph"],
+        result = train(local["transformed_train"], local["transformed_validation"], local["transform_graph"],
                        args.model_dir or f"{work_dir}/model", hparams, seed=args.seed)
     print(metric_lines(result.objective), flush=True)
     return 0

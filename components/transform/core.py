@@ -50,8 +50,8 @@ def remote_plan(runner: str, beam_pipeline_args: list[str], inputs: dict[str, st
                 outputs: dict[str, str]) -> dict:
     """Locations and Beam options for a job on remote workers, from the step's artifact URIs.
 
-    ``inputs`` maps ``train_data`` and ``eval_data``, ``outputs`` maps ``transform_graph``, ``transformed_train``
-    and ``transformed_eval`` to their artifact URIs (``artifact.uri``: where KFP's launcher downloads inputs from
+    ``inputs`` maps ``train_data`` and ``validation_data``, ``outputs`` maps ``transform_graph``, ``transformed_train``
+    and ``transformed_validation`` to their artifact URIs (``artifact.uri``: where KFP's launcher downloads inputs from
     and uploads outputs to). Returns ``run_isolated``'s keyword arguments (minus the schema and module):
     workers read and write the object store directly, so the step's local output folders stay empty.
     Refuses, naming the field and the fix, what remote workers could not use.
@@ -84,10 +84,11 @@ def remote_plan(runner: str, beam_pipeline_args: list[str], inputs: dict[str, st
             args.append(f"--s3_endpoint_url={endpoint if '://' in endpoint else 'http://' + endpoint}")
         if option_value(args, "--s3_region_name") is None:
             args.append("--s3_region_name=minio")
-    return {"train_path": storage.as_s3_uri(inputs["train_data"]), "eval_path": storage.as_s3_uri(inputs["eval_data"]),
+    return {"train_path": storage.as_s3_uri(inputs["train_data"]),
+            "validation_path": storage.as_s3_uri(inputs["validation_data"]),
             "transform_graph_dir": storage.as_s3_uri(outputs["transform_graph"]),
             "transformed_train_dir": storage.as_s3_uri(outputs["transformed_train"]),
-            "transformed_eval_dir": storage.as_s3_uri(outputs["transformed_eval"]),
+            "transformed_validation_dir": storage.as_s3_uri(outputs["transformed_validation"]),
             "temp_dir": join(storage.as_s3_uri(temp_location), f"tft-{uuid.uuid4().hex}"), "beam_pipeline_args": args}
 
 
@@ -157,9 +158,10 @@ def to_raw_instance(row: dict, schema: Schema, class_index: dict) -> dict:
     return instance
 
 
-def transform(train_path: str, eval_path: str, schema: Schema, transform_graph_dir: str, transformed_train_dir: str,
-              transformed_eval_dir: str, module_file: str = "", runner: str = "DirectRunner",
-              beam_pipeline_args: list[str] | None = None, temp_dir: str = "", completion_marker: str = "") -> dict:
+def transform(train_path: str, validation_path: str, schema: Schema, transform_graph_dir: str,
+              transformed_train_dir: str, transformed_validation_dir: str, module_file: str = "",
+              runner: str = "DirectRunner", beam_pipeline_args: list[str] | None = None, temp_dir: str = "",
+              completion_marker: str = "") -> dict:
     """Analyzes ``train_path``, transforms both Parquet splits to gzipped TFRecords of tf.Examples.
 
     Locations are local paths or URIs Beam can open (``gs://``, ``s3://``). ``temp_dir`` is tf.Transform's
@@ -195,15 +197,15 @@ def transform(train_path: str, eval_path: str, schema: Schema, transform_graph_d
                 return (pipeline | f"Read{split}" >> beam.io.ReadFromParquet(path)
                         | f"ToInstance{split}" >> beam.Map(to_raw_instance, schema, class_index))
 
-            raw_train, raw_eval = read("Train", train_path), read("Eval", eval_path)
+            raw_train, raw_validation = read("Train", train_path), read("Validation", validation_path)
             (transformed_train, transformed_metadata), transform_fn = (
                 (raw_train, raw_metadata) | "AnalyzeAndTransform" >> tft_beam.AnalyzeAndTransformDataset(
                     preprocessing_fn))
-            transformed_eval, _ = ((raw_eval, raw_metadata), transform_fn) | "TransformEval" >> (
+            transformed_validation, _ = ((raw_validation, raw_metadata), transform_fn) | "TransformValidation" >> (
                 tft_beam.TransformDataset())
             coder = tft.coders.ExampleProtoCoder(transformed_metadata.schema)
             for split, data, out_dir in (("Train", transformed_train, transformed_train_dir),
-                                         ("Eval", transformed_eval, transformed_eval_dir)):
+                                         ("Validation", transformed_validation, transformed_validation_dir)):
                 _ = (data | f"Encode{split}" >> beam.Map(coder.encode)
                      | f"Write{split}" >> beam.io.WriteToTFRecord(join(out_dir, TRANSFORMED_PREFIX),
                                                                  file_name_suffix=TRANSFORMED_SUFFIX))

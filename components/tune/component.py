@@ -10,7 +10,7 @@ from kubeline import images
 @dsl.component(base_image=images.TF, install_kfp_package=False)
 def tune(
     transformed_train: Input[Dataset],
-    transformed_eval: Input[Dataset],
+    transformed_validation: Input[Dataset],
     transform_graph: Input[Artifact],
     tuning: Output[Artifact],
     tuning_report: Output[Markdown],
@@ -51,7 +51,7 @@ def tune(
 
     Args:
         transformed_train: Transformed training split from transform.
-        transformed_eval: Transformed evaluation split from transform (the objective is measured on it).
+        transformed_validation: Transformed validation split from transform (the objective is measured on it).
         transform_graph: tf.Transform output from transform.
         tuning: JSON with the Experiment, every trial and the best one.
         tuning_report: The trials as a Markdown table.
@@ -68,7 +68,7 @@ def tune(
             defaults to seed where the algorithm takes it.
         search_space: Parameters as {"name", "type", "min", "max", "step", "values", "log_scale"}; empty for
             learning_rate, hidden_units, num_layers, dropout and batch_size.
-        objective: accuracy (maximized) or loss (minimized) on the eval split.
+        objective: accuracy (maximized) or loss (minimized) on the validation split.
         goal: Stop once a trial reaches this objective value; 0 for no goal.
         early_stopping: "medianstop" to stop trials worse than the median, or empty.
         experiment_name: Experiment name; empty for kubeline-tune-<run id>. A retried step attaches to its
@@ -105,13 +105,14 @@ def tune(
     from collections import namedtuple
 
     from kubeline.components.tune.config import CONFIG
-    from kubeline.components.tune.core import tune as run_tune, write_report
+    from kubeline.components.tune.core import tune as run_tune
+    from kubeline.components.tune.core import write_report
     from kubeline.config import from_inputs
 
     config = from_inputs(CONFIG, locals())
     located = "uri" if target == "kubernetes" else "path"
     data = {name: getattr(artifact, located) for name, artifact in
-            [("transformed_train", transformed_train), ("transformed_eval", transformed_eval),
+            [("transformed_train", transformed_train), ("transformed_validation", transformed_validation),
              ("transform_graph", transform_graph)]}
     outcome = run_tune(data, config)
     write_report(outcome.report, tuning.path, tuning_report.path)

@@ -8,7 +8,6 @@ from pathlib import Path
 from kubeline.components.tune.config import TuneConfig
 from kubeline.errors import OperationFailedError
 
-
 SKIPPED_OBJECTIVE = -1.0  # accuracy and loss are never negative; NaN is not JSON, and the launcher reads JSON
 
 
@@ -23,7 +22,7 @@ def tune(data: dict, config: TuneConfig, kubeconfig: str = "", log=print) -> Tun
     """Searches hyperparameters for the train step.
 
     Args:
-        data: ``transformed_train``, ``transformed_eval`` and ``transform_graph`` locations the trials read
+        data: ``transformed_train``, ``transformed_validation`` and ``transform_graph`` locations the trials read
             (local paths for the local target, gs:// URIs for the cluster).
         config: The search.
         kubeconfig: For the kubernetes target outside a cluster.

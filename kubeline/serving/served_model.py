@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
+from kserve import Model
 from kubeline.errors import InvalidInputError
 from kubeline.saved_model import SIGNATURE, load_schema
 from kubeline.schema import NUMERIC, Schema
@@ -151,7 +151,7 @@ class ServedModel(Model):
         return self.ready
 
     def get_input_types(self) -> list[dict]:
-        return [{"name": f.name, "datatype": "FP32" if f.kind == NUMERIC else "BYTES", "shape": [-1]}
+        return [{"name": f.column, "datatype": "FP32" if f.kind == NUMERIC else "BYTES", "shape": [-1]}
                 for f in self.schema.features]
 
     def get_output_types(self) -> list[dict]:
@@ -159,7 +159,17 @@ class ServedModel(Model):
                 {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(self.schema.classes)]}]
 
     def example_row(self) -> dict:
-        return {f.name: (0.0 if f.kind == NUMERIC else f.domain[0]) for f in self.schema.features}
+        return {f.column: (0.0 if f.kind == NUMERIC else f.domain[0]) for f in self.schema.features}
+
+    def input_keys(self, keys, where: str) -> dict | None:
+        """How a request names the features: None for the original column names (what clients send), else a map
+        from the model input names it used (the SavedModel's) to the columns. Anything else is refused."""
+        columns, names = self.schema.columns, self.schema.feature_names
+        if keys == {columns[n] for n in names}:
+            return None
+        if keys == set(names):
+            return {n: columns[n] for n in names}
+        self._keys(where, keys, [columns[n] for n in names])
 
     # -- request checks --------------------------------------------------------------------------------
     def columns_v1(self, instances, where: str) -> dict:
@@ -169,26 +179,38 @@ class ServedModel(Model):
             _fail(where, "is empty", "send at least one instance")
         if len(instances) > MAX_ROWS_PER_REQUEST:
             _fail(where, f"has {len(instances)} rows, more than {MAX_ROWS_PER_REQUEST}", "split the request")
-        expected = self.schema.feature_names
+        expected = [f.column for f in self.schema.features]
+        instances = list(instances)  # rows sent with model input names are renamed in this copy
         for i, row in enumerate(instances):
             if not isinstance(row, dict):
                 _fail(f"{where}[{i}]", f"is a {type(row).__name__}", f"send an object with keys {expected}")
             if len(row) != len(expected) or row.keys() != set(expected):
-                self._keys(f"{where}[{i}]", row.keys(), expected)
+                renamed = self.input_keys(row.keys(), f"{where}[{i}]")
+                instances[i] = {renamed[k]: v for k, v in row.items()}
         columns = {}
         for feature in self.schema.features:
-            values = [row[feature.name] for row in instances]
-            columns[feature.name] = self._column(feature, values, lambda i, n=feature.name: f"{where}[{i}].{n}")
+            values = [row[feature.column] for row in instances]
+            columns[feature.name] = self._column(feature, values, lambda i, n=feature.column: f"{where}[{i}].{n}")
         return columns
 
     def _keys(self, where: str, keys, expected: list[str]) -> None:
-        missing = [name for name in expected if name not in keys]
+        """Refuses feature keys that are neither all the original column names nor all the model input names."""
+        features = self.schema.features
+        missing = [f.column for f in features if f.column not in keys and f.name not in keys]
         if missing:
             _fail(f"{where}.{missing[0]}", "is missing", f"send every feature of the model {expected} (null for "
                                                           "an unknown value)")
-        unknown = sorted(set(keys) - set(expected))
-        hint = " (it is the label the model predicts)" if unknown[0] == self.schema.label else ""
-        _fail(f"{where}.{unknown[0]}", f"is not a feature of this model{hint}", f"send only {expected}")
+        known = {f.column for f in features} | {f.name for f in features}
+        unknown = sorted(set(keys) - known)
+        if unknown:
+            hint = (" (it is the label the model predicts)"
+                    if unknown[0] in (self.schema.label, self.schema.label_column) else "")
+            _fail(f"{where}.{unknown[0]}", f"is not a feature of this model{hint}", f"send only {expected}")
+        twice = [f.column for f in features if f.column != f.name and f.column in keys and f.name in keys]
+        if twice:
+            _fail(f"{where}.{twice[0]}", "is sent twice, under its column name and its model input name",
+                  "send each feature once")
+        _fail(where, "mixes original column names and model input names", f"use the column names {expected}")
 
     @staticmethod
     def _text(value: bytes, where: str) -> str:
@@ -214,16 +236,16 @@ class ServedModel(Model):
         return np.array(["" if v is None else v for v in values], dtype=object)
 
     def columns_v2(self, request: InferRequest) -> tuple[dict, int]:
-        expected = self.schema.feature_names
         inputs = {i.name: i for i in request.inputs}
         if len(inputs) != len(request.inputs):
             _fail("inputs", "names an input twice", "send each feature once")
-        if inputs.keys() != set(expected):
-            self._keys("inputs", inputs.keys(), expected)
+        renamed = self.input_keys(inputs.keys(), "inputs")
+        if renamed:
+            inputs = {renamed[k]: v for k, v in inputs.items()}
         columns, rows = {}, None
         for feature in self.schema.features:
-            tensor = inputs[feature.name]
-            where = f"inputs.{feature.name}"
+            tensor = inputs[feature.column]
+            where = f"inputs.{feature.column}"
             shape = list(tensor.shape or [])
             if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 1:
                 _fail(f"{where}.shape", f"{shape}", "send shape [rows] (or [rows, 1]) with rows >= 1")

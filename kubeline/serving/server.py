@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from kserve import errors
 
+from kserve import errors
 from kubeline import model_store, storage
 from kubeline.errors import InvalidInputError
 from kubeline.serving import metrics

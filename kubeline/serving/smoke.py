@@ -1,8 +1,8 @@
-"""Smoke requests: rows of the eval split sent to a live endpoint, compared with the offline predictions.
+"""Smoke requests: rows of the test split sent to a live endpoint, compared with the offline predictions.
 
 The evaluate step writes its offline predictions (``kubeline.artifacts.PREDICTIONS_FILE``: raw features,
-the predicted label, ``p_<class>`` probabilities); a served model must give the same label and probabilities within ``tolerance``, in
-the V1 and V2 protocols.
+the predicted label, ``p_<class>`` probabilities); a served model must give the same label and probabilities
+within ``tolerance``, in the V1 and V2 protocols.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ class SmokeResult:
 
 
 def expected_predictions(evaluation_dir: str | Path, schema: Schema, rows: int) -> Expected:
+    """The first ``rows`` offline predictions, as instances named by the original columns (what clients send)."""
     import pandas as pd
 
     frame = pd.read_parquet(Path(evaluation_dir) / PREDICTIONS_FILE).head(rows)
@@ -43,15 +44,16 @@ def expected_predictions(evaluation_dir: str | Path, schema: Schema, rows: int) 
         for feature in schema.features:
             value = record[feature.name]
             missing = value is None or (isinstance(value, float) and math.isnan(value))
-            row[feature.name] = None if missing else (float(value) if feature.kind == NUMERIC else str(value))
+            row[feature.column] = None if missing else (float(value) if feature.kind == NUMERIC else str(value))
         instances.append(row)
     probabilities = frame[[f"p_{c}" for c in schema.classes]].to_numpy(dtype=np.float64)
     return Expected(instances, frame["predicted"].astype(str).tolist(), probabilities, list(schema.classes))
 
 
 def v2_request(instances: list[dict], schema: Schema) -> dict:
-    return {"inputs": [{"name": f.name, "shape": [len(instances)], "datatype": "FP32" if f.kind == NUMERIC else "BYTES",
-                        "data": [row[f.name] if row[f.name] is not None else (None if f.kind == NUMERIC else "")
+    return {"inputs": [{"name": f.column, "shape": [len(instances)],
+                        "datatype": "FP32" if f.kind == NUMERIC else "BYTES",
+                        "data": [row[f.column] if row[f.column] is not None else (None if f.kind == NUMERIC else "")
                                  for row in instances]} for f in schema.features]}
 
 
