@@ -90,7 +90,7 @@ def cmd_check(args) -> int:
     from kubeline.pipelines.compile import COMPILED_DIR
 
     compiled_dir = args.compiled_dir or COMPILED_DIR
-    report = check(selected_pipelines(args.modules) or PIPELINES, compiled_dir)
+    report = check(selected_pipelines(args.modules) or PIPELINES, compiled_dir, args.crds)
     print(render(report, compiled_dir))
     return 1 if any(report.values()) else 0
 
@@ -239,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "defined there, as <name>.yaml (default: kubeline's own)")
     check.add_argument("--compiled-dir", help="where the committed YAML is (default: pipelines/compiled in the "
                                               "package)")
+    check.add_argument("--crds", metavar="DIR",
+                       help="a folder with the upstream schemas (katib/openapi-swagger.json, kserve/serving.kserve."
+                            "io_inferenceservices.yaml): also validate the Katib Experiment and InferenceService the "
+                            "steps would create with the pipeline's defaults")
     check.set_defaults(func=cmd_check)
     submit = commands.add_parser("submit", parents=[cluster_options()],
                                  help="upload a compiled pipeline to Kubeflow Pipelines and start a run")

@@ -3,7 +3,9 @@
 For every pipeline it compiles a fresh copy and reports, per pipeline: a committed YAML that is missing or stale
 (the parsed documents compared, less ``sdkVersion``, which names the SDK and not what the pipeline does), a
 pipeline spec or Kubernetes platform spec that does not parse strictly as the backend's protobuf messages, and
-what KFP's backend would do differently from kfp.local (``backend_rules``). Light: kfp only, no TensorFlow.
+what KFP's backend would do differently from kfp.local (``backend_rules``). With the upstream schemas (``--crds``),
+it also validates what the steps would create on the cluster with the pipeline's defaults, the tune step's Katib
+Experiment and the deploy step's InferenceService, against them. Light: kfp (and jsonschema), no TensorFlow.
 """
 from __future__ import annotations
 
@@ -14,8 +16,12 @@ from pathlib import Path
 import yaml
 
 from kubeline.errors import InvalidInputError
-from kubeline.pipelines import backend_rules
+from kubeline.pipelines import arguments, backend_rules
 from kubeline.pipelines.compile import compile_all
+
+# What the emitted objects are checked with in place of what only a run knows.
+PLACEHOLDER_NAMESPACE = "kubeline-check"
+PLACEHOLDER_ROOT = "gs://kubeline-check/artifacts"
 
 
 def pipeline_documents(text: str) -> list[dict]:
@@ -72,8 +78,52 @@ def find_pipelines(module_name: str) -> dict:
     return found
 
 
-def check(pipelines: dict, compiled_dir: str | Path) -> dict[str, list[str]]:
-    """Problems per compiled file name (an empty list: the pipeline is fine)."""
+def emitted_objects(pipeline) -> list[tuple[str, dict]]:
+    """The custom objects the pipeline's tune and deploy steps would create on a cluster with its default
+    arguments, by the steps' own builders (artifact locations, the namespace and the model version are
+    placeholders): ``(step, object)`` pairs."""
+    from kubeline.components.deploy.config import DeployConfig
+    from kubeline.components.tune.config import TuneConfig
+    from kubeline.config import from_inputs
+    from kubeline.serving.inference_service import build
+    from kubeline.training import TRIAL_INPUTS
+
+    emitted = []
+    for step in arguments.steps(pipeline.pipeline_spec, {}):
+        if step.function == "tune":
+            config = from_inputs(TuneConfig, step.inputs)
+            if config.target == "kubernetes" and config.max_trials:
+                config.namespace = config.namespace or PLACEHOLDER_NAMESPACE
+                data = {name: f"{PLACEHOLDER_ROOT}/{name}" for name in TRIAL_INPUTS}
+                emitted.append((step.task, config.experiment(data)))
+        elif step.function == "deploy":
+            config = from_inputs(DeployConfig, {"model_name": "model", **step.inputs})
+            if config.target == "kubernetes":
+                config.settings.namespace = config.settings.namespace or PLACEHOLDER_NAMESPACE
+                emitted.append((step.task, build(config.name, config.settings, f"{PLACEHOLDER_ROOT}/model/1", "1",
+                                                 mode=config.settings.deployment_mode or "Knative")))
+    return emitted
+
+
+def schema_problems(pipeline, crds_dir: str | Path) -> list[str]:
+    """Where the objects the pipeline's steps would create break the upstream schemas in ``crds_dir``."""
+    from kubeline import crds
+
+    try:
+        objects = emitted_objects(pipeline)
+    except InvalidInputError as error:
+        return [f"schema: the objects cannot be built from the pipeline's defaults: {error}"]
+    problems = []
+    for task, emitted in objects:
+        validator = (crds.katib_experiment_validator(str(crds_dir)) if emitted["kind"] == "Experiment"
+                     else crds.crd_validator(str(crds_dir)))
+        problems += [f"schema: {task}'s {emitted['kind']} {line}" for line in crds.problems(validator, emitted)]
+    return problems
+
+
+def check(pipelines: dict, compiled_dir: str | Path, crds_dir: str | Path | None = None) -> dict[str, list[str]]:
+    """Problems per compiled file name (an empty list: the pipeline is fine). With ``crds_dir``, also what the
+    steps would create, against the upstream schemas there."""
     compiled_dir = Path(compiled_dir)
     report = {}
     with tempfile.TemporaryDirectory() as fresh_dir:
@@ -94,6 +144,8 @@ def check(pipelines: dict, compiled_dir: str | Path) -> dict[str, list[str]]:
                 problems = [f"not compiled: {committed_path} does not exist"]
             problems += parse_strictly(fresh)
             problems += [f"backend: {line}" for line in backend_rules.violations(fresh[0])]
+            if crds_dir:
+                problems += schema_problems(pipelines[file_name], crds_dir)
             report[file_name] = problems
     return report
 

@@ -63,3 +63,36 @@ def test_a_users_pipeline_is_found_compiled_and_held_to_the_backend(tmp_path):
            "'{{$.pipeline_job_uuid}}' reaches the component as literal text" in result.stdout
     missing = run_check("no_such_module", cwd=env_cwd)
     assert missing.returncode == 2 and "MODULE: cannot import 'no_such_module'" in missing.stderr
+
+
+def test_the_objects_the_steps_would_create_validate_against_the_upstream_schemas(tmp_path, capsys):
+    """With --crds, the tune step's Experiment and the deploy step's InferenceService, built from the pipeline's
+    defaults by the steps' own builders, are validated against Katib's and KServe's schemas; a schema that
+    disagrees (here a copy whose maxTrialCount must be text) fails the check naming the step and the field."""
+    import json
+
+    from crds import CRDS
+
+    from kubeline.pipelines import PIPELINES
+    from kubeline.pipelines.check import emitted_objects
+
+    kinds = {task: emitted["kind"] for task, emitted in emitted_objects(PIPELINES["training_pipeline.yaml"])}
+    assert kinds == {"tune": "Experiment", "deploy": "InferenceService"}
+    assert cli.main(["check", "--crds", str(CRDS)]) == 0
+    assert capsys.readouterr().out.startswith("ok   training_pipeline.yaml")
+
+    strict = tmp_path / "crds"
+    shutil.copytree(CRDS, strict)
+    openapi = strict / "katib" / "openapi-swagger.json"
+    document = json.loads(openapi.read_text())
+    document["components"]["schemas"]["v1beta1.ExperimentSpec"]["properties"]["maxTrialCount"]["type"] = "string"
+    openapi.chmod(0o644)
+    openapi.write_text(json.dumps(document))
+    assert cli.main(["check", "--crds", str(strict)]) == 1
+    out = capsys.readouterr().out
+    assert "schema: tune's Experiment spec.maxTrialCount: 8 is not of type 'string'" in out
+
+
+def test_a_crds_folder_without_the_schemas_is_refused(tmp_path, capsys):
+    assert cli.main(["check", "--crds", str(tmp_path)]) == 2
+    assert f"--crds: {tmp_path}/katib/openapi-swagger.json is missing" in capsys.readouterr().err
