@@ -93,6 +93,27 @@ def test_gcs_push_and_download_match_manifest(tmp_path, bucket, small_model):
         model_store.local_copy(first.uri, tmp_path / "download-again")
 
 
+def test_the_evaluation_is_stored_in_the_version_and_covered_by_the_manifest(tmp_path, small_model):
+    from kubeline.components.push.config import PushConfig
+    from kubeline.components.push.core import push
+
+    evaluation = tmp_path / "evaluation"
+    evaluation.mkdir()
+    (evaluation / "evaluation.json").write_text(json.dumps({"decision": "pass", "metrics": {"accuracy": 0.97}}))
+    config = PushConfig(str(tmp_path / "models"), "penguins")
+    first = push(str(small_model), config, evaluation_dir=str(evaluation))
+    assert push(str(small_model), config, evaluation_dir=str(evaluation)).uri == first.uri  # reused
+    version_dir = tmp_path / "models" / "penguins" / "1"
+    assert json.loads((version_dir / "evaluation.json").read_text())["metrics"] == {"accuracy": 0.97}
+    assert "evaluation.json" in verify(version_dir)["files"]
+    without = push(str(small_model), config)  # the same files without their evaluation: another version
+    assert (without.storage_version, without.content_sha256 != first.content_sha256) == (2, True)
+    (evaluation / "evaluation.json").write_text(json.dumps({"decision": "fail"}))
+    with pytest.raises(InvalidInputError, match="evaluation: the gate decided 'fail'"):
+        push(str(small_model), config, evaluation_dir=str(evaluation))
+    assert sorted(p.name for p in (tmp_path / "models" / "penguins").iterdir()) == ["1", "2"]
+
+
 def test_only_blessed_models_are_pushed(tmp_path):
     (tmp_path / "evaluation.json").write_text(json.dumps({"decision": "fail"}))
     with pytest.raises(InvalidInputError, match="the gate decided 'fail'"):

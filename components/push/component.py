@@ -24,7 +24,8 @@ def push(
 
     Args:
         model: SavedModel from train.
-        evaluation: Evaluation from evaluate; the push refuses a model whose decision is not "pass".
+        evaluation: Evaluation from evaluate; the push refuses a model whose decision is not "pass", and stores its
+            evaluation.json in the version.
         model_root: Local path, file://, gs://, s3:// or minio:// URI under which versions are stored.
         model_name: Registered model name and folder name under model_root.
         tracking_uri: MLflow tracking/registry URI; empty stores without registering.
@@ -41,13 +42,11 @@ def push(
     from collections import namedtuple
 
     from kubeline.components.push.config import CONFIG
-    from kubeline.components.push.core import check_blessed
     from kubeline.components.push.core import push as run_push
     from kubeline.config import from_inputs
 
     config = from_inputs(CONFIG, locals())
-    check_blessed(evaluation.path)
-    result = run_push(model.path, config, run_id=run_id)
+    result = run_push(model.path, config, run_id=run_id, evaluation_dir=evaluation.path)
     registered = f", registry version {result.registry_version} (alias challenger)" if result.registry_version else ""
     print(f"push: {'reused' if result.reused else 'stored'} {result.uri} (storage version {result.storage_version})"
           f"{registered}")

@@ -1,6 +1,8 @@
 """Push a blessed model: a new immutable version in the model store, then (optionally) the MLflow registry.
 
-A registry version is created only after its stored version is complete, with ``source`` set to the
+The evaluate step's ``evaluation.json`` goes into the version beside the model files (covered by the manifest
+and the content digest), so whoever loads a version can see that it passed the gate (batch scoring requires
+it). A registry version is created only after its stored version is complete, with ``source`` set to the
 storage URI, and aliased ``challenger``. Pushing the same model files again (a retried step, a rerun after a
 failure) registers nothing new: the registry version, or the finished stored version, that already holds
 the same content digest is reused. The store's format is ``kubeline.model_store``.
@@ -52,15 +54,21 @@ def write_mlmodel(model_dir: Path) -> None:
           ).save(str(model_dir / model_store.MLMODEL))
 
 
-def push(model_dir: str, config: PushConfig, run_id: str = "") -> PushResult:
+def push(model_dir: str, config: PushConfig, run_id: str = "", evaluation_dir: str = "") -> PushResult:
     """Stores ``model_dir`` as a new version (or finds it stored already) and registers it when tracking.
 
-    The registry version carries the lineage tags (``kubeline.*``, ``kfp.*``) of the MLflow run ``run_id``.
+    With ``evaluation_dir`` (the evaluate step's output) the model must have passed the gate, and its
+    evaluation.json is stored in the version. The registry version carries the lineage tags (``kubeline.*``,
+    ``kfp.*``) of the MLflow run ``run_id``.
     """
     name, tracking_uri = config.model_name, config.tracking_uri
+    if evaluation_dir:
+        check_blessed(evaluation_dir)
     with tempfile.TemporaryDirectory() as work_dir:
         staged = Path(work_dir) / "model"
         shutil.copytree(model_dir, staged)
+        if evaluation_dir:
+            shutil.copyfile(Path(evaluation_dir) / artifacts.EVALUATION_FILE, staged / artifacts.EVALUATION_FILE)
         if tracking_uri:
             write_mlmodel(staged)
         manifest = model_store.build_manifest(staged, name)
