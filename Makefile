@@ -14,6 +14,10 @@ $(STAMP): setup.py $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c $(LOCK) pip setuptools wheel
 	$(BIN)/pip install --quiet -c $(LOCK) -e '.[all,dev]'
+	# promtool (tests/test_alerting.py) from Debian's prometheus as root; its service is stopped, only promtool is used
+	command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null && \
+		{ service prometheus stop >/dev/null 2>&1; true; }; } || echo 'promtool is missing: apt-get install prometheus'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -25,7 +25,8 @@ PACKAGE_DIRS = {
     "kubeline.pipelines": "pipelines",
     "kubeline.katib": "katib",  # Katib's SDK imports as kubeflow.katib: nothing is shadowed
 }
-COMPONENTS = ["fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push", "deploy"]
+COMPONENTS = ["fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push", "deploy",
+              "batch_predict", "drift"]
 
 # Light core: enough to import every component and compile every pipeline (no TensorFlow).
 CORE = [
@@ -33,6 +34,7 @@ CORE = [
     "kfp-kubernetes>=2.17.0,<2.18",
     "pyyaml>=6",
     "rich>=13",  # kubeline run's step lines and live progress
+    "jsonschema>=4.20",  # kubeline check --crds: the upstream schemas
 ]
 DATA = [
     "pandas>=2.2,<3",  # kserve 0.21 needs pandas<3
@@ -53,7 +55,6 @@ REGISTRY = ["mlflow>=3.17,<3.18"]
 TUNING = ["optuna>=4,<6", "cmaes>=0.11", "scikit-optimize>=0.10.2,<0.11", "kubernetes>=30,<31"]
 DEV = [
     "pytest>=8",
-    "jsonschema>=4.20",
     "gcp-storage-emulator>=2024.8",
     "moto[server]>=5.1",  # a real S3 API server on 127.0.0.1 for s3:// and minio://
     "nbclient>=0.10",

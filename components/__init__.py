@@ -11,7 +11,7 @@ import importlib
 
 _COMPONENTS = {"FingerprintOp": "fingerprint", "IngestOp": "ingest", "TransformOp": "transform", "TuneOp": "tune",
                "TrainOp": "train", "EvaluateOp": "evaluate", "TrackOp": "track", "PushOp": "push",
-               "DeployOp": "deploy"}
+               "DeployOp": "deploy", "BatchPredictOp": "batch_predict", "DriftOp": "drift"}
 __all__ = list(_COMPONENTS)
 
 

@@ -123,6 +123,14 @@ def cmd_serve(args) -> int:
     return 1
 
 
+def cmd_alerts(args) -> int:
+    from kubeline import alerting
+
+    for path in alerting.write(alerting.load(args.config), args.out_dir):
+        print(f"wrote {path}")
+    return 0
+
+
 def read_params_file(path: str | None) -> dict:
     """The run arguments in a JSON or YAML file: a mapping of parameter names to values."""
     if not path:
@@ -271,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("action", choices=["list", "stop"])
     serve.add_argument("name", nargs="?", help="deployment to stop")
     serve.set_defaults(func=cmd_serve)
+    alerts = commands.add_parser("alerts", help="write an endpoint's PodMonitor, PrometheusRule, Grafana dashboard "
+                                                "and promtool rule tests from its alerting config")
+    alerts.add_argument("config", metavar="CONFIG", help="YAML or JSON: name, namespace, runbook_url, SLO (docs/"
+                                                         "operations.md)")
+    alerts.add_argument("--out-dir", required=True, help="where the files go (replaced whole)")
+    alerts.set_defaults(func=cmd_alerts)
     return parser
 
 

@@ -96,7 +96,15 @@ def pod_spec_parameters_are_strings(spec: dict) -> list[str]:
                 match = CHANNEL.match(value) if isinstance(value, str) else None
                 if not match:
                     continue
-                kind = _input_type(spec, dag_inputs, dag, task["inputs"]["parameters"][match[1]])
+                input_spec = task.get("inputs", {}).get("parameters", {}).get(match[1], {})
+                source = input_spec.get("componentInputParameter")
+                if not input_spec or (source and source not in dag_inputs.get("parameters", {})):
+                    problems.append(f"task {task_name}: container.{'.'.join(field)} reads {match[1]}, which its DAG "
+                                    "does not pass: resolve.go fails the task (\"parent DAG does not have input "
+                                    "parameter\"); kfp's compiler leaves such a parameter out of a dsl.If or "
+                                    "ParallelFor sub-DAG's inputs, so set it at compile time")
+                    continue
+                kind = _input_type(spec, dag_inputs, dag, input_spec)
                 if kind != "STRING":
                     problems.append(f"task {task_name}: container.{'.'.join(field)} reads {match[1]}, a {kind}: "
                                     "driver.go reads pod-spec values with GetStringValue(), so it resolves to \"\" "

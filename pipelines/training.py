@@ -231,7 +231,8 @@ def training_pipeline(
     tune_task.set_env_variable("KUBELINE_IMAGE_REGISTRY", images.IMAGE_REGISTRY)
     train_task = TrainOp(transformed_train=transform_task.outputs["transformed_train"],
                        transformed_validation=transform_task.outputs["transformed_validation"],
-                       transform_graph=transform_task.outputs["transform_graph"], learning_rate=learning_rate,
+                       transform_graph=transform_task.outputs["transform_graph"],
+                       profile=ingest_task.outputs["profile"], learning_rate=learning_rate,
                        hidden_units=hidden_units, num_layers=num_layers, dropout=dropout, batch_size=batch_size,
                        epochs=epochs, early_stopping_patience=early_stopping_patience, seed=seed,
                        tuned_hyperparameters=tune_task.outputs["best_hyperparameters"])

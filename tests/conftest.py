@@ -188,10 +188,11 @@ def ingest_into(out_dir: Path, data_uri, label="species", given_schema=None, **s
         given_schema.save(settings["schema_uri"])
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: str(out_dir / name) for name in ("train.parquet", "validation.parquet", "test.parquet",
-                                                    "schema.json", "report.md", "statistics.json")}
+                                                    "schema.json", "report.md", "statistics.json",
+                                                    "profile.json")}
     result = ingest(IngestConfig(str(data_uri), label, **settings), paths["train.parquet"],
                     paths["validation.parquet"], paths["test.parquet"], paths["schema.json"], paths["report.md"],
-                    paths["statistics.json"])
+                    paths["statistics.json"], paths["profile.json"])
     return result, paths
 
 
@@ -217,14 +218,14 @@ def transformed(tmp_path_factory, penguin_splits):
 
 
 @pytest.fixture(scope="session")
-def trained_model(tmp_path_factory, transformed):
+def trained_model(tmp_path_factory, transformed, penguin_splits):
     from kubeline.components.train.core import train
     from kubeline.training import DEFAULT_SEED, HParams
 
     _, dirs = transformed
     model_dir = tmp_path_factory.mktemp("model") / "model"
     result = train(str(dirs["train"]), str(dirs["validation"]), str(dirs["graph"]), str(model_dir), HParams(),
-                   DEFAULT_SEED)
+                   DEFAULT_SEED, profile_path=penguin_splits[1]["profile.json"])
     return result, model_dir
 
 

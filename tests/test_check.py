@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 from kubeline import cli
+from kubeline.pipelines import PIPELINES
 from kubeline.pipelines.compile import COMPILED_DIR
 
 USER_PIPELINES = textwrap.dedent('''\
@@ -30,7 +31,7 @@ def run_check(*args, cwd=None):
 
 def test_this_repositorys_pipelines_pass(capsys):
     assert cli.main(["check"]) == 0
-    assert capsys.readouterr().out.startswith("ok   training_pipeline.yaml")
+    assert capsys.readouterr().out.splitlines() == [f"ok   {name}" for name in sorted(PIPELINES)]
 
 
 def test_a_stale_or_missing_yaml_fails_naming_the_difference(tmp_path, capsys):
@@ -73,13 +74,12 @@ def test_the_objects_the_steps_would_create_validate_against_the_upstream_schema
 
     from crds import CRDS
 
-    from kubeline.pipelines import PIPELINES
     from kubeline.pipelines.check import emitted_objects
 
     kinds = {task: emitted["kind"] for task, emitted in emitted_objects(PIPELINES["training_pipeline.yaml"])}
     assert kinds == {"tune": "Experiment", "deploy": "InferenceService"}
     assert cli.main(["check", "--crds", str(CRDS)]) == 0
-    assert capsys.readouterr().out.startswith("ok   training_pipeline.yaml")
+    assert capsys.readouterr().out.splitlines() == [f"ok   {name}" for name in sorted(PIPELINES)]
 
     strict = tmp_path / "crds"
     shutil.copytree(CRDS, strict)
@@ -96,3 +96,34 @@ def test_the_objects_the_steps_would_create_validate_against_the_upstream_schema
 def test_a_crds_folder_without_the_schemas_is_refused(tmp_path, capsys):
     assert cli.main(["check", "--crds", str(tmp_path)]) == 2
     assert f"--crds: {tmp_path}/katib/openapi-swagger.json is missing" in capsys.readouterr().err
+
+
+SUB_DAG_POD_SPEC = textwrap.dedent('''\
+    from kfp import dsl
+
+
+    @dsl.component(base_image="python:3.11-slim")
+    def work(n: int) -> int:
+        return n
+
+
+    @dsl.pipeline(name="subdag-cpu")
+    def subdag_cpu(flag: str = "a", cpu: str = "1"):
+        with dsl.If(flag == "a"):
+            work(n=1).set_cpu_request(cpu)
+''')
+
+
+def test_a_pod_spec_parameter_inside_a_sub_dag_is_reported_not_crashed_on(tmp_path):
+    """kfp's compiler leaves the parameter out of the dsl.If sub-DAG's inputs; KFP's driver then fails the task
+    (backend/src/v2/driver/resolve.go: "parent DAG does not have input parameter")."""
+    (tmp_path / "sub_dag_pipelines.py").write_text(SUB_DAG_POD_SPEC)
+    compiled = tmp_path / "compiled"
+    made = subprocess.run([sys.executable, "-m", "kubeline.cli", "compile", "sub_dag_pipelines", "--out-dir",
+                           str(compiled)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert made.returncode == 0, made.stderr
+    result = run_check("sub_dag_pipelines", "--compiled-dir", str(compiled), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "stale" not in result.stdout and "Traceback" not in result.stderr
+    assert ("backend: task work: container.resources.resourceCpuRequest reads pipelinechannel--cpu, which its DAG "
+            "does not pass" in result.stdout)

@@ -167,9 +167,11 @@ def test_metrics_count_requests_by_status_latency_and_classes(server):
         match = re.search(pattern + r" (\S+)", text)
         return float(match.group(1)) if match else 0.0
 
-    assert value(r'kubeline_requests_total\{model="penguins",protocol="v1",status="200"\}') >= 1
-    assert value(r'kubeline_requests_total\{model="penguins",protocol="v1",status="400"\}') >= 1
-    assert value(r'kubeline_request_latency_seconds_count\{model="penguins",protocol="v1"\}') >= 2
+    # the version that served it; a request refused before a version took it has none
+    assert value(r'kubeline_requests_total\{model="penguins",protocol="v1",status="200",version="1"\}') >= 1
+    assert value(r'kubeline_requests_total\{model="penguins",protocol="v1",status="400",version=""\}') >= 1
+    assert value(r'kubeline_request_latency_seconds_count\{model="penguins",protocol="v1",version="1"\}') >= 1
+    assert value(r'kubeline_request_latency_seconds_count\{model="penguins",protocol="v1",version=""\}') >= 1
     assert value(r'kubeline_predictions_total\{label="Gentoo",model="penguins",version="1"\}') >= 1
     assert "request_predict_seconds" in text  # KServe's own per-model histograms are there too
 

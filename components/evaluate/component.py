@@ -32,7 +32,8 @@ def evaluate(
         model: SavedModel from train.
         test_data: Test split (Parquet) from ingest: gated, sliced, and the rows of the offline predictions.
         validation_data: Validation split (Parquet) from ingest: its metrics are reported, not gated.
-        evaluation: evaluation.json (test and validation metrics, slices, confusion matrix, ROC, decision) and
+        evaluation: evaluation.json (test and validation metrics, slices, confusion matrix, ROC, decision, and the
+            prediction_profile: predicted-class shares and a confidence histogram, the drift step's reference) and
             predictions.parquet (the offline predictions on the test rows).
         evaluation_report: The evaluation as a Markdown report.
         metrics: Scalar test metrics (and validation_<name>) for the KFP UI.

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kubeline import artifacts, model_store, registry
+from kubeline import artifacts, model_store, profile, registry
 from kubeline.components.evaluate.config import LOWER_IS_BETTER, EvaluateConfig
 from kubeline.errors import InvalidInputError
 from kubeline.saved_model import load_model, predict_probabilities
@@ -33,6 +33,7 @@ class Evaluation:
     baseline_metrics: dict | None = None
     slice_feature: str = ""  # the original column name
     validation_metrics: dict = field(default_factory=dict)
+    prediction_profile: dict = field(default_factory=dict)
     predictions: pd.DataFrame = field(repr=False, default=None)
 
 
@@ -163,6 +164,7 @@ def evaluate(model_dir: str, test_path: str, config: EvaluateConfig, baseline_mo
                       classes=schema.classes, roc=roc_points(y_true, probabilities), decision=decision,
                       reasons=reasons, baseline_metrics=baseline_metrics, slice_feature=slice_column,
                       validation_metrics=validation_metrics,
+                      prediction_profile=profile.prediction_profile(schema.classes, probabilities),
                       predictions=predictions)
 
 
@@ -177,7 +179,7 @@ def write(evaluation: Evaluation, out_dir: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     body = {k: getattr(evaluation, k) for k in ("decision", "reasons", "metrics", "validation_metrics",
                                                  "baseline_metrics", "slice_feature", "slices", "classes",
-                                                 "confusion_matrix", "roc")}
+                                                 "confusion_matrix", "roc", "prediction_profile")}
     (out / artifacts.EVALUATION_FILE).write_text(json.dumps(body, indent=2))
     evaluation.predictions.to_parquet(out / artifacts.PREDICTIONS_FILE, index=False)
 

@@ -17,6 +17,7 @@ def ingest(
     schema: Output[Artifact],
     statistics: Output[Artifact],
     statistics_report: Output[Markdown],
+    profile: Output[Artifact],
     schema_uri: str = "",
     validation_fraction: float = 0.2,
     test_fraction: float = 0.2,
@@ -37,6 +38,8 @@ def ingest(
         schema: Schema JSON: feature kinds, domains, ranges, nullability, label classes.
         statistics: Per-feature statistics and the dataset digest (JSON).
         statistics_report: The statistics as a Markdown report.
+        profile: The training split's reference profile (JSON, kubeline.profile): bins, a sample and moments per
+            numeric feature, category counts, missing rates, class counts. The train step stores it in the model.
         schema_uri: A schema JSON to apply instead of inferring one (path or URI); empty to infer.
         validation_fraction: Share of rows for the validation split, in (0, 1); stratified by label.
         test_fraction: Share of rows for the test split, in (0, 1); stratified by label. Every class needs at
@@ -56,9 +59,10 @@ def ingest(
     from kubeline.components.ingest.config import CONFIG
     from kubeline.components.ingest.core import ingest as run_ingest
     from kubeline.config import from_inputs
+    from kubeline.profile import FORMAT_VERSION as PROFILE_FORMAT
 
     result = run_ingest(from_inputs(CONFIG, locals()), train_data.path, validation_data.path, test_data.path,
-                        schema.path, statistics_report.path, statistics.path)
+                        schema.path, statistics_report.path, statistics.path, profile.path)
     for split, rows in ((train_data, result.train_rows), (validation_data, result.validation_rows),
                         (test_data, result.test_rows)):
         split.metadata.update({"rows": rows, "format": "parquet"})
@@ -66,6 +70,7 @@ def ingest(
                             "features": result.schema.feature_names})
     statistics.metadata.update({"dataset_sha256": result.digest, "rows": result.rows,
                                 "anomalies": result.anomalies})
+    profile.metadata.update({"rows": result.train_rows, "format_version": PROFILE_FORMAT})
     print(f"ingest: {result.rows} rows ({result.train_rows} train, {result.validation_rows} validation, "
           f"{result.test_rows} test), "
           f"{len(result.anomalies)} anomalies within tolerance, sha256 {result.digest[:12]}")

@@ -1,4 +1,4 @@
-"""Ingest and validate: read a CSV or Parquet file, infer or apply a schema, split, describe.
+"""Ingest and validate: read a CSV or Parquet file, infer or apply a schema, split, describe, profile.
 
 Plain Python over pandas; the KFP component in component.py only adapts artifacts to ``ingest``.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kubeline import storage
+from kubeline import profile, storage
 from kubeline.components.ingest.config import IngestConfig
 from kubeline.errors import InvalidInputError
 from kubeline.schema import CATEGORICAL, NUMERIC, Feature, Schema, model_input_names
@@ -48,8 +48,9 @@ class IngestResult:
 
 
 def ingest(config: IngestConfig, train_path: str, validation_path: str, test_path: str, schema_path: str,
-           report_path: str, statistics_path: str) -> IngestResult:
-    """Reads, validates and splits a dataset three ways; writes the splits (Parquet), schema, statistics and report.
+           report_path: str, statistics_path: str, profile_path: str) -> IngestResult:
+    """Reads, validates and splits a dataset three ways; writes the splits (Parquet), schema, statistics, report and
+    the training split's reference profile (``kubeline.profile``: what drift checks compare with).
 
     Nothing is written unless every check passes.
     """
@@ -71,12 +72,14 @@ def ingest(config: IngestConfig, train_path: str, validation_path: str, test_pat
     clean, anomalies = conform(labelled, schema, config.max_unknown_fraction)
     splits = stratified_split(clean, schema.label, config.validation_fraction, config.test_fraction, config.seed)
     statistics = describe(clean, schema, splits, digest, dropped)
+    reference = profile.build(splits[TRAIN], schema, config.seed)
 
     for split, path in zip(splits.values(), (train_path, validation_path, test_path)):
         split.to_parquet(path, index=False)
     schema.save(schema_path)
     Path(statistics_path).write_text(json.dumps(statistics, indent=2))
     Path(report_path).write_text(render_report(statistics, anomalies, config.data_uri))
+    profile.save(reference, profile_path)
     return IngestResult(digest, len(clean), *(len(split) for split in splits.values()), dropped, schema, statistics,
                         anomalies)
 

@@ -12,6 +12,7 @@ def train(
     transformed_train: Input[Dataset],
     transformed_validation: Input[Dataset],
     transform_graph: Input[Artifact],
+    profile: Input[Artifact],
     model: Output[Model],
     metrics: Output[Metrics],
     learning_rate: float = 0.01,
@@ -33,6 +34,8 @@ def train(
         transformed_train: Transformed training split from transform.
         transformed_validation: Transformed validation split from transform (validation metrics and early stopping).
         transform_graph: tf.Transform output from transform.
+        profile: The training split's reference profile from ingest, stored in the model at
+            assets.extra/kubeline_profile.json (what drift checks compare with).
         model: SavedModel whose serving_default signature takes raw feature values.
         metrics: Validation accuracy and loss.
         learning_rate: Adam learning rate.
@@ -60,7 +63,7 @@ def train(
     config = from_inputs(CONFIG, locals())
     hparams = config.hparams()
     result = run_train(transformed_train.path, transformed_validation.path, transform_graph.path, model.path, hparams,
-                       seed=config.seed)
+                       seed=config.seed, profile_path=profile.path)
     for name, value in result.objective.items():
         metrics.log_metric(name, value)
     print(metric_lines(result.objective))

@@ -12,7 +12,7 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kubeline import progress
+from kubeline import profile, progress
 from kubeline.artifacts import RAW_SCHEMA_FILE, TRANSFORMED_SUFFIX
 from kubeline.errors import InvalidInputError
 from kubeline.saved_model import METADATA_FILE, SIGNATURE
@@ -103,8 +103,11 @@ def build_model(tft_output, label: str, num_classes: int, hparams: HParams):
 
 
 def train(transformed_train_dir: str, transformed_validation_dir: str, transform_graph_dir: str, model_dir: str,
-          hparams: HParams, seed: int) -> TrainResult:
+          hparams: HParams, seed: int, profile_path: str = "") -> TrainResult:
     """Fits the model (validating on the validation split) and exports the raw-feature SavedModel to ``model_dir``.
+
+    ``profile_path`` (the ingest step's reference profile) is stored in the model at ``kubeline.profile.PROFILE_FILE``
+    so every version carries what drift checks compare with; trials, which keep no model, pass none.
 
     Prints the validation metrics after every epoch as ``accuracy=…``/``loss=…`` lines (what Katib's
     StdOut collector and medianstop read). Katib trials run this same function, so the train step
@@ -114,6 +117,11 @@ def train(transformed_train_dir: str, transformed_validation_dir: str, transform
     import tensorflow_transform as tft
 
     schema = Schema.load(Path(transform_graph_dir) / RAW_SCHEMA_FILE)
+    reference = profile.load(profile_path) if profile_path else None
+    if reference is not None and profile.schema_of(reference).feature_names != schema.feature_names:
+        raise InvalidInputError("profile", f"its features {profile.schema_of(reference).feature_names} differ from "
+                                f"the transform graph's {schema.feature_names}",
+                                "pass the profile written by the same ingest step as the transformed data")
     strategy, devices = configure_devices(seed)
     tft_output = tft.TFTransformOutput(transform_graph_dir)
     train_data = read_transformed(transformed_train_dir, tft_output, schema.label, hparams.batch_size, seed)
@@ -129,6 +137,8 @@ def train(transformed_train_dir: str, transformed_validation_dir: str, transform
                         verbose=0)
     loss, accuracy = model.evaluate(validation_data, verbose=0)
     export(model, tft_output, schema, model_dir, hparams)
+    if reference is not None:
+        profile.save(reference, Path(model_dir) / profile.PROFILE_FILE)
     return TrainResult({"accuracy": float(accuracy), "loss": float(loss)}, len(history.history["loss"]), devices)
 
 

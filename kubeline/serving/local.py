@@ -181,3 +181,23 @@ def stop(name: str) -> bool:
         return False
     _terminate(state["pid"])
     return True
+
+
+class LocalTraffic:
+    """A local deployment's traffic as a canary rollout moves it (``kubeline.canary.Traffic``): the canary's
+    share of the running server's requests, then the canary or the stable version alone."""
+
+    def __init__(self, name: str, stable: dict, canary: dict):
+        self.state = get(name)
+        if self.state is None:
+            raise OperationFailedError(f"no local deployment named '{name}' is running")
+        self.stable, self.canary = stable, canary
+
+    def shift(self, percent: int) -> None:
+        self.state = set_rollout(self.state, self.stable, self.canary, percent)
+
+    def promote(self) -> None:
+        self.state = set_rollout(self.state, self.canary, None, 0)
+
+    def rollback(self) -> None:
+        self.state = set_rollout(self.state, self.stable, None, 0)

@@ -275,6 +275,7 @@ class ServedModel(Model):
     # -- KServe's Model API stages ----------------------------------------------------------------------
     async def preprocess(self, payload, headers=None) -> Batch:
         """Decodes a V1 body or a V2 InferRequest into checked feature columns."""
+        metrics.SERVED_VERSION.set(self.version)  # a refused or failed request is counted under this version too
         if isinstance(payload, InferRequest):
             columns, rows = self.columns_v2(payload)
             return Batch(columns, rows, payload)

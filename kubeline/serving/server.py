@@ -223,8 +223,8 @@ class Front:
         if infer:
             protocol, model = ("v1", v1[1]) if v1 else ("v2", v2[1])
             model = model if status.get("code") != 404 else "(unknown)"
-            metrics.REQUESTS.labels(model, protocol, str(status.get("code", 0))).inc()
-            metrics.LATENCY.labels(model, protocol).observe(time.perf_counter() - started)
+            metrics.record_request(model, protocol, status.get("code", 0), time.perf_counter() - started,
+                                   (v2 and v2[2]) or "")
 
     async def predict_v1(self, model_name: str, scope, receive) -> tuple[int, dict]:
         body = await read_body(receive)

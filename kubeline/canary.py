@@ -1,0 +1,322 @@
+"""Canary analysis: a new version takes growing shares of live traffic and is compared with the stable one at
+every step, then promoted or rolled back.
+
+Each step's window gives, per version, ``Figures``: requests, server errors, a latency histogram and the
+predicted classes. ``analyze`` compares them: the error rate (an absolute ceiling, and a one-sided
+two-proportion z-test against the stable version), latency p50 and p99 (an absolute ceiling for p99, and each
+relative to the stable version's, read from the histograms as PromQL's ``histogram_quantile`` reads them), and the
+predicted-class distribution (PSI against the stable version's). Too little traffic on either side is
+"inconclusive", never a guess. ``roll_out`` walks the steps: a failing check is retried up to ``failure_limit``
+windows, then the canary is rolled back; an inconclusive step waits up to ``inconclusive_limit`` windows, then
+``on_inconclusive`` decides. Every window's figures, checks and decision go into the record.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Protocol
+
+from kubeline.errors import InvalidInputError
+
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
+PSI_FLOOR = 1e-4  # the share given to a class one side never predicted, so PSI stays finite
+
+
+@dataclass
+class CanaryPolicy:
+    """How a canary is walked through traffic steps and judged at each (the deploy step's ``canary`` setting)."""
+
+    steps: list = field(default_factory=lambda: [10, 25, 50, 100])
+    interval_s: float = 60.0
+    scrape_interval_s: float = 15.0
+    min_requests: int = 50
+    max_error_rate: float = 0.01
+    error_rate_alpha: float = 0.01
+    max_latency_p99_s: float = 0.5
+    max_latency_ratio: float = 1.5
+    latency_slack_s: float = 0.005
+    max_prediction_psi: float = 0.2
+    failure_limit: int = 2
+    inconclusive_limit: int = 3
+    on_inconclusive: str = "rollback"
+
+    def __post_init__(self):
+        steps = self.steps
+        if not isinstance(steps, list) or not steps or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                                for s in steps):
+            raise InvalidInputError("canary.steps", f"{steps!r} is not a list of whole percents",
+                                    "give increasing percents ending at 100, e.g. [10, 25, 50, 100]")
+        if any(b <= a for a, b in zip(steps, steps[1:])) or steps[0] < 1 or steps[-1] != 100:
+            raise InvalidInputError("canary.steps", f"{steps} do not increase from 1 or more to exactly 100",
+                                    "give increasing percents ending at 100, e.g. [10, 25, 50, 100]")
+        if self.scrape_interval_s <= 0:
+            raise InvalidInputError("canary.scrape_interval_s", f"{self.scrape_interval_s}", "give seconds > 0")
+        if self.interval_s < 2 * self.scrape_interval_s:
+            raise InvalidInputError("canary.interval_s", f"{self.interval_s} s is shorter than two scrapes "
+                                    f"({self.scrape_interval_s} s apart), so a window could hold no new sample",
+                                    f"give at least {2 * self.scrape_interval_s} s")
+        for name in ("min_requests", "failure_limit", "inconclusive_limit"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise InvalidInputError(f"canary.{name}", f"{getattr(self, name)!r}", "give a whole number >= 1")
+        for name in ("max_error_rate", "error_rate_alpha"):
+            if not 0 < getattr(self, name) < 1:
+                raise InvalidInputError(f"canary.{name}", f"{getattr(self, name)} is outside (0, 1)",
+                                        "give a fraction, e.g. 0.01")
+        for name in ("max_latency_p99_s", "max_prediction_psi", "interval_s"):
+            if not getattr(self, name) > 0:
+                raise InvalidInputError(f"canary.{name}", f"{getattr(self, name)}", "give a number > 0")
+        if self.max_latency_ratio < 1:
+            raise InvalidInputError("canary.max_latency_ratio", f"{self.max_latency_ratio} < 1 would fail a canary "
+                                    "as fast as the stable version", "give 1 or more, e.g. 1.5")
+        if self.on_inconclusive not in ("rollback", "promote"):
+            raise InvalidInputError("canary.on_inconclusive", f"'{self.on_inconclusive}'",
+                                    "use 'rollback' or 'promote'")
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> "CanaryPolicy":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise InvalidInputError(f"canary.{unknown[0]}", "is not a canary setting", f"use {sorted(known)}")
+        return cls(**settings)
+
+
+@dataclass
+class Figures:
+    """One version's traffic in a window: requests, server errors (5xx), a cumulative latency histogram
+    ``[(upper bound in s, requests at or under it), ...]`` ending at +inf, and predicted classes."""
+
+    requests: int = 0
+    errors: int = 0
+    latency_buckets: list = field(default_factory=list)
+    classes: dict = field(default_factory=dict)
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    value: float
+    threshold: float
+    detail: str
+
+
+@dataclass
+class StepResult:
+    percent: int
+    decision: str
+    checks: list
+    canary: dict
+    stable: dict
+    reason: str
+
+
+def histogram_quantile(q: float, buckets: list) -> float:
+    """The q-quantile of a cumulative histogram, interpolated linearly inside its bucket as Prometheus'
+    ``histogram_quantile`` does (promql/quantile.go): a rank in the +Inf bucket gives the largest finite bound."""
+    buckets = sorted(buckets, key=lambda b: b[0])
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return math.nan
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / max(count - lower_count, 1e-12)
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def worse_error_rate_p(canary: Figures, stable: Figures) -> float:
+    """One-sided p-value of a two-proportion z-test that the canary's error rate exceeds the stable one's."""
+    total = canary.requests + stable.requests
+    pooled = (canary.errors + stable.errors) / total if total else 0.0
+    if pooled in (0.0, 1.0) or not canary.requests or not stable.requests:
+        return 1.0
+    z = (canary.error_rate - stable.error_rate) / math.sqrt(
+        pooled * (1 - pooled) * (1 / canary.requests + 1 / stable.requests))
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def psi(expected: dict, actual: dict) -> float:
+    """Population stability index of two class-count tables (classes either lacks count as PSI_FLOOR)."""
+    classes = sorted(set(expected) | set(actual))
+    total_e, total_a = sum(expected.values()), sum(actual.values())
+    if not total_e or not total_a:
+        return 0.0
+    value = 0.0
+    for name in classes:
+        e = max(expected.get(name, 0) / total_e, PSI_FLOOR)
+        a = max(actual.get(name, 0) / total_a, PSI_FLOOR)
+        value += (a - e) * math.log(a / e)
+    return value
+
+
+def analyze(percent: int, canary: Figures, stable: Figures, policy: CanaryPolicy) -> StepResult:
+    """Compares a window's figures; ``fail`` when any check fails, ``inconclusive`` when either version served
+    fewer than ``min_requests``, else ``pass``."""
+    summary = {"canary": _summary(canary), "stable": _summary(stable)}
+    if min(canary.requests, stable.requests) < policy.min_requests:
+        return StepResult(percent, INCONCLUSIVE, [], summary["canary"], summary["stable"],
+                          f"too little traffic: canary {canary.requests}, stable {stable.requests} requests, "
+                          f"{policy.min_requests} needed each")
+    checks = [Check("error_rate", canary.error_rate <= policy.max_error_rate, canary.error_rate,
+                    policy.max_error_rate, "canary's server-error rate, at most"),
+              Check("error_rate_vs_stable", (p := worse_error_rate_p(canary, stable)) >= policy.error_rate_alpha, p,
+                    policy.error_rate_alpha, f"p-value that the canary's error rate ({canary.error_rate:.4f}) "
+                    f"exceeds the stable one's ({stable.error_rate:.4f}), at least")]
+    p99 = histogram_quantile(0.99, canary.latency_buckets)
+    checks.append(Check("latency_p99", not p99 > policy.max_latency_p99_s, p99, policy.max_latency_p99_s,
+                        "canary's p99 latency in s, at most"))
+    for q in (0.5, 0.99):
+        ours, theirs = histogram_quantile(q, canary.latency_buckets), histogram_quantile(q, stable.latency_buckets)
+        bound = theirs * policy.max_latency_ratio + policy.latency_slack_s
+        checks.append(Check(f"latency_p{int(q * 100)}_vs_stable", not ours > bound, ours, bound,
+                            f"canary's p{int(q * 100)} in s, at most {policy.max_latency_ratio} x the stable "
+                            f"one's ({theirs:.4f}) + {policy.latency_slack_s}"))
+    drift = psi(stable.classes, canary.classes)
+    checks.append(Check("prediction_psi", drift <= policy.max_prediction_psi, drift, policy.max_prediction_psi,
+                        "PSI of the canary's predicted classes against the stable one's, at most"))
+    failed = [c for c in checks if not c.ok]
+    reason = "; ".join(f"{c.name} {c.value:.4g} (limit {c.threshold:.4g})" for c in failed) or "every check passed"
+    return StepResult(percent, FAIL if failed else PASS, [asdict(c) for c in checks], summary["canary"],
+                      summary["stable"], reason)
+
+
+def _summary(figures: Figures) -> dict:
+    return {"requests": figures.requests, "errors": figures.errors, "error_rate": round(figures.error_rate, 6),
+            "p50_s": _rounded(histogram_quantile(0.5, figures.latency_buckets)),
+            "p99_s": _rounded(histogram_quantile(0.99, figures.latency_buckets)), "classes": dict(figures.classes)}
+
+
+def _rounded(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 6)
+
+
+class Traffic(Protocol):
+    """Moves the endpoint's traffic: the canary's share, then all of it to one version."""
+
+    def shift(self, percent: int) -> None: ...
+
+    def promote(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+class FiguresSource(Protocol):
+    """Each call: the canary's and the stable version's figures since the previous call."""
+
+    def window(self) -> tuple[Figures, Figures]: ...
+
+
+def roll_out(policy: CanaryPolicy, traffic: Traffic, source: FiguresSource,
+             sleep: Callable[[float], None] = time.sleep, log: Callable[[str], None] = print) -> dict:
+    """Walks the policy's steps and returns the record: ``outcome`` (promoted or rolled_back), ``reason`` and every
+    window's result. The caller has started the canary; this ends with it promoted or rolled back."""
+    windows, failures, waits = [], 0, 0
+    for percent in policy.steps[:-1]:
+        traffic.shift(percent)
+        source.window()  # the window starts now: traffic before the shift is not this step's
+        while True:
+            sleep(policy.interval_s)
+            result = analyze(percent, *source.window(), policy)
+            windows.append(asdict(result))
+            log(f"canary at {percent}%: {result.decision} ({result.reason})")
+            if result.decision == PASS:
+                break
+            if result.decision == FAIL:
+                failures += 1
+                if failures >= policy.failure_limit:
+                    return _end(traffic, ROLLED_BACK, f"at {percent}%: {result.reason} ({failures} failed "
+                                f"windows, failure_limit {policy.failure_limit})", windows, policy)
+                continue
+            waits += 1
+            if waits >= policy.inconclusive_limit:
+                why = (f"at {percent}%: {result.reason}, {waits} windows (inconclusive_limit "
+                       f"{policy.inconclusive_limit})")
+                if policy.on_inconclusive == "rollback":
+                    return _end(traffic, ROLLED_BACK, f"inconclusive {why}", windows, policy)
+                return _end(traffic, PROMOTED, f"inconclusive {why}; on_inconclusive is promote", windows, policy)
+    return _end(traffic, PROMOTED, "every step passed", windows, policy)
+
+
+def _end(traffic: Traffic, outcome: str, reason: str, windows: list, policy: CanaryPolicy) -> dict:
+    (traffic.promote if outcome == PROMOTED else traffic.rollback)()
+    return {"outcome": outcome, "reason": reason, "policy": asdict(policy), "windows": windows}
+
+
+def render_record(record: dict) -> str:
+    """The record as Markdown: one row per window, then the outcome."""
+    lines = [f"# Canary: {record['outcome'].replace('_', ' ')}", "", record["reason"], "",
+             "| step | decision | canary requests | canary errors | canary p99 s | stable p99 s | why |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for w in record["windows"]:
+        lines.append(f"| {w['percent']}% | {w['decision']} | {w['canary']['requests']} | {w['canary']['errors']} | "
+                     f"{w['canary']['p99_s']} | {w['stable']['p99_s']} | {w['reason']} |")
+    return "\n".join(lines) + "\n"
+
+
+class ServerMetrics:
+    """Figures from the model server's own /metrics (``kubeline.serving.metrics``), per version: each window is
+    the difference between two scrapes, as Prometheus' ``increase`` would give it without a Prometheus."""
+
+    def __init__(self, url: str, model: str, canary_version: str, stable_version: str, timeout_s: float = 10.0):
+        self.url, self.model, self.timeout_s = url.rstrip("/"), model, timeout_s
+        self.versions = {"canary": canary_version, "stable": stable_version}
+        self.previous = None
+
+    def window(self) -> tuple[Figures, Figures]:
+        current = totals(self._scrape(), self.model)
+        previous, self.previous = self.previous or {}, current
+        canary, stable = (_difference(current.get(v), previous.get(v)) for v in self.versions.values())
+        return canary, stable
+
+    def _scrape(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=self.timeout_s) as response:
+            return response.read().decode()
+
+
+def totals(metrics_text: str, model: str) -> dict[str, Figures]:
+    """Cumulative figures per version of ``model`` in a Prometheus text exposition of the model server."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from kubeline.serving import metrics
+
+    found: dict[str, Figures] = {}
+    buckets: dict[str, dict[float, float]] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get("model") != model or "version" not in labels:
+                continue
+            figures = found.setdefault(labels["version"], Figures())
+            if sample.name == f"{metrics.REQUESTS_NAME}_total":
+                figures.requests += int(sample.value)
+                figures.errors += int(sample.value) if labels.get("status", "").startswith("5") else 0
+            elif sample.name == f"{metrics.LATENCY_NAME}_bucket":
+                bound = float(labels["le"])
+                by_bound = buckets.setdefault(labels["version"], {})
+                by_bound[bound] = by_bound.get(bound, 0) + sample.value
+            elif sample.name == f"{metrics.PREDICTIONS_NAME}_total":
+                figures.classes[labels["label"]] = figures.classes.get(labels["label"], 0) + int(sample.value)
+    for version, by_bound in buckets.items():
+        found[version].latency_buckets = sorted(by_bound.items())
+    return found
+
+
+def _difference(now: Figures | None, before: Figures | None) -> Figures:
+    now, before = now or Figures(), before or Figures()
+    earlier = dict(before.latency_buckets)
+    return Figures(now.requests - before.requests, now.errors - before.errors,
+                   [(bound, count - earlier.get(bound, 0)) for bound, count in now.latency_buckets],
+                   {name: count - before.classes.get(name, 0) for name, count in now.classes.items()})

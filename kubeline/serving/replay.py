@@ -1,0 +1,84 @@
+"""Replay rows to an endpoint at a steady rate: live-like traffic for a local canary to be judged on.
+
+Rows come from a CSV or Parquet file (a local path or URI): the label and any column the model does not take
+are left out, missing values are sent as null, and the rows repeat until the duration ends. Each row is one V1
+request, paced to ``rate`` requests per second by a schedule (a late request is sent at once, never skipped),
+with up to ``concurrency`` in flight.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from kubeline import storage
+from kubeline.errors import InvalidInputError
+from kubeline.serving.client import predict_url, request
+
+
+@dataclass
+class ReplayResult:
+    sent: int
+    statuses: dict = field(default_factory=dict)  # HTTP status (0: no answer) -> requests
+    seconds: float = 0.0
+    latencies_s: list = field(default_factory=list, repr=False)
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.latencies_s)
+        return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)] if ordered else math.nan
+
+    def summary(self) -> str:
+        statuses = ", ".join(f"{status}: {count}" for status, count in sorted(self.statuses.items()))
+        return (f"sent {self.sent} requests in {self.seconds:.1f} s ({self.sent / max(self.seconds, 1e-9):.1f}/s); "
+                f"status {statuses}; latency p50 {self.quantile(0.5) * 1000:.1f} ms, "
+                f"p99 {self.quantile(0.99) * 1000:.1f} ms")
+
+
+def read_rows(data_uri: str, features: list[str]) -> list[dict]:
+    """The rows of a CSV or Parquet file as V1 instances holding only ``features`` (missing values as None)."""
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as work_dir:
+        local = storage.fetch(data_uri, work_dir, field="--data")
+        frame = pd.read_parquet(local) if local.suffix in (".parquet", ".pq") else pd.read_csv(local)
+    missing = [name for name in features if name not in frame.columns]
+    if missing:
+        raise InvalidInputError("--data", f"lacks the model's features {missing}", "give rows with every feature")
+    if frame.empty:
+        raise InvalidInputError("--data", f"'{data_uri}' has no rows", "give a file with data rows")
+    frame = frame[features].astype(object)
+    return frame.where(frame.notna(), None).to_dict("records")
+
+
+def replay(base_url: str, model_name: str, rows: list[dict], rate: float, duration_s: float,
+           concurrency: int = 4, timeout_s: float = 10.0) -> ReplayResult:
+    """Sends ``rows`` (repeated as needed) as V1 requests at ``rate`` per second for ``duration_s`` seconds."""
+    if not rate > 0:
+        raise InvalidInputError("--rate", f"{rate}", "give requests per second > 0")
+    if not duration_s > 0:
+        raise InvalidInputError("--duration", f"{duration_s}", "give seconds > 0")
+    url, total = predict_url(base_url, model_name), max(1, int(rate * duration_s))
+    statuses, latencies, lock = Counter(), [], threading.Lock()
+
+    def send(row: dict) -> None:
+        started = time.perf_counter()
+        try:
+            status = request("POST", url, {"instances": [row]}, timeout=timeout_s)[0]
+        except OSError:
+            status = 0
+        with lock:
+            statuses[status] += 1
+            latencies.append(time.perf_counter() - started)
+
+    begun = time.monotonic()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for i in range(total):
+            delay = begun + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(send, rows[i % len(rows)])
+    return ReplayResult(total, dict(statuses), time.monotonic() - begun, latencies)

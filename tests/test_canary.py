@@ -1,0 +1,244 @@
+"""Canary analysis (kubeline/canary.py): the policy's checks, the statistics with known answers, and the walk
+through the traffic steps to promotion, rollback, or the inconclusive policy."""
+import math
+
+import pytest
+
+from kubeline.canary import (
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    PROMOTED,
+    ROLLED_BACK,
+    CanaryPolicy,
+    Figures,
+    analyze,
+    histogram_quantile,
+    psi,
+    render_record,
+    roll_out,
+    worse_error_rate_p,
+)
+from kubeline.errors import InvalidInputError
+
+FAST = [(0.005, 0), (0.01, 600), (0.02, 980), (0.05, 1000), (math.inf, 1000)]  # p50 ~8 ms, p99 ~ 25 ms
+SLOW = [(0.05, 0), (0.1, 500), (0.25, 990), (0.5, 1000), (math.inf, 1000)]  # p50 100 ms, p99 ~ 250 ms
+
+
+def figures(requests=1000, errors=1, buckets=FAST, classes=None):
+    scale = requests / 1000
+    return Figures(requests, errors, [(b, c * scale) for b, c in buckets],
+                   classes or {"Adelie": 440 * scale, "Gentoo": 360 * scale, "Chinstrap": 200 * scale})
+
+
+@pytest.mark.parametrize("settings,field", [
+    ({"steps": [10, 5, 100]}, "canary.steps"),
+    ({"steps": [10, 50, 120]}, "canary.steps"),
+    ({"steps": [10, 50]}, "canary.steps"),
+    ({"steps": [0, 100]}, "canary.steps"),
+    ({"interval_s": 20, "scrape_interval_s": 15}, "canary.interval_s"),
+    ({"max_error_rate": 1.5}, "canary.max_error_rate"),
+    ({"max_latency_ratio": 0.9}, "canary.max_latency_ratio"),
+    ({"on_inconclusive": "wait"}, "canary.on_inconclusive"),
+    ({"min_requests": 0}, "canary.min_requests"),
+    ({"step": [10, 100]}, "canary.step"),
+])
+def test_bad_policies_are_refused_naming_the_setting(settings, field):
+    with pytest.raises(InvalidInputError, match=f"^{field}: "):
+        CanaryPolicy.from_dict(settings)
+
+
+def test_histogram_quantiles_interpolate_as_promql_does():
+    buckets = [(0.1, 50), (0.2, 100), (math.inf, 100)]
+    assert histogram_quantile(0.5, buckets) == pytest.approx(0.1)
+    assert histogram_quantile(0.75, buckets) == pytest.approx(0.15)
+    assert histogram_quantile(0.25, buckets) == pytest.approx(0.05)  # the first bucket starts at 0
+    assert histogram_quantile(0.99, [(0.1, 10), (math.inf, 100)]) == 0.1  # in +Inf: the largest finite bound
+    assert math.isnan(histogram_quantile(0.5, [(0.1, 0), (math.inf, 0)]))
+
+
+def test_the_error_rate_test_and_psi_have_their_known_answers():
+    # 2% vs 1% over 2,000 requests each: pooled 1.5%, z = 0.01 / sqrt(0.015 * 0.985 * 2 / 2000) = 2.6016, p = 0.00464
+    assert worse_error_rate_p(Figures(2000, 40), Figures(2000, 20)) == pytest.approx(0.004640, abs=1e-6)
+    assert worse_error_rate_p(Figures(2000, 20), Figures(2000, 40)) > 0.99
+    assert worse_error_rate_p(Figures(100, 0), Figures(100, 0)) == 1.0
+    assert psi({"a": 50, "b": 50}, {"a": 50, "b": 50}) == 0.0
+    # (0.9 - 0.5) ln(0.9/0.5) + (0.1 - 0.5) ln(0.1/0.5) = 0.8789
+    assert psi({"a": 50, "b": 50}, {"a": 90, "b": 10}) == pytest.approx(0.8789, abs=1e-4)
+
+
+def test_a_canary_like_the_stable_version_passes_every_check():
+    result = analyze(10, figures(1000, 1), figures(9000, 9), CanaryPolicy())
+    assert result.decision == PASS and result.reason == "every check passed"
+    assert {c["name"] for c in result.checks} == {"error_rate", "error_rate_vs_stable", "latency_p99",
+                                                  "latency_p50_vs_stable", "latency_p99_vs_stable", "prediction_psi"}
+
+
+@pytest.mark.parametrize("canary,failed", [
+    (figures(1000, 50), {"error_rate", "error_rate_vs_stable"}),
+    (figures(1000, 1, SLOW), {"latency_p50_vs_stable", "latency_p99_vs_stable"}),
+    (figures(1000, 1, [(0.2, 0), (0.5, 500), (1.0, 1000), (math.inf, 1000)]),
+     {"latency_p99", "latency_p50_vs_stable", "latency_p99_vs_stable"}),
+    (figures(1000, 1, classes={"Adelie": 900, "Gentoo": 50, "Chinstrap": 50}), {"prediction_psi"}),
+])
+def test_a_worse_canary_fails_the_checks_it_breaks(canary, failed):
+    result = analyze(25, canary, figures(3000, 3), CanaryPolicy())
+    assert result.decision == FAIL
+    assert {c["name"] for c in result.checks if not c["ok"]} == failed
+    assert all(name in result.reason for name in failed)
+
+
+def test_a_slower_stable_version_is_no_excuse_beyond_the_absolute_ceiling():
+    """Relative to the stable version and absolute: both must hold."""
+    slow = [(0.5, 0), (1.0, 990), (2.5, 1000), (math.inf, 1000)]
+    result = analyze(10, figures(1000, 1, slow), figures(1000, 1, slow), CanaryPolicy())
+    assert [c["name"] for c in result.checks if not c["ok"]] == ["latency_p99"]
+
+
+def test_too_little_traffic_is_inconclusive_not_a_guess():
+    result = analyze(10, figures(20, 5), figures(5000, 0), CanaryPolicy(min_requests=50))
+    assert result.decision == INCONCLUSIVE and result.checks == []
+    assert result.reason == "too little traffic: canary 20, stable 5000 requests, 50 needed each"
+
+
+class Recorder:
+    """The endpoint's traffic as the rollout moves it (what a Traffic implementation is asked to do)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def shift(self, percent):
+        self.calls.append(("shift", percent))
+
+    def promote(self):
+        self.calls.append(("promote",))
+
+    def rollback(self):
+        self.calls.append(("rollback",))
+
+
+class Scripted:
+    """Windows given in order; the call at each shift (the window's start) returns nothing to judge."""
+
+    def __init__(self, windows):
+        self.windows, self.starts = list(windows), 0
+
+    def window(self):
+        return self.windows.pop(0)
+
+
+def scripted(*judged):
+    windows = []
+    for pair in judged:
+        windows += [(Figures(), Figures()), pair] if pair is not None else []
+    return Scripted(windows)
+
+
+def run(policy, source):
+    traffic, slept = Recorder(), []
+    record = roll_out(policy, traffic, source, sleep=slept.append, log=lambda line: None)
+    return record, traffic.calls, slept
+
+
+def test_a_good_canary_walks_every_step_and_is_promoted():
+    good = (figures(1000, 1), figures(4000, 4))
+    record, calls, slept = run(CanaryPolicy(), scripted(good, good, good))
+    assert calls == [("shift", 10), ("shift", 25), ("shift", 50), ("promote",)]
+    assert record["outcome"] == PROMOTED and record["reason"] == "every step passed"
+    assert [w["percent"] for w in record["windows"]] == [10, 25, 50] and slept == [60.0] * 3
+    assert "# Canary: promoted" in render_record(record)
+
+
+def test_a_failing_canary_is_rolled_back_at_the_step_where_it_fails_with_the_reason():
+    good, bad = (figures(1000, 1), figures(4000, 4)), (figures(1000, 80), figures(3000, 3))
+    source = Scripted([(Figures(), Figures()), good, (Figures(), Figures()), bad, bad])
+    record, calls, _ = run(CanaryPolicy(), source)
+    assert calls == [("shift", 10), ("shift", 25), ("rollback",)]
+    assert record["outcome"] == ROLLED_BACK
+    assert record["reason"].startswith("at 25%: error_rate 0.08 (limit 0.01)")
+    assert "2 failed windows, failure_limit 2" in record["reason"]
+    assert [w["decision"] for w in record["windows"]] == [PASS, FAIL, FAIL]
+
+
+def test_a_canary_without_traffic_follows_the_inconclusive_policy():
+    idle = (Figures(), figures(5000, 5))
+    windows = [(Figures(), Figures()), idle, idle, idle]
+    record, calls, _ = run(CanaryPolicy(), Scripted(windows))
+    assert calls == [("shift", 10), ("rollback",)] and record["outcome"] == ROLLED_BACK
+    assert record["reason"].startswith("inconclusive at 10%: too little traffic: canary 0")
+    record, calls, _ = run(CanaryPolicy(on_inconclusive="promote", inconclusive_limit=2), Scripted(windows))
+    assert calls == [("shift", 10), ("promote",)] and record["outcome"] == PROMOTED
+    assert record["reason"].endswith("on_inconclusive is promote")
+
+
+def test_figures_come_from_the_servers_own_metrics_per_version():
+    """kubeline_requests_total / _request_latency_seconds_bucket / _predictions_total as the server exports them
+    (kubeline/serving/metrics.py), summed over protocols; 5xx are errors, 4xx are the client's."""
+    from kubeline.canary import totals
+
+    text = "\n".join([
+        "# TYPE kubeline_requests_total counter",
+        'kubeline_requests_total{model="m",version="1",protocol="v1",status="200"} 90',
+        'kubeline_requests_total{model="m",version="1",protocol="v2",status="200"} 5',
+        'kubeline_requests_total{model="m",version="1",protocol="v1",status="400"} 3',
+        'kubeline_requests_total{model="m",version="2",protocol="v1",status="500"} 2',
+        'kubeline_requests_total{model="other",version="1",protocol="v1",status="200"} 7',
+        "# TYPE kubeline_request_latency_seconds histogram",
+        'kubeline_request_latency_seconds_bucket{model="m",version="1",protocol="v1",le="0.01"} 80',
+        'kubeline_request_latency_seconds_bucket{model="m",version="1",protocol="v2",le="0.01"} 5',
+        'kubeline_request_latency_seconds_bucket{model="m",version="1",protocol="v1",le="+Inf"} 93',
+        'kubeline_request_latency_seconds_bucket{model="m",version="1",protocol="v2",le="+Inf"} 5',
+        "# TYPE kubeline_predictions_total counter",
+        'kubeline_predictions_total{model="m",version="1",label="Adelie"} 95',
+    ]) + "\n"
+    found = totals(text, "m")
+    assert (found["1"].requests, found["1"].errors, found["2"].requests, found["2"].errors) == (98, 0, 2, 2)
+    assert found["1"].latency_buckets == [(0.01, 85.0), (math.inf, 98.0)]
+    assert found["1"].classes == {"Adelie": 95}
+
+
+def test_a_live_canary_walks_the_steps_on_real_traffic_and_an_idle_one_is_rolled_back(kubeline_home,
+                                                                                       pushed_versions,
+                                                                                       penguin_splits):
+    """A real model server with two versions, rows replayed at a steady rate, the figures from its /metrics."""
+    import json
+    import threading
+    from pathlib import Path
+
+    from kubeline.canary import ServerMetrics
+    from kubeline.model_store import MANIFEST
+    from kubeline.serving import local, replay
+
+    def served(version):
+        uri = pushed_versions[version]
+        digest = json.loads((Path(uri.removeprefix("file://")) / MANIFEST).read_text())["content_sha256"]
+        return {"uri": uri, "version": str(version), "registry_version": 0, "content_sha256": digest}
+
+    stable, canary = served(1), served(2)
+    state = local.start("canary-live", stable)
+    try:
+        features = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
+        rows = replay.read_rows(penguin_splits[1]["test.parquet"], features)
+        policy = CanaryPolicy(steps=[30, 60, 100], interval_s=2.0, scrape_interval_s=1.0, min_requests=15)
+        sent = {}
+        traffic = threading.Thread(target=lambda: sent.update(
+            result=replay.replay(state["url"], "canary-live", rows, rate=60, duration_s=9)))
+        traffic.start()
+        record = roll_out(policy, local.LocalTraffic("canary-live", stable, canary),
+                          ServerMetrics(state["url"], "canary-live", "2", "1"), log=lambda line: None)
+        traffic.join()
+        assert record["outcome"] == PROMOTED, record
+        assert [w["decision"] for w in record["windows"]] == [PASS, PASS]
+        assert all(w["canary"]["requests"] >= 15 and w["stable"]["requests"] >= 15 for w in record["windows"])
+        assert sent["result"].statuses == {200: sent["result"].sent}
+        assert local.check(local.get("canary-live")) == []
+        assert local.get("canary-live")["stable"]["version"] == "2" and local.get("canary-live")["canary"] is None
+
+        # No traffic at all: inconclusive, then the policy's rollback to the serving version.
+        idle = CanaryPolicy(steps=[50, 100], interval_s=2.0, scrape_interval_s=1.0, inconclusive_limit=2)
+        record = roll_out(idle, local.LocalTraffic("canary-live", canary, stable),
+                          ServerMetrics(state["url"], "canary-live", "1", "2"), log=lambda line: None)
+        assert record["outcome"] == ROLLED_BACK and record["reason"].startswith("inconclusive at 50%")
+        assert local.get("canary-live")["stable"]["version"] == "2" and local.get("canary-live")["canary"] is None
+    finally:
+        local.stop("canary-live")
