@@ -22,6 +22,9 @@ def evaluate(
     tracking_uri: str = "",
     model_name: str = "",
     slice_feature: str = "",
+    slice_thresholds: dict = {},
+    min_slice_rows: int = 30,
+    bootstrap_samples: int = 1000,
 ) -> str:
     """Evaluates the SavedModel on the raw test split and decides whether it may ship.
 
@@ -32,9 +35,9 @@ def evaluate(
         model: SavedModel from train.
         test_data: Test split (Parquet) from ingest: gated, sliced, and the rows of the offline predictions.
         validation_data: Validation split (Parquet) from ingest: its metrics are reported, not gated.
-        evaluation: evaluation.json (test and validation metrics, slices, confusion matrix, ROC, decision, and the
-            prediction_profile: predicted-class shares and a confidence histogram, the drift step's reference) and
-            predictions.parquet (the offline predictions on the test rows).
+        evaluation: evaluation.json (test and validation metrics, 95% confidence intervals, slices, confusion
+            matrix, ROC, decision, and the prediction_profile: predicted-class shares and a confidence histogram,
+            the drift step's reference) and predictions.parquet (the offline predictions on the test rows).
         evaluation_report: The evaluation as a Markdown report.
         metrics: Scalar test metrics (and validation_<name>) for the KFP UI.
         classification_metrics: Confusion matrix and ROC curve for the KFP UI.
@@ -52,6 +55,12 @@ def evaluate(
         model_name: Registered model name, for baseline_from_champion.
         slice_feature: A categorical feature (its original column name) to report per-value metrics for; empty
             for none.
+        slice_thresholds: Bounds every slice of at least min_slice_rows rows must meet, e.g. {"accuracy": 0.85}:
+            a minimum (0..1) for accuracy and f1_macro, a maximum for log_loss. A bound fails only when the
+            slice's whole 95% confidence interval is on the wrong side of it. Needs slice_feature.
+        min_slice_rows: Slices with fewer test rows are reported ("too small to judge") but never judged.
+        bootstrap_samples: Resamples for the 95% bootstrap confidence intervals of accuracy, f1_macro and
+            log_loss, on the test split and per slice (at least 100).
 
     Returns:
         The decision, "pass" or "fail" (the task's single ``Output``, which dsl.If tests).

@@ -61,7 +61,7 @@ def track(config: TrackConfig, schema_path: str, statistics_path: str, statistic
         metrics.update({f"baseline_{k}": v for k, v in (evaluation.get("baseline_metrics") or {}).items()})
         for value, slice_metrics in evaluation["slices"].items():
             metrics.update({METRIC_NAME_UNSAFE.sub("_", f"slice.{value}.{k}"): v
-                            for k, v in slice_metrics.items() if k != "rows"})
+                            for k, v in slice_metrics.items() if k != "rows" and isinstance(v, (int, float))})
         client.log_batch(run_id, metrics=[_metric(k, v) for k, v in metrics.items() if v == v],  # drop NaN
                          params=[_param(k, v) for k, v in params.items()],
                          tags=[_tag("kubeline.gate_decision", evaluation["decision"]),
