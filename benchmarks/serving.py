@@ -3,8 +3,11 @@
 Starts the server on 127.0.0.1 for a stored model version (a private KUBELINE_HOME, stopped at the end),
 loads it with single-row V1 requests at each concurrency, then times the in-process model call (the same
 two-tensor graph call the server makes) for one row and for batches of 64. Needs wrk (apt-get install wrk).
+With ``--payload-log DEST`` the server logs requests (``kubeline.serving.payload_log``) at
+``--payload-log-sample-rate`` (default 1: every request); run it with and without, back to back, to compare.
 
     python benchmarks/serving.py --model-uri file:///path/to/runs/latest/models/penguins/1 [--seconds 10]
+        [--payload-log DEST [--payload-log-sample-rate 1]] [--no-in-process]
 """
 import argparse
 import json
@@ -66,6 +69,9 @@ def main() -> int:
     parser.add_argument("--model-uri", required=True, help="a stored version on this machine: file://...")
     parser.add_argument("--seconds", type=int, default=10, help="per wrk run")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--payload-log", default="", help="log requests under this folder or URI (default: off)")
+    parser.add_argument("--payload-log-sample-rate", type=float, default=1.0)
+    parser.add_argument("--no-in-process", action="store_true", help="time the server only")
     args = parser.parse_args()
     if not args.model_uri.startswith("file://"):
         print("--model-uri: give a file:// stored version (the in-process call loads it from disk)", file=sys.stderr)
@@ -76,10 +82,12 @@ def main() -> int:
     import os
 
     from kubeline.serving import local
+    from kubeline.serving.payload_log import LogSettings
 
     work_dir = Path(tempfile.mkdtemp(prefix="kubeline-serving-bench-"))
     os.environ["KUBELINE_HOME"] = str(work_dir / "home")
-    state = local.start("bench", {"uri": args.model_uri, "version": "bench"})
+    settings = LogSettings(args.payload_log, args.payload_log_sample_rate) if args.payload_log else None
+    state = local.start("bench", {"uri": args.model_uri, "version": "bench"}, payload_log=settings)
     try:
         url = f"{state['url']}/v1/models/bench:predict"
         wrk(url, 16, 3, work_dir)  # warm up
@@ -87,10 +95,13 @@ def main() -> int:
         server_rss_mb = psutil.Process(state["pid"]).memory_info().rss / 2**20
     finally:
         local.stop("bench")
-    model_dir = args.model_uri.removeprefix("file://")
-    direct = in_process(model_dir, min(args.seconds, 5))
-    report = {"wrk": runs, "in_process": direct, "server_rss_mb": round(server_rss_mb),
-              "ratio_server_c16_to_in_process_single_row": runs[1]["requests_per_s"] / direct[1]["calls_per_s"]}
+    report = {"wrk": runs, "server_rss_mb": round(server_rss_mb),
+              "payload_log": {"destination": args.payload_log, "sample_rate": args.payload_log_sample_rate}
+              if args.payload_log else None}
+    if not args.no_in_process:
+        direct = in_process(args.model_uri.removeprefix("file://"), min(args.seconds, 5))
+        report["in_process"] = direct
+        report["ratio_server_c16_to_in_process_single_row"] = runs[1]["requests_per_s"] / direct[1]["calls_per_s"]
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -98,11 +109,14 @@ def main() -> int:
     for run in runs:
         print(f"{'wrk, concurrency ' + str(run['concurrency']):<26}{run['requests_per_s']:>10.0f}"
               f"{run['p50_ms']:>10.2f}{run['p99_ms']:>10.2f}{run['non_2xx']:>9}")
-    for rows, figures in direct.items():
+    for rows, figures in report.get("in_process", {}).items():
         print(f"{'in-process, ' + str(rows) + ' row(s)/call':<26}{figures['calls_per_s']:>10.0f} calls/s "
               f"({figures['rows_per_s']:.0f} rows/s, {figures['ms_per_call']:.2f} ms/call)")
-    print(f"server at concurrency 16 / in-process single-row calls: "
-          f"{report['ratio_server_c16_to_in_process_single_row']:.2f}x")
+    if "in_process" in report:
+        print(f"server at concurrency 16 / in-process single-row calls: "
+              f"{report['ratio_server_c16_to_in_process_single_row']:.2f}x")
+    if args.payload_log:
+        print(f"payload log: {args.payload_log} at sample rate {args.payload_log_sample_rate}")
     print(f"server RSS after the load: {report['server_rss_mb']} MB")
     return 0
 

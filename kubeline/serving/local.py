@@ -20,6 +20,7 @@ from pathlib import Path
 
 from kubeline.errors import OperationFailedError
 from kubeline.serving.client import CONTROL_TOKEN_ENV, request
+from kubeline.serving.payload_log import LogSettings
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 120
@@ -98,9 +99,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(name: str, stable: dict, port: int = 0) -> dict:
+def start(name: str, stable: dict, port: int = 0, payload_log: LogSettings | None = None) -> dict:
     """Starts a server for ``stable`` ({"uri", "version", "content_sha256", ...}; the files must have the content
-    digest when one is given) and waits until its model is ready."""
+    digest when one is given) and waits until its model is ready; with ``payload_log``, it logs sampled requests
+    (``kubeline.serving.payload_log``)."""
     port = port or _free_port()
     folder = home() / "deployments"
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -109,7 +111,7 @@ def start(name: str, stable: dict, port: int = 0) -> dict:
     command = [sys.executable, "-m", "kubeline.serving.server", "--model_name", name, "--model_dir", stable["uri"],
                "--model_version", str(stable.get("version", "")), "--content_sha256",
                stable.get("content_sha256") or "", "--http_port", str(port), "--host", HOST,
-               "--cache_dir", str(home() / "cache"), "--rollout"]
+               "--cache_dir", str(home() / "cache"), "--rollout", *(payload_log.args() if payload_log else [])]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", CONTROL_TOKEN_ENV: token})

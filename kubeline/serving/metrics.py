@@ -18,6 +18,8 @@ LATENCY = Histogram(LATENCY_NAME, "Inference request latency, first byte in to l
 PREDICTIONS = Counter(PREDICTIONS_NAME, "Predicted classes by model and version", ["model", "version", "label"])
 BATCH_ROWS = Histogram(BATCH_ROWS_NAME, "Rows per model call after folding concurrent requests",
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+PAYLOAD_LOG_DROPPED = Counter("kubeline_payload_log_dropped_rows", "Inference log rows not written, by reason: "
+                              "queue_full (the writer fell behind), write_failed, unreadable", ["reason"])
 # The version that answered the request in flight: set with its predictions, in the request's own context.
 SERVED_VERSION: ContextVar[str] = ContextVar("kubeline_served_version", default="")
 

@@ -22,7 +22,7 @@ from kserve import Model
 from kubeline.errors import InvalidInputError
 from kubeline.saved_model import SIGNATURE, load_schema
 from kubeline.schema import NUMERIC, Schema
-from kubeline.serving import metrics
+from kubeline.serving import metrics, payload_log
 
 MAX_ROWS_PER_REQUEST = 1024
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -296,6 +296,7 @@ class ServedModel(Model):
 
     async def postprocess(self, prediction: Prediction, headers=None, response_headers=None):
         """The V1 JSON body, or a V2 InferResponse for a V2 request."""
+        payload_log.SERVED.set((self, prediction))
         request, classes = prediction.batch.request, self.schema.classes
         if request is not None:
             rows = prediction.batch.rows

@@ -4,6 +4,7 @@
         [--content_sha256 DIGEST] [--http_port 8080] [--host 127.0.0.1]
         [--canary_dir URI --canary_version V --canary_content_sha256 DIGEST --canary_percent P]
         [--rollout] [--model_repository]
+        [--payload_log URI [--payload_log_sample_rate R] [--payload_log_format jsonl|parquet] ...]
 
 Flags follow KServe's model-server conventions (a ServingRuntime passes ``--model_name={{.Name}}`` and
 ``--model_dir=/mnt/models``); ``--host`` defaults to 127.0.0.1, the container image passes 0.0.0.0.
@@ -19,15 +20,20 @@ deployment's token (``$KUBELINE_CONTROL_TOKEN``, never a flag: ``ps`` shows flag
 ``--rollout`` (the local deployer's mode, 127.0.0.1 only) adds ``PUT /kubeline/v1/rollout``;
 ``--model_repository`` adds KServe's ``/v2/repository/models/<name>/load|unload``. ``GET /kubeline/v1/serving``
 reports what serves. V2 ``/versions/<v>`` routes answer for a served version and 404 otherwise.
+``--payload_log`` logs sampled requests and responses in the background (``kubeline.serving.payload_log``).
 """
 import asyncio
+import contextlib
+import gc
 import hmac
 import json
 import logging
 import os
+import random
 import re
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +42,7 @@ import orjson
 from kserve import errors
 from kubeline import model_store, storage
 from kubeline.errors import InvalidInputError
-from kubeline.serving import metrics
+from kubeline.serving import metrics, payload_log
 from kubeline.serving.client import CONTROL_TOKEN_ENV
 from kubeline.serving.inference_service import CONTENT_DIGEST_ENV
 from kubeline.serving.served_model import ServedModel, TrafficSplit
@@ -46,6 +52,7 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 V1_PREDICT = re.compile(r"^/v1/models/([^/:]+):predict$")
 V2_MODEL = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/infer|/ready|)$")
 JSON_LENGTH_HEADER = "inference-header-content-length"  # the binary tensor data extension's JSON length
+REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,200}")  # an X-Request-Id kept as sent; others get a new one
 
 
 class MissingToken(Exception):
@@ -184,10 +191,12 @@ class Front:
     KServe's DataPlane (decode, model readiness, ``Model.__call__``, encode) without FastAPI's routing, the
     hot path: V1 predict with KServe's URL, JSON and error bodies, V2 infer with JSON (any Content-Type) or
     binary tensor data. V2 ``/versions/<v>`` paths go to the model serving that version, or get a 404.
-    Everything else goes to FastAPI."""
+    Everything else goes to FastAPI. Each inference response carries the request's ``X-Request-Id`` (the
+    client's, or a new one); with ``payload_logger``, sampled inference requests are handed to it."""
 
-    def __init__(self, app, dataplane, deployment):
+    def __init__(self, app, dataplane, deployment, payload_logger: payload_log.PayloadLogger | None = None):
         self.app, self.dataplane, self.deployment = app, dataplane, deployment
+        self.payload_logger = payload_logger
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -198,13 +207,22 @@ class Front:
         v2 = None if v1 else V2_MODEL.match(path)
         infer = (v1 or v2 and v2[3] == "/infer") and post
         status = {}
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id", b"") if infer else b""
+        if infer and not REQUEST_ID.fullmatch(request_id):
+            request_id = uuid.uuid4().hex.encode()
+        logged = infer and self.payload_logger is not None and self.payload_logger.sampled(random.random())
 
         async def send_and_watch(message):
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                if request_id:
+                    message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id)]}
+            elif logged and status["code"] >= 400:
+                status["body"] = status.get("body", b"") + message.get("body", b"")
             await send(message)
 
-        length = dict(scope["headers"]).get(b"content-length", b"0")
+        length = headers.get(b"content-length", b"0")
         if not length.isdigit() or int(length) > MAX_BODY_BYTES:
             await respond(send_and_watch, 413, {"error": f"body: {length.decode('latin-1')} bytes, more than "
                                                          f"{MAX_BODY_BYTES}. Fix: send at most {MAX_BODY_BYTES} "
@@ -223,8 +241,13 @@ class Front:
         if infer:
             protocol, model = ("v1", v1[1]) if v1 else ("v2", v2[1])
             model = model if status.get("code") != 404 else "(unknown)"
-            metrics.record_request(model, protocol, status.get("code", 0), time.perf_counter() - started,
-                                   (v2 and v2[2]) or "")
+            seconds = time.perf_counter() - started
+            metrics.record_request(model, protocol, status.get("code", 0), seconds, (v2 and v2[2]) or "")
+            if logged:
+                self.payload_logger.submit((time.time() - seconds, request_id.decode(), model,
+                                            metrics.SERVED_VERSION.get() or (v2 and v2[2]) or "", protocol,
+                                            status.get("code", 0), seconds, payload_log.SERVED.get(),
+                                            status.get("body")))
 
     async def predict_v1(self, model_name: str, scope, receive) -> tuple[int, dict]:
         body = await read_body(receive)
@@ -336,9 +359,10 @@ class Routers:
 
 
 def create_app(deployment_name: str, cache_dir: str, token: str = "", rollout: bool = False,
-               model_repository: bool = False):
+               model_repository: bool = False, payload_logger: payload_log.PayloadLogger | None = None):
     """KServe's REST app (V1, V2, health, model metadata) with our error handling, metrics and serving report;
-    with ``token``, the rollout route (``rollout``) and KServe's repository routes (``model_repository``)."""
+    with ``token``, the rollout route (``rollout``) and KServe's repository routes (``model_repository``); with
+    ``payload_logger``, sampled inference requests logged (every queued row written at shutdown)."""
     from fastapi import Depends, FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, ORJSONResponse, Response
@@ -355,8 +379,15 @@ def create_app(deployment_name: str, cache_dir: str, token: str = "", rollout: b
     repository = ModelRepository()
     dataplane = DataPlane(model_registry=repository)
     deployment = Deployment(deployment_name, repository, cache_dir)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_):
+        yield
+        if payload_logger is not None:
+            await asyncio.to_thread(payload_logger.close)
+
     app = FastAPI(title="Kubeline model server", default_response_class=ORJSONResponse, docs_url=None,
-                  redoc_url=None)
+                  redoc_url=None, lifespan=lifespan)
     app.add_api_route("/", dataplane.live)
     extension = ModelRepositoryExtension(model_registry=repository)
     kserve_routes = Routers()
@@ -417,7 +448,7 @@ def create_app(deployment_name: str, cache_dir: str, token: str = "", rollout: b
     app.add_exception_handler(RequestValidationError, invalid_body)
     for error in [*ERROR_STATUS, Exception]:
         app.add_exception_handler(error, mapped)
-    app.add_middleware(Front, dataplane=dataplane, deployment=deployment)
+    app.add_middleware(Front, dataplane=dataplane, deployment=deployment, payload_logger=payload_logger)
     return app, deployment
 
 
@@ -443,6 +474,7 @@ def parse(argv: list[str] | None = None):
                              f"${CONTROL_TOKEN_ENV} needed")
     parser.add_argument("--model_repository", action="store_true",
                         help=f"serve KServe's /v2/repository/models/<name>/load|unload, ${CONTROL_TOKEN_ENV} needed")
+    payload_log.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -455,8 +487,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.rollout and args.host not in LOOPBACK:
             raise InvalidInputError("--host", f"{args.host} with --rollout: the rollout route is the local "
                                     "deployer's, on 127.0.0.1 only", "drop --rollout, or serve on 127.0.0.1")
+        settings = payload_log.settings_from(args)
+        logger = payload_log.PayloadLogger(settings) if settings else None
         app, deployment = create_app(args.model_name, args.cache_dir, os.environ.get(CONTROL_TOKEN_ENV, ""),
-                                     args.rollout, args.model_repository)
+                                     args.rollout, args.model_repository, logger)
         state = {"stable": {"uri": args.model_dir, "version": args.model_version,
                             "content_sha256": args.content_sha256}, "canary_percent": args.canary_percent}
         if args.canary_dir:
@@ -466,6 +500,10 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidInputError as error:
         print(f"kubeline model server: refused to start: {error}", file=sys.stderr)
         return 2
+    # The loaded model's objects (millions with TensorFlow) leave the collector's scans: without this, a full
+    # collection, which request objects that outlive a few collections set off (logged ones, queued for the
+    # writer), holds every request up for a few hundred milliseconds.
+    gc.freeze()
     uvicorn.run(app, host=args.host, port=args.http_port, log_config=None, access_log=False, timeout_keep_alive=65)
     return 0
 
