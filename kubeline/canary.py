@@ -5,10 +5,11 @@ Each step's window gives, per version, ``Figures``: requests, server errors, a l
 predicted classes. ``analyze`` compares them: the error rate (an absolute ceiling, and a one-sided
 two-proportion z-test against the stable version), latency p50 and p99 (an absolute ceiling for p99, and each
 relative to the stable version's, read from the histograms as PromQL's ``histogram_quantile`` reads them), and the
-predicted-class distribution (PSI against the stable version's). Too little traffic on either side is
-"inconclusive", never a guess. ``roll_out`` walks the steps: a failing check is retried up to ``failure_limit``
-windows, then the canary is rolled back; an inconclusive step waits up to ``inconclusive_limit`` windows, then
-``on_inconclusive`` decides. Every window's figures, checks and decision go into the record.
+predicted-class distribution (PSI against the stable version's, when a chi-square test says the difference is
+not chance). Too little traffic on either side is "inconclusive", never a guess. ``roll_out`` walks the steps: a
+failing check is retried up to ``failure_limit`` windows, then the canary is rolled back; an inconclusive step
+waits up to ``inconclusive_limit`` windows, then ``on_inconclusive`` decides. Every window's figures, checks and
+decision go into the record.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol
 
-from kubeline.errors import InvalidInputError
+from kubeline.errors import InvalidInputError, OperationFailedError
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
@@ -33,7 +34,7 @@ class CanaryPolicy:
     scrape_interval_s: float = 15.0
     min_requests: int = 50
     max_error_rate: float = 0.01
-    error_rate_alpha: float = 0.01
+    alpha: float = 0.01  # significance of the error-rate and the predicted-class tests
     max_latency_p99_s: float = 0.5
     max_latency_ratio: float = 1.5
     latency_slack_s: float = 0.005
@@ -60,7 +61,7 @@ class CanaryPolicy:
         for name in ("min_requests", "failure_limit", "inconclusive_limit"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise InvalidInputError(f"canary.{name}", f"{getattr(self, name)!r}", "give a whole number >= 1")
-        for name in ("max_error_rate", "error_rate_alpha"):
+        for name in ("max_error_rate", "alpha"):
             if not 0 < getattr(self, name) < 1:
                 raise InvalidInputError(f"canary.{name}", f"{getattr(self, name)} is outside (0, 1)",
                                         "give a fraction, e.g. 0.01")
@@ -160,6 +161,17 @@ def psi(expected: dict, actual: dict) -> float:
     return value
 
 
+def same_classes_p(canary: dict, stable: dict) -> float:
+    """p-value of a chi-square test that the two versions predict classes in the same proportions (1.0 when
+    fewer than two classes were predicted)."""
+    from scipy.stats import chi2_contingency
+
+    classes = [c for c in sorted(set(canary) | set(stable)) if canary.get(c, 0) + stable.get(c, 0) > 0]
+    if len(classes) < 2 or not sum(canary.values()) or not sum(stable.values()):
+        return 1.0
+    return float(chi2_contingency([[canary.get(c, 0) for c in classes], [stable.get(c, 0) for c in classes]])[1])
+
+
 def analyze(percent: int, canary: Figures, stable: Figures, policy: CanaryPolicy) -> StepResult:
     """Compares a window's figures; ``fail`` when any check fails, ``inconclusive`` when either version served
     fewer than ``min_requests``, else ``pass``."""
@@ -170,8 +182,8 @@ def analyze(percent: int, canary: Figures, stable: Figures, policy: CanaryPolicy
                           f"{policy.min_requests} needed each")
     checks = [Check("error_rate", canary.error_rate <= policy.max_error_rate, canary.error_rate,
                     policy.max_error_rate, "canary's server-error rate, at most"),
-              Check("error_rate_vs_stable", (p := worse_error_rate_p(canary, stable)) >= policy.error_rate_alpha, p,
-                    policy.error_rate_alpha, f"p-value that the canary's error rate ({canary.error_rate:.4f}) "
+              Check("error_rate_vs_stable", (p := worse_error_rate_p(canary, stable)) >= policy.alpha, p,
+                    policy.alpha, f"p-value that the canary's error rate ({canary.error_rate:.4f}) "
                     f"exceeds the stable one's ({stable.error_rate:.4f}), at least")]
     p99 = histogram_quantile(0.99, canary.latency_buckets)
     checks.append(Check("latency_p99", not p99 > policy.max_latency_p99_s, p99, policy.max_latency_p99_s,
@@ -182,9 +194,11 @@ def analyze(percent: int, canary: Figures, stable: Figures, policy: CanaryPolicy
         checks.append(Check(f"latency_p{int(q * 100)}_vs_stable", not ours > bound, ours, bound,
                             f"canary's p{int(q * 100)} in s, at most {policy.max_latency_ratio} x the stable "
                             f"one's ({theirs:.4f}) + {policy.latency_slack_s}"))
-    drift = psi(stable.classes, canary.classes)
-    checks.append(Check("prediction_psi", drift <= policy.max_prediction_psi, drift, policy.max_prediction_psi,
-                        "PSI of the canary's predicted classes against the stable one's, at most"))
+    drift, p = psi(stable.classes, canary.classes), same_classes_p(canary.classes, stable.classes)
+    checks.append(Check("prediction_psi", drift <= policy.max_prediction_psi or p >= policy.alpha, drift,
+                        policy.max_prediction_psi, f"PSI of the canary's predicted classes against the stable "
+                        f"one's, at most, unless a chi-square test cannot tell them apart (p {p:.3g} >= "
+                        f"{policy.alpha}): a few requests' classes differ by chance"))
     failed = [c for c in checks if not c.ok]
     reason = "; ".join(f"{c.name} {c.value:.4g} (limit {c.threshold:.4g})" for c in failed) or "every check passed"
     return StepResult(percent, FAIL if failed else PASS, [asdict(c) for c in checks], summary["canary"],
@@ -320,3 +334,85 @@ def _difference(now: Figures | None, before: Figures | None) -> Figures:
     return Figures(now.requests - before.requests, now.errors - before.errors,
                    [(bound, count - earlier.get(bound, 0)) for bound, count in now.latency_buckets],
                    {name: count - before.classes.get(name, 0) for name, count in now.classes.items()})
+
+
+# PromQL for each figure of one version over the window; {model}, {version} and {window} are filled in. The
+# defaults read the model server's metrics (kubeline.serving.metrics) as the PodMonitor of kubeline alerts scrapes
+# them; give your own where relabelling or recording rules name them otherwise.
+PROMETHEUS_QUERIES = {
+    "requests": 'sum(increase(kubeline_requests_total{{model="{model}",version="{version}"}}[{window}]))',
+    "errors": 'sum(increase(kubeline_requests_total{{model="{model}",version="{version}",status=~"5.."}}[{window}]))',
+    "latency_buckets": 'sum by (le) (increase(kubeline_request_latency_seconds_bucket{{model="{model}",'
+                       'version="{version}"}}[{window}]))',
+    "classes": 'sum by (label) (increase(kubeline_predictions_total{{model="{model}",version="{version}"}}'
+               '[{window}]))',
+}
+
+
+def check_queries(queries: dict) -> dict:
+    """The query templates, each filled in once and parsed by Prometheus' own parser (promtool); an unknown figure,
+    an unknown placeholder or a query that does not parse is refused naming it."""
+    from kubeline import alerting
+
+    unknown = sorted(set(queries) - set(PROMETHEUS_QUERIES))
+    if unknown:
+        raise InvalidInputError(f"canary.queries.{unknown[0]}", "is not a figure the analysis reads",
+                                f"give templates for {sorted(PROMETHEUS_QUERIES)}")
+    merged = {**PROMETHEUS_QUERIES, **queries}
+    for name, template in merged.items():
+        where = f"canary.queries.{name}"
+        try:
+            query = template.format(model="m", version="1", window="60s")
+        except (KeyError, IndexError, ValueError) as error:
+            raise InvalidInputError(where, f"{template!r} has a placeholder other than {{model}}, {{version}} and "
+                                    f"{{window}} ({error})", "double literal braces: {{ and }}") from None
+        alerting.check_promql(query, where)
+        names = alerting.metric_names(query) - alerting.EXPORTED
+        if names:
+            raise InvalidInputError(where, f"reads {sorted(names)}, which the model server does not export",
+                                    f"use the server's metrics {sorted(alerting.EXPORTED)}")
+    return merged
+
+
+class PrometheusFigures:
+    """Figures from a Prometheus server's HTTP API (``/api/v1/query``): each window is ``increase`` over the time
+    since the previous call, evaluated now."""
+
+    def __init__(self, url: str, model: str, canary_version: str, stable_version: str, queries: dict | None = None,
+                 timeout_s: float = 10.0, clock: Callable[[], float] = time.time):
+        self.url, self.model, self.timeout_s, self.clock = url.rstrip("/"), model, timeout_s, clock
+        self.versions = (canary_version, stable_version)
+        self.queries = check_queries(queries or {})
+        self.since = None
+
+    def window(self) -> tuple[Figures, Figures]:
+        now = self.clock()
+        since, self.since = self.since, now
+        if since is None:
+            return Figures(), Figures()
+        window = f"{max(1, round(now - since))}s"
+        canary, stable = (self._figures(version, window, now) for version in self.versions)
+        return canary, stable
+
+    def _figures(self, version: str, window: str, at: float) -> Figures:
+        def query(name: str) -> list:
+            return self._query(self.queries[name].format(model=self.model, version=version, window=window), at)
+
+        def total(name: str) -> int:
+            return round(sum(float(r["value"][1]) for r in query(name)))
+
+        buckets = sorted((float(r["metric"]["le"]), float(r["value"][1])) for r in query("latency_buckets"))
+        classes = {r["metric"].get("label", ""): round(float(r["value"][1])) for r in query("classes")}
+        return Figures(total("requests"), total("errors"), buckets, classes)
+
+    def _query(self, promql: str, at: float) -> list:
+        import json
+        import urllib.parse
+        import urllib.request
+
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql, 'time': f'{at:.3f}'})}"
+        with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
+            body = json.load(response)
+        if body.get("status") != "success":
+            raise OperationFailedError(f"Prometheus refused {promql!r}: {body.get('error', body)}")
+        return body["data"]["result"]

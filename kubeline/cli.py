@@ -123,6 +123,29 @@ def cmd_serve(args) -> int:
     return 1
 
 
+def cmd_replay(args) -> int:
+    from kubeline.serving import local, replay
+    from kubeline.serving.client import request
+
+    if args.endpoint.startswith(("http://", "https://")):
+        if not args.model:
+            raise InvalidInputError("--model", "a URL needs the model's name", "add --model NAME")
+        url, model = args.endpoint.rstrip("/"), args.model
+    else:
+        state = local.get(args.endpoint)
+        if state is None:
+            raise InvalidInputError("ENDPOINT", f"no local deployment named '{args.endpoint}' is running",
+                                    "see `kubeline serve list`, or give the server's URL and --model")
+        url, model = state["url"], args.model or args.endpoint
+    status, metadata = request("GET", f"{url}/v2/models/{model}")
+    if status != 200:
+        raise InvalidInputError("--model", f"{url} does not serve '{model}' (HTTP {status})", "name a model it serves")
+    rows = replay.read_rows(args.data, [i["name"] for i in metadata["inputs"]])
+    result = replay.replay(url, model, rows, args.rate, args.duration, args.concurrency)
+    print(result.summary())
+    return 0 if set(result.statuses) == {200} else 1
+
+
 def cmd_alerts(args) -> int:
     from kubeline import alerting
 
@@ -279,6 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("action", choices=["list", "stop"])
     serve.add_argument("name", nargs="?", help="deployment to stop")
     serve.set_defaults(func=cmd_serve)
+    replay_cmd = commands.add_parser("replay", help="send rows of a file to an endpoint at a steady rate (traffic "
+                                                    "for a canary to be judged on)")
+    replay_cmd.add_argument("endpoint", metavar="ENDPOINT", help="a local deployment's name, or a server's URL")
+    replay_cmd.add_argument("--data", required=True, help="CSV or Parquet path or URI; its feature columns are sent")
+    replay_cmd.add_argument("--model", help="the model's name (default: the deployment's; needed with a URL)")
+    replay_cmd.add_argument("--rate", type=float, default=10.0, help="requests per second (default 10)")
+    replay_cmd.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
+    replay_cmd.add_argument("--concurrency", type=int, default=4, help="requests in flight at most (default 4)")
+    replay_cmd.set_defaults(func=cmd_replay)
     alerts = commands.add_parser("alerts", help="write an endpoint's PodMonitor, PrometheusRule, Grafana dashboard "
                                                 "and promtool rule tests from its alerting config")
     alerts.add_argument("config", metavar="CONFIG", help="YAML or JSON: name, namespace, runbook_url, SLO (docs/"

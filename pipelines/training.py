@@ -119,12 +119,17 @@ def training_pipeline(
     baseline_model_uri: str = EVALUATE.baseline_model_uri,
     baseline_from_champion: bool = EVALUATE.baseline_from_champion,
     slice_feature: str = EVALUATE.slice_feature,
+    slice_thresholds: dict = EVALUATE.slice_thresholds,
+    min_slice_rows: int = EVALUATE.min_slice_rows,
+    bootstrap_samples: int = EVALUATE.bootstrap_samples,
     deploy_target: str = DEPLOY.target,
     deploy_endpoint_name: str = DEPLOY.endpoint_name,
     deploy_canary_percent: int = DEPLOY.canary_percent,
     deploy_smoke_rows: int = DEPLOY.smoke_rows,
     deploy_timeout_s: float = DEPLOY.timeout_s,
     deploy_service: dict = DEPLOY.service,
+    deploy_canary: dict = DEPLOY.canary,
+    deploy_replay_rate: float = DEPLOY.replay_rate,
     storage_secret: str = storage.KFP_STORAGE_SECRET,
     storage_config: str = storage.STORAGE_CONFIG,
 ) -> TrainingOutputs:
@@ -186,6 +191,11 @@ def training_pipeline(
         baseline_model_uri: Baseline for change thresholds: a storage URI or models:/NAME@ALIAS; empty for none.
         baseline_from_champion: Use the registry's champion of model_name as the baseline.
         slice_feature: Categorical feature (its original column name) for per-slice metrics; empty for none.
+        slice_thresholds: Bounds every slice of at least min_slice_rows rows must meet, e.g. {"accuracy": 0.85}
+            (a minimum for accuracy and f1_macro, a maximum for log_loss); a slice fails only when its whole 95%
+            confidence interval misses the bound. Needs slice_feature.
+        min_slice_rows: Slices with fewer test rows are reported ("too small to judge") but never judged.
+        bootstrap_samples: Resamples for the 95% bootstrap confidence intervals of the metrics (at least 100).
         deploy_target: Where a pushed model is served: "kubernetes" (a KServe InferenceService), "local" (the
             model server on 127.0.0.1) or "none".
         deploy_endpoint_name: Endpoint / InferenceService name; empty for model_name.
@@ -195,6 +205,11 @@ def training_pipeline(
         deploy_service: InferenceService settings (namespace, "" for the step's own; deployment_mode, "" for
             the existing service's or KServe's default; kserve_namespace, min_replicas, max_replicas,
             scale_metric, scale_target, cpu, memory, gpus, service_account, labels, smoke_ingress).
+        deploy_canary: Metric-driven canary analysis after the smoke test, local target only for now (steps,
+            interval_s, min_requests, thresholds, failure and inconclusive limits: the deploy component's canary);
+            empty to promote right after the smoke test.
+        deploy_replay_rate: Test rows per second replayed to a local endpoint during the canary analysis; 0 for
+            none.
         storage_secret: Kubernetes Secret whose keys accesskey and secretkey every step uses for s3:// and
             minio:// (KFP's own object-store Secret by default); optional.
         storage_config: Kubernetes ConfigMap with minio_endpoint, s3_endpoint and s3_region for the steps and
@@ -244,7 +259,9 @@ def training_pipeline(
                              validation_data=ingest_task.outputs["validation_data"],
                              thresholds=thresholds, change_thresholds=change_thresholds,
                              baseline_model_uri=baseline_model_uri, baseline_from_champion=baseline_from_champion,
-                             tracking_uri=tracking_uri, model_name=model_name, slice_feature=slice_feature)
+                             tracking_uri=tracking_uri, model_name=model_name, slice_feature=slice_feature,
+                             slice_thresholds=slice_thresholds, min_slice_rows=min_slice_rows,
+                             bootstrap_samples=bootstrap_samples)
     track_task = TrackOp(schema=ingest_task.outputs["schema"], statistics=ingest_task.outputs["statistics"],
                          statistics_report=ingest_task.outputs["statistics_report"], model=train_task.outputs["model"],
                          evaluation=evaluate_task.outputs["evaluation"],
@@ -271,7 +288,8 @@ def training_pipeline(
                                    content_sha256=push_task.outputs["content_sha256"], model_name=model_name,
                                    tracking_uri=tracking_uri, target=deploy_target,
                                    endpoint_name=deploy_endpoint_name, canary_percent=deploy_canary_percent,
-                                   smoke_rows=deploy_smoke_rows, timeout_s=deploy_timeout_s, service=deploy_service)
+                                   smoke_rows=deploy_smoke_rows, timeout_s=deploy_timeout_s, service=deploy_service,
+                                   canary=deploy_canary, replay_rate=deploy_replay_rate)
             deploy_task.set_caching_options(False)
             with_object_store(sized(deploy_task, "deploy"), storage_secret, storage_config)
     return TrainingOutputs(schema=ingest_task.outputs["schema"], statistics=ingest_task.outputs["statistics"],

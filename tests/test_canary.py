@@ -17,6 +17,7 @@ from kubeline.canary import (
     psi,
     render_record,
     roll_out,
+    same_classes_p,
     worse_error_rate_p,
 )
 from kubeline.errors import InvalidInputError
@@ -65,6 +66,20 @@ def test_the_error_rate_test_and_psi_have_their_known_answers():
     assert psi({"a": 50, "b": 50}, {"a": 50, "b": 50}) == 0.0
     # (0.9 - 0.5) ln(0.9/0.5) + (0.1 - 0.5) ln(0.1/0.5) = 0.8789
     assert psi({"a": 50, "b": 50}, {"a": 90, "b": 10}) == pytest.approx(0.8789, abs=1e-4)
+    # 45/55 against 55/45 over 100 each: chi-square with Yates' correction 1.62, p = 0.203 (scipy's chi2_contingency)
+    assert same_classes_p({"a": 45, "b": 55}, {"a": 55, "b": 45}) == pytest.approx(0.2031, abs=1e-3)
+    assert same_classes_p({"a": 10}, {"a": 90}) == 1.0
+
+
+def test_a_few_requests_whose_classes_differ_by_chance_do_not_fail_the_canary():
+    """14 requests: PSI 0.50 against the stable version, which a chi-square test cannot tell from chance (p 0.052);
+    the same shift in 140 requests fails."""
+    canary = figures(14, 0, classes={"Adelie": 2, "Gentoo": 9, "Chinstrap": 3})
+    result = analyze(10, canary, figures(3000, 3), CanaryPolicy(min_requests=10))
+    check = next(c for c in result.checks if c["name"] == "prediction_psi")
+    assert check["value"] > 0.2 and check["ok"] and result.decision == PASS
+    many = figures(140, 0, classes={"Adelie": 20, "Gentoo": 90, "Chinstrap": 30})
+    assert analyze(10, many, figures(3000, 3), CanaryPolicy(min_requests=10)).reason.startswith("prediction_psi")
 
 
 def test_a_canary_like_the_stable_version_passes_every_check():
@@ -199,7 +214,7 @@ def test_figures_come_from_the_servers_own_metrics_per_version():
 
 def test_a_live_canary_walks_the_steps_on_real_traffic_and_an_idle_one_is_rolled_back(kubeline_home,
                                                                                        pushed_versions,
-                                                                                       penguin_splits):
+                                                                                       penguin_splits, capsys):
     """A real model server with two versions, rows replayed at a steady rate, the figures from its /metrics."""
     import json
     import threading
@@ -240,5 +255,100 @@ def test_a_live_canary_walks_the_steps_on_real_traffic_and_an_idle_one_is_rolled
                           ServerMetrics(state["url"], "canary-live", "1", "2"), log=lambda line: None)
         assert record["outcome"] == ROLLED_BACK and record["reason"].startswith("inconclusive at 50%")
         assert local.get("canary-live")["stable"]["version"] == "2" and local.get("canary-live")["canary"] is None
+
+        # The replay command: the features named by the server's V2 metadata, at the rate asked.
+        from kubeline import cli
+
+        assert cli.main(["replay", "canary-live", "--data", penguin_splits[1]["test.parquet"], "--rate", "40",
+                         "--duration", "1"]) == 0
+        assert capsys.readouterr().out.startswith("sent 40 requests in ")
+        assert cli.main(["replay", "no-such-endpoint", "--data", penguin_splits[1]["test.parquet"]]) == 2
+        assert "ENDPOINT: no local deployment named 'no-such-endpoint'" in capsys.readouterr().err
     finally:
         local.stop("canary-live")
+
+
+def test_query_templates_are_parsed_by_prometheus_and_held_to_the_servers_metrics():
+    """promtool is Prometheus' own parser (cmd/promtool); tests/test_alerting.py says how it is installed."""
+    from kubeline.canary import PROMETHEUS_QUERIES, check_queries
+
+    assert check_queries({}) == PROMETHEUS_QUERIES
+    with pytest.raises(InvalidInputError, match=r"^canary.queries.requests: .* is not PromQL"):
+        check_queries({"requests": 'sum(increase(kubeline_requests_total{{model="{model}"}}[{window}])'})
+    with pytest.raises(InvalidInputError, match=r"^canary.queries.errors: reads \['kubeline_failures_total'\]"):
+        check_queries({"errors": 'sum(increase(kubeline_failures_total{{model="{model}"}}[{window}]))'})
+    with pytest.raises(InvalidInputError, match=r"^canary.queries.classes: .* has a placeholder other than"):
+        check_queries({"classes": 'sum by (label) (kubeline_predictions_total{{model="{name}"}})'})
+    with pytest.raises(InvalidInputError, match=r"^canary.queries.p95: is not a figure"):
+        check_queries({"p95": "up"})
+
+
+def start_prometheus(tmp_path, target: str):
+    """A real Prometheus (Debian's package, as make installs it) on 127.0.0.1 scraping ``target`` every second."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus is not installed: run make as root on Debian, or apt-get install prometheus"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
+                      f"  - job_name: model\n    static_configs:\n      - targets: ['{target}']\n")
+    process = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                                f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                               stderr=open(tmp_path / "prometheus.log", "wb"))
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if urllib.request.urlopen(f"{url}/-/ready", timeout=1).status == 200:
+                return process, url
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"Prometheus did not start: {(tmp_path / 'prometheus.log').read_text()[-2000:]}")
+
+
+def test_the_same_decisions_from_a_real_prometheus_scraping_the_server(kubeline_home, pushed_versions, penguin_splits,
+                                                                      tmp_path):
+    import json
+    import threading
+    from pathlib import Path
+
+    from kubeline.canary import PrometheusFigures
+    from kubeline.model_store import MANIFEST
+    from kubeline.serving import local, replay
+
+    def served(version):
+        uri = pushed_versions[version]
+        digest = json.loads((Path(uri.removeprefix("file://")) / MANIFEST).read_text())["content_sha256"]
+        return {"uri": uri, "version": str(version), "registry_version": 0, "content_sha256": digest}
+
+    stable, canary = served(1), served(2)
+    state = local.start("canary-prom", stable)
+    prometheus, url = start_prometheus(tmp_path, f"127.0.0.1:{state['port']}")
+    try:
+        features = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
+        rows = replay.read_rows(penguin_splits[1]["test.parquet"], features)
+        traffic = threading.Thread(target=replay.replay, args=(state["url"], "canary-prom", rows, 60, 12))
+        traffic.start()
+        policy = CanaryPolicy(steps=[30, 60, 100], interval_s=4.0, scrape_interval_s=1.0, min_requests=15)
+        record = roll_out(policy, local.LocalTraffic("canary-prom", stable, canary),
+                          PrometheusFigures(url, "canary-prom", "2", "1"), log=lambda line: None)
+        traffic.join()
+        assert record["outcome"] == PROMOTED, record
+        # Prometheus' increase() does not count a series' first sample, and the canary's series appear with the
+        # canary: its first window can come out short of min_requests, inconclusive, and the next one judges.
+        assert [w["decision"] for w in record["windows"] if w["decision"] != INCONCLUSIVE] == [PASS, PASS]
+        for window in [w for w in record["windows"] if w["decision"] == PASS]:  # ~60/s over ~4 s, split
+            assert window["canary"]["requests"] >= 15 and window["stable"]["requests"] >= 15
+            assert window["canary"]["p99_s"] is not None and sum(window["canary"]["classes"].values()) > 0
+        assert local.get("canary-prom")["stable"]["version"] == "2"
+    finally:
+        prometheus.terminate()
+        prometheus.wait(timeout=30)
+        local.stop("canary-prom")

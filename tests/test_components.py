@@ -68,6 +68,9 @@ def test_every_step_is_checked_with_the_inputs_it_would_get():
     ({"train_cpu": "two"}, "train_cpu: 'two' is not a Kubernetes quantity"),
     ({"storage_secret": "My_Secret"}, "storage_secret: 'My_Secret' is not a Kubernetes object name"),
     ({"storage_config": ""}, "storage_config: '' is not a Kubernetes object name"),
+    ({"slice_thresholds": {"accuracy": 0.9}}, "slice_thresholds: given without slice_feature"),
+    ({"deploy_target": "local", "deploy_canary": {"steps": [50, 20, 100]}}, "canary.steps: [50, 20, 100] do not"),
+    ({"deploy_replay_rate": 5.0, "deploy_target": "local"}, "replay_rate: replays test rows for a canary"),
 ])
 def test_bad_arguments_are_refused_by_the_step_configs(arguments, message):
     with pytest.raises(InvalidInputError, match="Fix: ") as error:

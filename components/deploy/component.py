@@ -2,7 +2,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Model, Output
+from kfp.dsl import Artifact, Input, Markdown, Model, Output
 
 from kubeline import images
 
@@ -17,6 +17,7 @@ def deploy(
     content_sha256: str,
     model_name: str,
     deployment: Output[Artifact],
+    canary_report: Output[Markdown],
     target: str = "kubernetes",
     endpoint_name: str = "",
     canary_percent: int = 20,
@@ -26,6 +27,8 @@ def deploy(
     port: int = 0,
     service: dict = {},
     tracking_uri: str = "",
+    canary: dict = {},
+    replay_rate: float = 0.0,
 ) -> NamedTuple("DeployOutputs", endpoint=str, action=str):
     """Rolls a pushed model out behind an endpoint; a new version starts as a canary.
 
@@ -49,7 +52,8 @@ def deploy(
         registry_version: Registry version from push; 0 leaves the registry alone.
         content_sha256: Content digest from push: the server refuses model files that do not match it.
         model_name: Registered model name.
-        deployment: JSON describing what was done and what serves now.
+        deployment: JSON describing what was done and what serves now (with the canary analysis' record).
+        canary_report: The canary analysis, window by window, as Markdown ("no canary analysis" without one).
         target: "local" or "kubernetes".
         endpoint_name: Endpoint (InferenceService) name; empty for model_name.
         canary_percent: Share of traffic a new version gets while it is checked (1..100).
@@ -65,6 +69,12 @@ def deploy(
             memory, gpus, service_account, labels, smoke_ingress ("" for the cluster-local address, else the
             ingress URL, reached with the service's host as the Host header).
         tracking_uri: MLflow registry URI for the champion alias; empty for none.
+        canary: Metric-driven canary analysis after the smoke test (local target; kubeline.canary.CanaryPolicy):
+            steps (e.g. [10, 25, 50, 100]), interval_s, scrape_interval_s, min_requests, max_error_rate,
+            alpha, max_latency_p99_s, max_latency_ratio, latency_slack_s, max_prediction_psi,
+            failure_limit, inconclusive_limit, on_inconclusive; empty to promote right after the smoke test.
+        replay_rate: Requests per second of the test rows replayed to the endpoint during the canary analysis
+            (local target), so a local canary has traffic to be judged on; 0 for none.
 
     Returns:
         endpoint: The V1 predict URL.
@@ -73,6 +83,7 @@ def deploy(
     from collections import namedtuple
     from pathlib import Path
 
+    from kubeline.canary import render_record
     from kubeline.components.deploy.config import CONFIG
     from kubeline.components.deploy.core import Release, load_inputs
     from kubeline.components.deploy.core import deploy as run_deploy
@@ -83,6 +94,7 @@ def deploy(
     release = Release(model_uri, str(storage_version), registry_version, content_sha256)
     result = run_deploy(release, expected, schema, config)
     Path(deployment.path).write_text(result.to_json())
+    Path(canary_report.path).write_text(render_record(result.canary) if result.canary else "No canary analysis.\n")
     deployment.metadata.update({"endpoint": result.endpoint, "action": result.action})
     print(f"deploy: {result.action}; endpoint {result.endpoint} serves version {result.serving['version']}")
     return namedtuple("DeployOutputs", ["endpoint", "action"])(result.endpoint, result.action)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kubeline.canary import CanaryPolicy
 from kubeline.config import internal
 from kubeline.errors import InvalidInputError
 from kubeline.runtime import refuse_in_pod
@@ -25,6 +26,8 @@ class DeployConfig:
     port: int = 0
     service: dict = field(default_factory=dict)
     tracking_uri: str = ""
+    canary: dict = field(default_factory=dict)
+    replay_rate: float = 0.0
     poll_s: float = internal(5.0)
 
     def __post_init__(self):
@@ -43,6 +46,16 @@ class DeployConfig:
         if not self.tolerance > 0:
             raise InvalidInputError("tolerance", f"{self.tolerance}", "give a positive probability tolerance")
         self.settings = ServiceSettings.from_dict(self.service)
+        self.policy = CanaryPolicy.from_dict(self.canary) if self.canary else None
+        if self.policy and self.target == "kubernetes":
+            raise InvalidInputError("canary", "metric-driven canary analysis runs on the local target only so far",
+                                    "leave canary empty for the kubernetes target (a smoke test, then promotion)")
+        if isinstance(self.replay_rate, bool) or not isinstance(self.replay_rate, (int, float)) or \
+                self.replay_rate < 0:
+            raise InvalidInputError("replay_rate", f"{self.replay_rate!r}", "give requests per second >= 0")
+        if self.replay_rate and not self.policy:
+            raise InvalidInputError("replay_rate", "replays test rows for a canary analysis, and canary is empty",
+                                    "set canary (e.g. {\"steps\": [10, 50, 100]}) or leave replay_rate 0")
 
     @property
     def name(self) -> str:

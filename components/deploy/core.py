@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 
-from kubeline import kube
+from kubeline import canary, kube
 from kubeline.components.deploy.config import DeployConfig
 from kubeline.errors import InvalidInputError, OperationFailedError
 from kubeline.schema import Schema
@@ -61,6 +61,7 @@ class DeployResult:
     endpoint: str
     serving: dict
     smoke: dict | None = None
+    canary: dict | None = None  # the canary analysis' record (kubeline.canary.roll_out), when one ran
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -444,7 +445,7 @@ def deploy(release: Release, expected: smoke.Expected, schema: Schema, config: D
     previous = {k: v for k, v in current.items() if k != "canary"}
     if current["canary"]:
         log(f"deploy: a canary left by an earlier deploy is replaced; version {previous.get('version')} serves")
-    promoted = False
+    promoted, record = False, None
     try:
         address = target.canary(release, previous)
         model = target.canary_model()
@@ -453,7 +454,12 @@ def deploy(release: Release, expected: smoke.Expected, schema: Schema, config: D
         result = _smoke(address, model, expected, schema, config, log)
         if not result.passed:
             raise RolloutFailed(f"smoke test of version {release.version} failed: {'; '.join(result.problems[:3])}")
-        target.promote(release)
+        if config.policy:
+            record = _analyze(target, release, previous, expected, config, log)
+            if record["outcome"] != canary.PROMOTED:
+                raise RolloutFailed(record["reason"])
+        else:
+            target.promote(release)
         promoted = True
     except BaseException as error:
         if promoted or not getattr(target, "applied", True):
@@ -468,11 +474,44 @@ def deploy(release: Release, expected: smoke.Expected, schema: Schema, config: D
                                        f"too ({_why(rollback_error)}): check what serves") from error
         if not isinstance(error, Exception):
             raise
-        what = "smoke test" if isinstance(error, RolloutFailed) else "rollout"
+        what = "canary analysis" if record else "smoke test" if isinstance(error, RolloutFailed) else "rollout"
         raise OperationFailedError(f"{what} of version {release.version} failed, rolled back: version "
                                    f"{previous.get('version')} keeps serving all traffic. {_why(error)}") from error
     _champion(release, config, log)
-    return DeployResult("promoted", target.endpoint(), release.served(), smoke=asdict(result))
+    return DeployResult("promoted", target.endpoint(), release.served(), smoke=asdict(result), canary=record)
+
+
+def _analyze(target: LocalTarget, release: Release, previous: dict, expected: smoke.Expected,
+             config: DeployConfig, log) -> dict:
+    """Walks the canary through the policy's traffic steps, judged on the server's own figures per version, with
+    the test rows replayed at ``replay_rate`` meanwhile; ends promoted or rolled back, the record in the log."""
+    import threading
+
+    from kubeline.serving import replay
+
+    if str(release.version) == str(previous.get("version")):
+        raise RolloutFailed(f"the canary and the serving version are both '{release.version}': the figures per "
+                            "version cannot tell them apart")
+    url = target.state["url"]
+    stop = threading.Event()
+    sender = threading.Thread(target=replay.replay, daemon=True, kwargs=dict(
+        base_url=url, model_name=config.name, rows=expected.instances, rate=config.replay_rate or 1.0,
+        duration_s=24 * 3600, stop=stop)) if config.replay_rate else None
+    if sender:
+        log(f"deploy: replaying {len(expected.instances)} test rows at {config.replay_rate}/s during the analysis")
+        sender.start()
+    try:
+        record = canary.roll_out(config.policy, local.LocalTraffic(config.name, previous, release.served()),
+                                 canary.ServerMetrics(url, config.name, str(release.version),
+                                                      str(previous.get("version"))),
+                                 log=lambda line: log(f"deploy: {line}"))
+    finally:
+        stop.set()
+        if sender:
+            sender.join(timeout=30)
+    target.state = local.get(config.name)
+    log(canary.render_record(record))
+    return record
 
 
 def _champion(release: Release, config: DeployConfig, log) -> None:

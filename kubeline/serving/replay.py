@@ -55,8 +55,9 @@ def read_rows(data_uri: str, features: list[str]) -> list[dict]:
 
 
 def replay(base_url: str, model_name: str, rows: list[dict], rate: float, duration_s: float,
-           concurrency: int = 4, timeout_s: float = 10.0) -> ReplayResult:
-    """Sends ``rows`` (repeated as needed) as V1 requests at ``rate`` per second for ``duration_s`` seconds."""
+           concurrency: int = 4, timeout_s: float = 10.0, stop: threading.Event | None = None) -> ReplayResult:
+    """Sends ``rows`` (repeated as needed) as V1 requests at ``rate`` per second for ``duration_s`` seconds, or
+    until ``stop`` is set."""
     if not rate > 0:
         raise InvalidInputError("--rate", f"{rate}", "give requests per second > 0")
     if not duration_s > 0:
@@ -76,9 +77,14 @@ def replay(base_url: str, model_name: str, rows: list[dict], rate: float, durati
 
     begun = time.monotonic()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        sent = 0
         for i in range(total):
             delay = begun + i / rate - time.monotonic()
-            if delay > 0:
+            if stop is not None:
+                if stop.wait(max(delay, 0)):
+                    break
+            elif delay > 0:
                 time.sleep(delay)
             pool.submit(send, rows[i % len(rows)])
-    return ReplayResult(total, dict(statuses), time.monotonic() - begun, latencies)
+            sent += 1
+    return ReplayResult(sent, dict(statuses), time.monotonic() - begun, latencies)

@@ -1,0 +1,102 @@
+"""The deploy step with a canary policy on the local target: after the smoke test, the new version walks the
+traffic steps on replayed test rows, judged on the server's own figures per version (kubeline/canary.py); a
+good one is promoted, a slow one (right answers, late) is rolled back at the first step, with the record saying
+why."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import push_model
+
+from kubeline.components.deploy.config import DeployConfig
+from kubeline.components.deploy.core import Release, deploy, load_inputs
+from kubeline.errors import InvalidInputError, OperationFailedError
+from kubeline.model_store import MANIFEST
+from kubeline.serving import local
+
+# Latency margins for a 2-core machine shared with other work: the slow canary is ~100x slower, not 2x.
+POLICY = {"steps": [30, 60, 100], "interval_s": 2.0, "scrape_interval_s": 1.0, "min_requests": 12,
+          "max_latency_ratio": 2.0, "latency_slack_s": 0.05}
+
+
+def release(uri: str, version: str) -> Release:
+    digest = json.loads((Path(uri.removeprefix("file://")) / MANIFEST).read_text())["content_sha256"]
+    return Release(uri, version, 0, digest)
+
+
+def slow_model(trained_model_dir: Path, out: Path) -> Path:
+    """The trained model, same answers, behind a signature that also spends a fixed amount of work (a chain of
+    matrix products the outputs depend on): a canary that passes the smoke test and is slow."""
+    import tensorflow as tf
+
+    from kubeline.saved_model import SIGNATURE
+
+    loaded = tf.saved_model.load(str(trained_model_dir))
+    inner = loaded.signatures[SIGNATURE]
+    specs = {name: tf.TensorSpec([None], spec.dtype, name=name)
+             for name, spec in inner.structured_input_signature[1].items()}
+
+    class Slow(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.loaded = loaded
+
+        @tf.function(input_signature=[specs])
+        def serve(self, features):
+            rows = tf.cast(tf.shape(features["year"])[0], tf.float32)  # not a constant: not folded away
+            work = tf.linalg.normalize(tf.fill([500, 500], rows) + tf.eye(500))[0]
+            for _ in range(40):
+                work = tf.linalg.normalize(tf.matmul(work, work))[0]
+            answer = dict(self.loaded.signatures[SIGNATURE](**features))
+            answer["probabilities"] += 0.0 * tf.reduce_sum(work)  # the outputs need the work: it is not pruned
+            return answer
+
+    module = Slow()
+    tf.saved_model.save(module, str(out), signatures={SIGNATURE: module.serve})
+    shutil.copytree(trained_model_dir / "assets.extra", out / "assets.extra", dirs_exist_ok=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def endpoint(kubeline_home, pushed_versions, trained_model, evaluated_model):
+    """An endpoint serving version 1, and the inputs the deploy step reads (schema, test rows, offline answers)."""
+    schema, expected = load_inputs(str(trained_model[1]), str(evaluated_model), rows=40)
+    config = DeployConfig("canary-deploy", target="local")
+    assert deploy(release(pushed_versions[1], "1"), expected, schema, config, log=lambda line: None).action == "created"
+    yield schema, expected
+    local.stop("canary-deploy")
+
+
+def test_a_good_canary_is_promoted_step_by_step_with_its_record(endpoint, pushed_versions):
+    schema, expected = endpoint
+    config = DeployConfig("canary-deploy", target="local", canary=POLICY, replay_rate=40)
+    lines = []
+    result = deploy(release(pushed_versions[2], "2"), expected, schema, config, log=lines.append)
+    assert result.action == "promoted" and result.canary["outcome"] == "promoted"
+    assert [(w["percent"], w["decision"]) for w in result.canary["windows"]] == [(30, "pass"), (60, "pass")]
+    assert local.get("canary-deploy")["stable"]["version"] == "2" and local.get("canary-deploy")["canary"] is None
+    assert any(line.startswith("# Canary: promoted") for line in lines)
+
+
+def test_a_slow_canary_is_rolled_back_at_the_first_step_with_the_reason(endpoint, trained_model, tmp_path):
+    schema, expected = endpoint
+    pushed = push_model(slow_model(trained_model[1], tmp_path / "slow"), f"file://{tmp_path / 'models'}", "penguins")
+    serving = local.get("canary-deploy")["stable"]["version"]
+    config = DeployConfig("canary-deploy", target="local", canary=POLICY, replay_rate=40)
+    lines = []
+    with pytest.raises(OperationFailedError, match=r"canary analysis of version 7 failed, rolled back: .*at 30%: .*latency_p50_vs_stable"):
+        deploy(release(pushed.uri, "7"), expected, schema, config, log=lines.append)
+    assert local.get("canary-deploy")["stable"]["version"] == serving and local.get("canary-deploy")["canary"] is None
+    record = "\n".join(lines)
+    assert "deploy: smoke test passed" in record  # right answers, slowly: only the live figures catch it
+    assert "# Canary: rolled back" in record and "| 30% | fail |" in record
+
+
+def test_canary_settings_are_checked_before_anything_moves():
+    with pytest.raises(InvalidInputError, match=r"^canary.steps: "):
+        DeployConfig("x", target="local", canary={"steps": [50, 20, 100]})
+    with pytest.raises(InvalidInputError, match=r"^canary: metric-driven canary analysis runs on the local target"):
+        DeployConfig("x", target="kubernetes", canary={"steps": [50, 100]})
+    with pytest.raises(InvalidInputError, match=r"^replay_rate: replays test rows for a canary analysis"):
+        DeployConfig("x", target="local", replay_rate=10)
