@@ -212,24 +212,28 @@ def test_figures_come_from_the_servers_own_metrics_per_version():
     assert found["1"].classes == {"Adelie": 95}
 
 
+def served(pushed_versions: dict, version: int) -> dict:
+    """A stored version as the deployer hands it to the server, with the content digest recorded at push."""
+    import json
+    from pathlib import Path
+
+    from kubeline.model_store import MANIFEST
+
+    uri = pushed_versions[version]
+    digest = json.loads((Path(uri.removeprefix("file://")) / MANIFEST).read_text())["content_sha256"]
+    return {"uri": uri, "version": str(version), "registry_version": 0, "content_sha256": digest}
+
+
 def test_a_live_canary_walks_the_steps_on_real_traffic_and_an_idle_one_is_rolled_back(kubeline_home,
                                                                                        pushed_versions,
                                                                                        penguin_splits, capsys):
     """A real model server with two versions, rows replayed at a steady rate, the figures from its /metrics."""
-    import json
     import threading
-    from pathlib import Path
 
     from kubeline.canary import ServerMetrics
-    from kubeline.model_store import MANIFEST
     from kubeline.serving import local, replay
 
-    def served(version):
-        uri = pushed_versions[version]
-        digest = json.loads((Path(uri.removeprefix("file://")) / MANIFEST).read_text())["content_sha256"]
-        return {"uri": uri, "version": str(version), "registry_version": 0, "content_sha256": digest}
-
-    stable, canary = served(1), served(2)
+    stable, canary = served(pushed_versions, 1), served(pushed_versions, 2)
     state = local.start("canary-live", stable)
     try:
         features = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
@@ -315,20 +319,12 @@ def start_prometheus(tmp_path, target: str):
 
 def test_the_same_decisions_from_a_real_prometheus_scraping_the_server(kubeline_home, pushed_versions, penguin_splits,
                                                                       tmp_path):
-    import json
     import threading
-    from pathlib import Path
 
     from kubeline.canary import PrometheusFigures
-    from kubeline.model_store import MANIFEST
     from kubeline.serving import local, replay
 
-    def served(version):
-        uri = pushed_versions[version]
-        digest = json.loads((Path(uri.removeprefix("file://")) / MANIFEST).read_text())["content_sha256"]
-        return {"uri": uri, "version": str(version), "registry_version": 0, "content_sha256": digest}
-
-    stable, canary = served(1), served(2)
+    stable, canary = served(pushed_versions, 1), served(pushed_versions, 2)
     state = local.start("canary-prom", stable)
     prometheus, url = start_prometheus(tmp_path, f"127.0.0.1:{state['port']}")
     try:
