@@ -69,6 +69,15 @@ def v2(rows=None, **changes):
     return {"inputs": inputs}
 
 
+def test_explain_is_a_404_naming_the_routes_that_serve(server):
+    """KServe's Model.explain raises NotImplementedError ("Could not find explainer_host"), a 500; found by the
+    fuzz test (tests/test_serving_fuzz.py)."""
+    status, body = call(server, "POST", "/v1/models/penguins:explain", {"instances": [ROW]})
+    assert (status, body) == (404, {"error": "explain: model 'penguins' has no explainer. Fix: ask for predictions: "
+                                             "V1 :predict or V2 /infer"})
+    assert call(server, "POST", "/v1/models/penguins:predict", {"instances": [ROW]})[0] == 200
+
+
 def test_health_readiness_and_metadata(server):
     assert call(server, "GET", "/")[0] == 200
     assert call(server, "GET", "/v2/health/live") == (200, {"live": True})

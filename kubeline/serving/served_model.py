@@ -128,9 +128,21 @@ def _fail(field: str, problem: str, fix: str):
     raise InvalidInput(str(InvalidInputError(field, problem, fix)))
 
 
+class NoExplainer(Exception):
+    """An explanation asked of a model that has none (KServe's ``Model.explain`` would answer 500)."""
+
+
+async def no_explainer(model: Model, payload, headers=None):
+    """``:explain`` on a model without an explainer: a 404 naming the routes that do serve it."""
+    raise NoExplainer(str(InvalidInputError("explain", f"model '{model.name}' has no explainer",
+                                            "ask for predictions: V1 :predict or V2 /infer")))
+
+
 class ServedModel(Model):
     """One stored model version; ``name`` is the endpoint's model name, ``content_sha256`` the digest its files
     were checked against ("" when none was given)."""
+
+    explain = no_explainer
 
     def __init__(self, name: str, model_dir: str | Path, version: str = "", content_sha256: str = ""):
         super().__init__(name)
@@ -314,6 +326,8 @@ class ServedModel(Model):
 
 class TrafficSplit(Model):
     """The endpoint's model name: ``canary_percent`` of requests go to the canary, the rest to the stable."""
+
+    explain = no_explainer
 
     def __init__(self, name: str, stable: ServedModel, canary: ServedModel | None = None, canary_percent: int = 0):
         super().__init__(name)

@@ -45,7 +45,7 @@ from kubeline.errors import InvalidInputError
 from kubeline.serving import metrics, payload_log
 from kubeline.serving.client import CONTROL_TOKEN_ENV
 from kubeline.serving.inference_service import CONTENT_DIGEST_ENV
-from kubeline.serving.served_model import ServedModel, TrafficSplit
+from kubeline.serving.served_model import NoExplainer, ServedModel, TrafficSplit
 
 MAX_BODY_BYTES = 1 << 20
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -66,7 +66,7 @@ class WrongToken(Exception):
 # The one table from exception to HTTP status, for the V1 hot path and FastAPI's routes alike; anything else
 # is the server's own failure (500), logged with its traceback.
 ERROR_STATUS = {errors.InvalidInput: 400, InvalidInputError: 400, MissingToken: 401, WrongToken: 403,
-                errors.ModelNotFound: 404, errors.ModelNotReady: 503, errors.ServerNotReady: 503}
+                errors.ModelNotFound: 404, NoExplainer: 404, errors.ModelNotReady: 503, errors.ServerNotReady: 503}
 
 
 def error_response(error: Exception) -> tuple[int, dict]:
