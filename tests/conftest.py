@@ -170,6 +170,17 @@ def penguins_csv(tmp_path_factory) -> Path:
     return path
 
 
+def served(uri: str, version: str) -> dict:
+    """A stored version as the deployer hands it to the server (``Release.served()``), with the content digest
+    recorded at push."""
+    import json
+
+    from kubeline.model_store import MANIFEST
+
+    digest = json.loads((Path(uri.removeprefix("file://")) / MANIFEST).read_text())["content_sha256"]
+    return {"uri": uri, "version": version, "registry_version": 0, "content_sha256": digest}
+
+
 def push_model(model_dir, model_root, model_name, tracking_uri="", run_id=""):
     """The push core with a PushConfig, as the push step calls it."""
     from kubeline.components.push.config import PushConfig

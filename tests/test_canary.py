@@ -3,6 +3,7 @@ through the traffic steps to promotion, rollback, or the inconclusive policy."""
 import math
 
 import pytest
+from conftest import served
 
 from kubeline.canary import (
     FAIL,
@@ -212,18 +213,6 @@ def test_figures_come_from_the_servers_own_metrics_per_version():
     assert found["1"].classes == {"Adelie": 95}
 
 
-def served(pushed_versions: dict, version: int) -> dict:
-    """A stored version as the deployer hands it to the server, with the content digest recorded at push."""
-    import json
-    from pathlib import Path
-
-    from kubeline.model_store import MANIFEST
-
-    uri = pushed_versions[version]
-    digest = json.loads((Path(uri.removeprefix("file://")) / MANIFEST).read_text())["content_sha256"]
-    return {"uri": uri, "version": str(version), "registry_version": 0, "content_sha256": digest}
-
-
 def test_a_live_canary_walks_the_steps_on_real_traffic_and_an_idle_one_is_rolled_back(kubeline_home,
                                                                                        pushed_versions,
                                                                                        penguin_splits, capsys):
@@ -233,7 +222,7 @@ def test_a_live_canary_walks_the_steps_on_real_traffic_and_an_idle_one_is_rolled
     from kubeline.canary import ServerMetrics
     from kubeline.serving import local, replay
 
-    stable, canary = served(pushed_versions, 1), served(pushed_versions, 2)
+    stable, canary = served(pushed_versions[1], "1"), served(pushed_versions[2], "2")
     state = local.start("canary-live", stable)
     try:
         features = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
@@ -324,7 +313,7 @@ def test_the_same_decisions_from_a_real_prometheus_scraping_the_server(kubeline_
     from kubeline.canary import PrometheusFigures
     from kubeline.serving import local, replay
 
-    stable, canary = served(pushed_versions, 1), served(pushed_versions, 2)
+    stable, canary = served(pushed_versions[1], "1"), served(pushed_versions[2], "2")
     state = local.start("canary-prom", stable)
     prometheus, url = start_prometheus(tmp_path, f"127.0.0.1:{state['port']}")
     try:

@@ -2,17 +2,15 @@
 traffic steps on replayed test rows, judged on the server's own figures per version (kubeline/canary.py); a
 good one is promoted, a slow one (right answers, late) is rolled back at the first step, with the record saying
 why."""
-import json
 import shutil
 from pathlib import Path
 
 import pytest
-from conftest import push_model
+from conftest import push_model, served
 
 from kubeline.components.deploy.config import DeployConfig
 from kubeline.components.deploy.core import Release, deploy, load_inputs
 from kubeline.errors import InvalidInputError, OperationFailedError
-from kubeline.model_store import MANIFEST
 from kubeline.serving import local
 
 # Latency margins for a 2-core machine shared with other work: the slow canary is ~100x slower, not 2x.
@@ -21,8 +19,7 @@ POLICY = {"steps": [30, 60, 100], "interval_s": 2.0, "scrape_interval_s": 1.0, "
 
 
 def release(uri: str, version: str) -> Release:
-    digest = json.loads((Path(uri.removeprefix("file://")) / MANIFEST).read_text())["content_sha256"]
-    return Release(uri, version, 0, digest)
+    return Release(**served(uri, version))
 
 
 def slow_model(trained_model_dir: Path, out: Path) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import served
 
 from kubeline.components.deploy.config import DeployConfig
 from kubeline.components.deploy.core import Release, deploy, load_inputs
@@ -22,12 +23,6 @@ from kubeline.serving import server as model_server
 
 ROW = {"island": "Biscoe", "bill_length_mm": 49.0, "bill_depth_mm": 15.0, "flipper_length_mm": 222.0,
        "body_mass_g": 5300.0, "sex": "male", "year": 2008.0}
-
-
-def served(uri: str, version: str) -> dict:
-    """A version as the deployer sends it (``Release.served()``), with the content digest recorded at push."""
-    digest = json.loads((Path(uri.removeprefix("file://")) / MANIFEST).read_text())["content_sha256"]
-    return {"uri": uri, "version": version, "registry_version": 0, "content_sha256": digest}
 
 
 def auth(state) -> dict:
