@@ -17,6 +17,7 @@ from kubeline.canary import (
     histogram_quantile,
     psi,
     render_record,
+    requests_for_quantile,
     roll_out,
     same_classes_p,
     worse_error_rate_p,
@@ -109,6 +110,23 @@ def test_a_slower_stable_version_is_no_excuse_beyond_the_absolute_ceiling():
     slow = [(0.5, 0), (1.0, 990), (2.5, 1000), (math.inf, 1000)]
     result = analyze(10, figures(1000, 1, slow), figures(1000, 1, slow), CanaryPolicy())
     assert [c["name"] for c in result.checks if not c["ok"]] == ["latency_p99"]
+
+
+def test_a_quantile_is_judged_only_when_the_window_has_requests_beyond_it():
+    """15 canary requests, one of them slow (a pause on a busy node): their p99 is that one request, so the p99
+    checks are reported, not judged, and the p50 (ten requests suffice) still is; 500 requests judge the p99."""
+    assert (requests_for_quantile(0.5), requests_for_quantile(0.99)) == (10, 500)
+    one_slow = Figures(15, 0, [(0.01, 14), (0.5, 15), (math.inf, 15)], {"Adelie": 7, "Gentoo": 5, "Chinstrap": 3})
+    result = analyze(30, one_slow, figures(40, 0), CanaryPolicy(min_requests=10, max_latency_p99_s=0.1))
+    checks = {c["name"]: c for c in result.checks}
+    assert result.decision == PASS
+    assert [n for n, c in checks.items() if not c["judged"]] == ["latency_p99", "latency_p99_vs_stable"]
+    assert checks["latency_p99"]["value"] > 0.1 and "not judged: 15 requests, 500 needed" in checks["latency_p99"]["detail"]
+    slow_p50 = Figures(15, 0, [(0.01, 5), (0.5, 15), (math.inf, 15)], {"Adelie": 7, "Gentoo": 5, "Chinstrap": 3})
+    assert analyze(30, slow_p50, figures(40, 0), CanaryPolicy(min_requests=10)).reason.startswith("latency_p50_vs")
+    many = Figures(600, 0, [(0.01, 590), (0.5, 600), (math.inf, 600)], {"Adelie": 264, "Gentoo": 216, "Chinstrap": 120})
+    assert analyze(30, many, figures(600, 0), CanaryPolicy(min_requests=10, max_latency_p99_s=0.1)).reason.startswith(
+        "latency_p99 ")
 
 
 def test_too_little_traffic_is_inconclusive_not_a_guess():
