@@ -11,7 +11,8 @@ import importlib
 
 _COMPONENTS = {"FingerprintOp": "fingerprint", "IngestOp": "ingest", "TransformOp": "transform", "TuneOp": "tune",
                "TrainOp": "train", "EvaluateOp": "evaluate", "TrackOp": "track", "PushOp": "push",
-               "DeployOp": "deploy", "BatchPredictOp": "batch_predict", "DriftOp": "drift"}
+               "DeployOp": "deploy", "BatchPredictOp": "batch_predict", "DriftOp": "drift",
+               "RetrainOp": "retrain"}
 __all__ = list(_COMPONENTS)
 
 

@@ -154,6 +154,23 @@ def cmd_alerts(args) -> int:
     return 0
 
 
+def cmd_monitor(args) -> int:
+    from kubeline.components.drift.config import DriftConfig
+    from kubeline.components.retrain.config import RetrainConfig
+    from kubeline.monitor import monitor
+
+    drift_config = DriftConfig(args.window, args.model, args.tracking_uri, **given(args, "window_hours", "min_rows"))
+    retrain_config = RetrainConfig(args.model, args.tracking_uri, args.state, target="local" if args.local else "kfp",
+                                   kfp_host=args.host or "", overrides=parse_set(args.set), dry_run=args.dry_run,
+                                   **given(args, "cooldown_hours"))
+    result, record, check_dir = monitor(drift_config, retrain_config)
+    print(f"drift: {result.decision} ({result.rows} rows; report {check_dir / 'drift.html'})")
+    for reason in result.reasons:
+        print(f"  {reason}")
+    print(f"retrain: {record['action']}: {record['reason']}" + (f"\n  run: {record['run']}" if record["run"] else ""))
+    return 0
+
+
 def read_params_file(path: str | None) -> dict:
     """The run arguments in a JSON or YAML file: a mapping of parameter names to values."""
     if not path:
@@ -311,6 +328,25 @@ def build_parser() -> argparse.ArgumentParser:
     replay_cmd.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
     replay_cmd.add_argument("--concurrency", type=int, default=4, help="requests in flight at most (default 4)")
     replay_cmd.set_defaults(func=cmd_replay)
+    monitor = commands.add_parser("monitor", help="check a window of logged traffic for drift against the serving "
+                                  "model's reference profile; on drift, rerun the pipeline that trained it")
+    monitor.add_argument("window", metavar="WINDOW", help="payload log folder or prefix, or a CSV/Parquet/JSONL file")
+    monitor.add_argument("--model", required=True, metavar="models:/NAME@ALIAS", help="the serving version")
+    monitor.add_argument("--tracking-uri", required=True, help="MLflow tracking URI of the registry")
+    monitor.add_argument("--state", required=True, metavar="DIR",
+                         help="folder kept between checks: the retrain ledger, each check's reports, local runs")
+    monitor.add_argument("--local", action="store_true", help="retrain on this machine with kfp.local (the "
+                         "arguments kubeline run --local recorded); default: a run through the KFP API")
+    monitor.add_argument("--host", help="KFP API endpoint, without --local (default: $KFP_HOST, else kfp's)")
+    monitor.add_argument("--window-hours", type=float,
+                         help="only payload log files written in the last N hours (default: every file)")
+    monitor.add_argument("--min-rows", type=int, help="fewest rows to decide on (default: the drift step's)")
+    monitor.add_argument("--cooldown-hours", type=float,
+                         help="fewest hours between two retrains (default: the retrain step's)")
+    monitor.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                         help="a training parameter that replaces the repeated run's, e.g. --set data_uri=new.csv")
+    monitor.add_argument("--dry-run", action="store_true", help="decide and report; start nothing, record nothing")
+    monitor.set_defaults(func=on_cluster(cmd_monitor))
     alerts = commands.add_parser("alerts", help="write an endpoint's PodMonitor, PrometheusRule, Grafana dashboard "
                                                 "and promtool rule tests from its alerting config")
     alerts.add_argument("config", metavar="CONFIG", help="YAML or JSON: name, namespace, runbook_url, SLO (docs/"

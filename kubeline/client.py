@@ -23,6 +23,13 @@ from functools import cached_property
 from pathlib import Path
 
 import kfp
+
+# In a pipeline step (_KFP_RUNTIME=true) the kfp package imports neither kfp.client nor what it needs, and
+# kfp.client imported first is a circular import there: kfp.dsl.component_factory goes first.
+import kfp.dsl.component_factory  # noqa: F401
+
+# isort: split
+import kfp.client
 import yaml
 from kfp_server_api import ApiException, V2beta1Pipeline
 
@@ -317,7 +324,7 @@ class KubelineClient:
         with warnings.catch_warnings():  # kfp warns on every client that it needs a KFP 2 backend
             warnings.filterwarnings("ignore", "This client only works", FutureWarning)
             try:
-                return kfp.Client(host=self.host, **({"namespace": self.namespace} if self.namespace else {}))
+                return kfp.client.Client(host=self.host, **({"namespace": self.namespace} if self.namespace else {}))
             except urllib3.exceptions.HTTPError as err:
                 raise ServiceUnavailableError(f"the Kubeflow Pipelines API at {self.host or 'kfp default'}",
                                               str(err), "Nothing was sent; check --host") from None
@@ -389,6 +396,22 @@ class KubelineClient:
         run_name = run_name or f"{package.name} {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S}"
         run = self.kfp.run_pipeline(experiment_id, run_name, params=arguments, pipeline_id=version.pipeline_id,
                                     version_id=version.version_id)
+        return RunOutcome(run.run_id, run.state, self.run_url(run.run_id))
+
+    def rerun(self, run_id: str, overrides: dict | None = None, experiment: str = DEFAULT_EXPERIMENT,
+              run_name: str = "") -> RunOutcome:
+        """Starts a run of the same pipeline version with the same parameters as run ``run_id``, ``overrides``
+        replacing some of them (the API server refuses a name the pipeline does not have)."""
+        previous = self.kfp.get_run(run_id)
+        reference = previous.pipeline_version_reference
+        if reference is None or not reference.pipeline_version_id:
+            raise InvalidInputError("run_id", f"run {run_id} ran a pipeline spec given inline, not an uploaded "
+                                    "pipeline version", "submit the pipeline with kubeline submit, which uploads it")
+        parameters = {**((previous.runtime_config and previous.runtime_config.parameters) or {}), **(overrides or {})}
+        experiment_id = self.kfp.create_experiment(experiment).experiment_id
+        run_name = run_name or f"{previous.display_name} rerun {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S}"
+        run = self.kfp.run_pipeline(experiment_id, run_name, params=parameters, pipeline_id=reference.pipeline_id,
+                                    version_id=reference.pipeline_version_id)
         return RunOutcome(run.run_id, run.state, self.run_url(run.run_id))
 
     def wait(self, run_id: str, timeout_s: float = DEFAULT_WAIT_TIMEOUT_S,

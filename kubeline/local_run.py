@@ -8,7 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
-from kubeline import storage
+from kubeline import registry, storage
 from kubeline.artifacts import read_evaluation
 from kubeline.errors import InvalidInputError
 from kubeline.pipelines.training import PIPELINE_NAME, training_pipeline
@@ -117,10 +117,13 @@ def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overr
                enable_caching=enable_caching)
     started = time.time()
     before = set(pipeline_root.glob(f"{PIPELINE_NAME}-*"))
-    task = training_pipeline(data_uri=data_uri, label=label, model_root=model_root, **overrides)
+    arguments = {"data_uri": data_uri, "label": label, "model_root": model_root, **overrides}
+    task = training_pipeline(**arguments)
     run_dir = max(set(pipeline_root.glob(f"{PIPELINE_NAME}-*")) - before, key=lambda p: p.stat().st_mtime)
     summary = summarize(task.outputs, run_dir, data_uri, label, time.time() - started, overrides["tracking_uri"],
                         overrides.get("model_name", pipeline_parameters()["model_name"]))
+    if summary["tracking"]["uri"] and summary["tracking"]["mlflow_run_id"]:
+        registry.record_arguments(summary["tracking"]["uri"], summary["tracking"]["mlflow_run_id"], arguments)
     (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     summary["summary_file"] = str(output / SUMMARY_FILE)
     return summary

@@ -27,6 +27,7 @@ CHAMPION = "champion"
 CONTENT_TAG = "kubeline.content_sha256"
 STORAGE_VERSION_TAG = "kubeline.storage_version"
 KFP_RUN_TAG = "kfp.run_id"
+ARGUMENTS_FILE = "pipeline_arguments.json"  # a local run's arguments, in its MLflow run (kfp.local has no API)
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
 RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
@@ -74,6 +75,34 @@ def lineage_of(mlflow_client, run_id: str) -> dict:
     return {k: v for k, v in tags.items() if k.startswith(("kubeline.", "kfp.")) and k != "kubeline.gate_reasons"}
 
 
+def record_arguments(tracking_uri: str, run_id: str, arguments: dict) -> None:
+    """Keeps the arguments a pipeline ran with in its MLflow run, so that a retrain can repeat them."""
+    with reachable(tracking_uri, "The run's arguments were not recorded; a retrain must be given them."):
+        client(tracking_uri).log_dict(run_id, arguments, ARGUMENTS_FILE)
+
+
+def lineage_of_model(model_uri: str, tracking_uri: str) -> dict:
+    """What produced a registry version (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``): its number, MLflow
+    run, lineage tags (``kfp.run_id``: the pipeline run) and the arguments a local run recorded (else None)."""
+    import json
+    import tempfile
+
+    mlflow_client = client(tracking_uri)
+    with reachable(tracking_uri, "Nothing was looked up."):
+        version = _version(mlflow_client, model_uri)
+        if not version.run_id:
+            raise InvalidInputError("model_uri", f"version {version.version} of '{version.name}' has no MLflow run",
+                                    "give a version the training pipeline registered")
+        arguments = None
+        if any(f.path == ARGUMENTS_FILE for f in mlflow_client.list_artifacts(version.run_id)):
+            with tempfile.TemporaryDirectory() as scratch:
+                path = mlflow_client.download_artifacts(version.run_id, ARGUMENTS_FILE, scratch)
+                with open(path) as file:
+                    arguments = json.load(file)
+        return {"model": version.name, "version": int(version.version), "run_id": version.run_id,
+                "tags": lineage_of(mlflow_client, version.run_id), "arguments": arguments}
+
+
 def find_version(mlflow_client, model_name: str, content_sha256: str):
     """The registry version of ``model_name`` holding exactly these model files, or None."""
     from mlflow.exceptions import MlflowException
@@ -113,25 +142,28 @@ def promote(model_name: str, version: int, tracking_uri: str) -> None:
 
 def resolve(model_uri: str, tracking_uri: str) -> str:
     """The storage URI behind ``models:/<name>@<alias>`` or ``models:/<name>/<version>``."""
+    mlflow_client = client(tracking_uri)
+    with reachable(tracking_uri, "Nothing was resolved."):
+        return _version(mlflow_client, model_uri).source
+
+
+def _version(mlflow_client, model_uri: str):
+    """The registry version ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` names; refused when there is none."""
+    from mlflow.exceptions import MlflowException
+
     match = MODEL_URI.match(model_uri)
     if not match:
         raise InvalidInputError("model_uri", f"'{model_uri}' is not a registry URI",
                                 "write models:/NAME@ALIAS or models:/NAME/VERSION")
-    from mlflow.exceptions import MlflowException
-
-    mlflow_client = client(tracking_uri)
-    with reachable(tracking_uri, "Nothing was resolved."):
-        try:
-            if match["alias"]:
-                version = mlflow_client.get_model_version_by_alias(match["name"], match["alias"])
-            else:
-                version = mlflow_client.get_model_version(match["name"], match["version"])
-        except MlflowException as err:
-            if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                raise InvalidInputError("model_uri", f"'{model_uri}' does not exist in the registry",
-                                        "list the model's versions and aliases with registry.list_versions") from None
-            raise
-    return version.source
+    try:
+        if match["alias"]:
+            return mlflow_client.get_model_version_by_alias(match["name"], match["alias"])
+        return mlflow_client.get_model_version(match["name"], match["version"])
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise InvalidInputError("model_uri", f"'{model_uri}' does not exist in the registry",
+                                    "list the model's versions and aliases with registry.list_versions") from None
+        raise
 
 
 def fetch(model_uri: str, tracking_uri: str, dest_dir: str):

@@ -43,7 +43,7 @@ PUSH, DEPLOY = defaults(PushConfig), defaults(DeployConfig)
 # Requests per step on a cluster (memory is also the limit); the train step's come from parameters.
 STEP_RESOURCES = {"fingerprint": ("100m", "256Mi"), "ingest": ("1", "2Gi"), "transform": ("2", "4Gi"),
                   "tune": ("500m", "1Gi"), "evaluate": ("1", "4Gi"), "track": ("250m", "1Gi"), "push": ("500m", "2Gi"),
-                  "deploy": ("250m", "1Gi")}
+                  "deploy": ("250m", "1Gi"), "drift": ("1", "2Gi"), "retrain": ("250m", "1Gi")}
 # Steps a retry cannot harm: the same inputs give the same outputs, and track, push and tune find their earlier
 # attempt's run, version or Experiment. A deploy is not retried: its rollback is the way back.
 RETRIED = {"fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push"}

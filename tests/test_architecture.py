@@ -7,7 +7,7 @@ Every import counts, function-level ones included (a lazy import is still an arr
     katib       kubeline.katib.*              imports contracts
     components  kubeline.components.<name>.*  imports contracts and katib, never another component
     pipelines   kubeline.pipelines.*          imports components
-    top         kubeline.cli, kubeline.local_run
+    top         kubeline.cli, kubeline.local_run, kubeline.monitor
 """
 import ast
 import re
@@ -17,7 +17,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["contracts", "katib", "components", "pipelines", "top"]
-TOP = {"kubeline.cli", "kubeline.local_run"}
+TOP = {"kubeline.cli", "kubeline.local_run", "kubeline.monitor"}
 
 
 def package_dirs() -> dict[str, str]:

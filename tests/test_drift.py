@@ -112,6 +112,35 @@ def test_a_window_of_jsonl_and_parquet_files_under_a_folder(reference, tmp_path)
     assert check(frame, reference, CONFIG).decision == "drift"
 
 
+def test_window_hours_reads_only_the_payload_loggers_recent_files_and_the_digest_names_the_window(
+        reference, tmp_path):
+    """The logger names a file by the time it wrote it (kubeline/serving/payload_log.py): with window_hours, older
+    files and files it did not name are left out; the same files give the same window_sha256."""
+    from datetime import datetime, timedelta, timezone
+
+    from kubeline.serving.payload_log import TIME_FORMAT
+
+    folder = tmp_path / "log"
+    now = datetime.now(timezone.utc)
+    for age_h, shift, seed in ((30, 0.0, 1), (2, 1.0, 2)):
+        written = now - timedelta(hours=age_h)
+        day = folder / f"{written:%Y-%m-%d}"
+        day.mkdir(parents=True, exist_ok=True)
+        rows(300, seed=seed, shift=shift).to_parquet(day / f"{written.strftime(TIME_FORMAT)}-host-1-000001.parquet")
+    rows(300, seed=3).to_csv(folder / "export.csv", index=False)  # no time in its name
+    assert len(read_window(str(folder), str(tmp_path / "all"))[0]) == 900
+    recent, _, files = read_window(str(folder), str(tmp_path / "day"), now - timedelta(hours=24))
+    assert len(recent) == 300 and len(files) == 1
+    with pytest.raises(InvalidInputError, match="no .csv, .parquet.* file written in the last 1 h.*widen window_hours"):
+        read_window(str(folder), str(tmp_path / "hour"), now - timedelta(hours=1))
+    profile.save(reference, tmp_path / "profile.json")
+    given = {"model_uri": "model", "profile_uri": str(tmp_path / "profile.json")}
+    day, again = (run(DriftConfig(str(folder), window_hours=24, **given)) for _ in range(2))
+    everything = run(DriftConfig(str(folder), **given))
+    assert day.decision == "drift" and day.rows == 300 and day.window_files == 1
+    assert day.window_sha256 == again.window_sha256 != everything.window_sha256 and everything.window_files == 3
+
+
 def test_corrections_on_known_p_values():
     def adjusted(correction):
         tests = [StatTest(str(p), p, 1.0, 0.5) for p in (0.01, 0.02, 0.03, 0.5)]
@@ -132,6 +161,7 @@ def test_a_significant_test_below_the_effect_floor_is_not_drift():
     ({"correction": "holm"}, "correction"), ({"alpha": 1.5}, "alpha"), ({"ks_threshold": 0}, "ks_threshold"),
     ({"min_rows": 0}, "min_rows"), ({"model_uri": "models:/penguins@champion"}, "tracking_uri"),
     ({"model_uri": ""}, "model_uri"), ({"window_uri": "ftp://x/y.csv"}, "window_uri"),
+    ({"window_hours": -1}, "window_hours"),
 ])
 def test_settings_are_checked(settings, field):
     with pytest.raises(InvalidInputError) as err:

@@ -222,3 +222,30 @@ def test_run_against_tracking_server_and_gcs(penguin_run, mlflow_tracking, bucke
     local = registry.fetch("models:/penguins@challenger", mlflow_tracking.uri, str(tmp_path / "download"))
     manifest = json.loads((local / MANIFEST).read_text())
     assert {"saved_model.pb", "MLmodel", "assets.extra/kubeline_model.json"} <= set(manifest["files"])
+
+
+def test_kubeline_monitor_local_retrains_with_the_arguments_the_run_recorded(penguin_run, penguins_csv, tmp_path):
+    """`kubeline run --local` records its arguments in its MLflow run; on drift, `kubeline monitor --local` repeats
+    them with kfp.local (the overrides replacing some): a new version of the same model in the same registry."""
+    import pandas as pd
+
+    from kubeline import registry
+
+    out, _, summary = penguin_run
+    tracking_uri = summary["tracking"]["uri"]
+    recorded = registry.lineage_of_model("models:/penguins@champion", tracking_uri)["arguments"]
+    assert recorded["data_uri"] == summary["data"]["uri"] and recorded["tune_target"] == "local"
+    window = pd.read_csv(penguins_csv, na_values=["NA"])
+    window["bill_length_mm"] += 15
+    window.to_csv(tmp_path / "window.csv", index=False)
+    result = run_cli("monitor", str(tmp_path / "window.csv"), "--model", "models:/penguins@champion",
+                     "--tracking-uri", tracking_uri, "--state", str(tmp_path / "state"), "--local",
+                     "--set", "tune_max_trials=0", "--set", "epochs=10", "--set", "deploy_target=none")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "drift: drift (344 rows" in result.stdout and "retrain: fired: drift: " in result.stdout
+    ledger = json.loads((tmp_path / "state" / "retrain_ledger.json").read_text())
+    retrained = json.loads(Path(ledger[0]["run"]).read_text())
+    assert retrained["pushed_model"]["registry_version"] == 2 and retrained["data"]["uri"] == summary["data"]["uri"]
+    assert retrained["tracking"]["mlflow_run_id"] == ledger[0]["run_id"]
+    again = registry.lineage_of_model("models:/penguins/2", tracking_uri)["arguments"]
+    assert again == {**recorded, "tune_max_trials": 0, "epochs": 10, "deploy_target": "none"}

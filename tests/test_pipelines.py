@@ -63,6 +63,7 @@ EXPECTED_EXECUTORS = {
         "fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push", "deploy")}),
     "batch_prediction.yaml": ("kubeline-batch-prediction", {"exec-batch-predict", "exec-batch-predict-2",
                                                             "exec-batch-predict-3", "exec-batch-predict-4"}),
+    "monitoring.yaml": ("kubeline-monitoring", {"exec-drift", "exec-retrain"}),
 }
 
 

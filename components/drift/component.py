@@ -24,6 +24,7 @@ def drift(
     missing_rate_threshold: float = 0.05,
     new_category_threshold: float = 0.01,
     min_rows: int = 100,
+    window_hours: float = 0.0,
 ) -> str:
     """Compares a window of rows (and predictions) with the reference profile stored in the model.
 
@@ -53,6 +54,8 @@ def drift(
         missing_rate_threshold: Smallest change of a feature's missing rate that counts.
         new_category_threshold: Smallest share of values in categories training never saw that counts.
         min_rows: Fewest usable rows (and values per feature) to decide on; fewer gives insufficient_data.
+        window_hours: Only the payload log's files written in the last this many hours (by the time in their
+            names; other files are left out); 0 for every file under window_uri.
 
     Returns:
         The decision: "drift", "no_drift" or "insufficient_data".
@@ -72,7 +75,8 @@ def drift(
     metrics.log_metric("rows", result.rows)
     metrics.log_metric("bad_rows", result.bad_rows)
     metrics.log_metric("drift", int(result.decision == "drift"))
-    drift_result.metadata.update({"decision": result.decision, "reasons": result.reasons, "model": result.model})
+    drift_result.metadata.update({"decision": result.decision, "reasons": result.reasons, "model": result.model,
+                                  "window_sha256": result.window_sha256})
     print(f"drift: {result.decision}")
     for reason in result.reasons:
         print(f"  {reason}")

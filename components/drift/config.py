@@ -30,6 +30,7 @@ class DriftConfig:
     missing_rate_threshold: float = 0.05
     new_category_threshold: float = 0.01
     min_rows: int = 100
+    window_hours: float = 0.0
 
     def __post_init__(self):
         storage.split_uri(self.window_uri, "window_uri")
@@ -50,6 +51,10 @@ class DriftConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise InvalidInputError(name, f"{value!r} is not a positive number",
                                         "give the smallest effect that counts as drift, e.g. 0.1")
+        if isinstance(self.window_hours, bool) or not isinstance(self.window_hours, (int, float)) or \
+                self.window_hours < 0:
+            raise InvalidInputError("window_hours", f"{self.window_hours!r} is not a number of hours >= 0",
+                                    "give e.g. 24 for the payload log's last day, or 0 for every file")
         if isinstance(self.min_rows, bool) or not isinstance(self.min_rows, int) or self.min_rows < 1:
             raise InvalidInputError("min_rows", f"{self.min_rows!r} is not a whole number of at least 1",
                                     "give the fewest rows a decision is made on, e.g. 100")

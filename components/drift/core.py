@@ -11,11 +11,13 @@ the confidence histogram against the evaluation's ``prediction_profile``. The p-
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
 from html import escape
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from kubeline import artifacts, model_store, profile, registry, storage
 from kubeline.components.drift.config import DriftConfig
 from kubeline.errors import InvalidInputError
 from kubeline.schema import NUMERIC
+from kubeline.serving import payload_log
 
 DRIFT, NO_DRIFT, INSUFFICIENT = "drift", "no_drift", "insufficient_data"
 WINDOW_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
@@ -78,22 +81,29 @@ class DriftResult:
     unknown_columns: list[str]
     features: list[FeatureDrift]
     model: str = ""
+    window_sha256: str = ""  # the files read, so that the same window is known again (a retrain fires once for it)
+    window_files: int = 0
 
 
-def read_window(uri: str, work_dir: str) -> tuple[pd.DataFrame, int, list[str]]:
-    """The rows of one file or of every CSV/Parquet/JSONL file under a prefix or folder; the count of malformed lines
-    skipped (CSV rows with the wrong field count, JSONL lines that are not objects); the files read."""
+def read_window(uri: str, work_dir: str, since: datetime | None = None) -> tuple[pd.DataFrame, int, list[str]]:
+    """The rows of one file or of every CSV/Parquet/JSONL file under a prefix or folder (with ``since``: only the
+    payload logger's files written since then); the count of malformed lines skipped (CSV rows with the wrong field
+    count, JSONL lines that are not objects); the files read."""
     scheme, path = storage.split_uri(uri, "window_uri")
+
+    def in_window(name: str) -> bool:
+        return bool(window_format(Path(name))) and (since is None or (payload_log.written_at(name) or since) > since)
+
     if scheme == "file":
         local = Path(path)
-        files = sorted(p for p in local.rglob("*") if window_format(p)) if local.is_dir() else [local]
         if not local.exists():
             raise InvalidInputError("window_uri", f"cannot read '{uri}': no such file or folder", "check the path")
+        files = sorted(p for p in local.rglob("*") if in_window(p.name)) if local.is_dir() else [local]
     else:
         bucket, key = path.split("/", 1)
         store = storage.object_store(scheme, bucket)
         keys = [key] if window_format(Path(key)) and store.exists(key) else [
-            k for k in store.list(key.rstrip("/") + "/") if window_format(Path(k))]
+            k for k in store.list(key.rstrip("/") + "/") if in_window(k)]
         files = []
         for number, name in enumerate(sorted(keys)):
             target = Path(work_dir) / f"{number}-{Path(name).name}"
@@ -101,8 +111,11 @@ def read_window(uri: str, work_dir: str) -> tuple[pd.DataFrame, int, list[str]]:
             files.append(target)
     files = [f for f in files if window_format(f)]
     if not files:
-        raise InvalidInputError("window_uri", f"'{uri}' holds no .csv, .parquet, .pq, .jsonl or .json file",
-                                "point at a window file or a prefix holding them")
+        hours = (datetime.now(timezone.utc) - since) / timedelta(hours=1) if since else 0
+        recent = f" written in the last {hours:.3g} h" if since else ""
+        raise InvalidInputError("window_uri", f"'{uri}' holds no .csv, .parquet, .pq, .jsonl or .json file{recent}",
+                                "point at a window file or a prefix holding them" +
+                                (", or widen window_hours" if since else ""))
     frames, bad = [], 0
     for local in files:
         frame, skipped = read_file(local, window_format(local))
@@ -408,10 +421,19 @@ def describe(test: StatTest, result: FeatureDrift) -> str:
 
 def run(config: DriftConfig) -> DriftResult:
     """Reads the window and the reference named by ``config`` and checks them."""
+    since = datetime.now(timezone.utc) - timedelta(hours=config.window_hours) if config.window_hours else None
     with tempfile.TemporaryDirectory() as work_dir:
         reference, predictions, model = reference_for(config, work_dir)
-        window, malformed, _ = read_window(config.window_uri, f"{work_dir}/window")
-    return check(window, reference, config, predictions, malformed, model)
+        window, malformed, files = read_window(config.window_uri, f"{work_dir}/window", since)
+        digest = window_digest(files)
+    result = check(window, reference, config, predictions, malformed, model)
+    result.window_sha256, result.window_files = digest, len(files)
+    return result
+
+
+def window_digest(files: list[str]) -> str:
+    """One digest of the window's files' contents, in the order they were read: the same window, the same digest."""
+    return hashlib.sha256("".join(storage.sha256_file(f) for f in files).encode()).hexdigest()
 
 
 def as_json(result: DriftResult) -> dict:

@@ -41,6 +41,8 @@ from kubeline.serving import metrics
 FORMATS = ("jsonl", "parquet")
 CE_REQUEST = "org.kubeflow.serving.inference.request"  # kserve pkg/logger/worker.go, CEInferenceRequest
 CE_RESPONSE = "org.kubeflow.serving.inference.response"
+TIME_FORMAT = "%Y%m%dT%H%M%S.%f"  # a file's name starts with the time it was written, then "-"
+FILE_TIME = re.compile(r"^(\d{8}T\d{6}\.\d{6})-")
 # The model and prediction that answered the request in flight, set by ServedModel.postprocess in its context.
 SERVED: ContextVar[tuple | None] = ContextVar("kubeline_served_prediction", default=None)
 log = logging.getLogger(__name__)
@@ -212,7 +214,7 @@ class PayloadLogger:
         data, rows, self.buffer, self.rows = bytes(self.buffer), self.rows, bytearray(), 0
         self.files += 1
         now = datetime.now(timezone.utc)
-        relative = f"{now:%Y-%m-%d}/{now:%Y%m%dT%H%M%S.%f}-{self.name}-{self.files:06d}.{self.settings.format}"
+        relative = f"{now:%Y-%m-%d}/{now.strftime(TIME_FORMAT)}-{self.name}-{self.files:06d}.{self.settings.format}"
         try:
             if self.settings.format == "parquet":
                 data = parquet_bytes(data)
@@ -230,6 +232,12 @@ class PayloadLogger:
         except Exception:  # noqa: BLE001 - storage down or full: the server serves on
             log.exception("payload log: could not write %d rows to %s", rows, self.settings.destination)
             metrics.PAYLOAD_LOG_DROPPED.labels("write_failed").inc(rows)
+
+
+def written_at(name: str) -> datetime | None:
+    """When the logger wrote a file, from its name (None for a file it did not name)."""
+    match = FILE_TIME.match(Path(name).name)
+    return match and datetime.strptime(match[1], TIME_FORMAT).replace(tzinfo=timezone.utc)
 
 
 def parquet_bytes(jsonl: bytes) -> bytes:

@@ -1,0 +1,235 @@
+"""Monitoring: the retrain decision (components/retrain), a retrain through the KFP API repeating the run the
+serving version's lineage names (the real kfp.Client against tests/fake_kfp_api.py, which checks a run's
+parameters as kubeflow/pipelines backend/src/apiserver/resource/resource_manager.go does), the monitoring pipeline
+under kfp.local, and `kubeline monitor`."""
+import json
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import push_model
+from fake_kfp_api import FakeKfpApi
+
+from kubeline import registry
+from kubeline.cli import main
+from kubeline.client import KubelineClient
+from kubeline.components.drift import core as drift
+from kubeline.components.drift.config import DriftConfig
+from kubeline.components.retrain import core as retrain
+from kubeline.components.retrain.config import RetrainConfig
+from kubeline.errors import InvalidInputError
+from kubeline.monitor import start_local
+from kubeline.serving.payload_log import TIME_FORMAT
+
+PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "compiled" / "training_pipeline.yaml"
+ARGUMENTS = {"data_uri": "gs://bucket/penguins.csv", "model_root": "gs://bucket/models", "epochs": 7}
+NOW = datetime(2026, 12, 5, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def kfp_api():
+    api = FakeKfpApi().start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture(scope="module")
+def served_version(kfp_api, mlflow_tracking, gcs, trained_model):
+    """Version 1 of penguins_monitored (pushed to the GCS emulator), alias champion, registered by an MLflow run whose
+    lineage names a run of the training pipeline on the (fake) KFP API."""
+    original = KubelineClient(kfp_api.url).submit(PIPELINE, ARGUMENTS, experiment="training")
+    client = registry.client(mlflow_tracking.uri)
+    run = client.create_run(client.create_experiment("monitored"), tags={registry.KFP_RUN_TAG: original.run_id})
+    bucket = gcs.create_bucket(f"kubeline-monitoring-{time.time_ns() % 10**6}")
+    pushed = push_model(trained_model[1], f"gs://{bucket.name}/models", "penguins_monitored", mlflow_tracking.uri,
+                        run.info.run_id)
+    registry.promote("penguins_monitored", pushed.registry_version, mlflow_tracking.uri)
+    return "models:/penguins_monitored@champion", original.run_id, pushed.uri
+
+
+def penguin_window(folder: Path, penguins_csv: Path, shift: float, written: datetime) -> Path:
+    """The penguins as the payload logger writes them (a file named by its time), bills ``shift`` mm longer."""
+    rows = pd.read_csv(penguins_csv, na_values=["NA"]).drop(columns=["species"])
+    rows["bill_length_mm"] += shift
+    day = folder / f"{written:%Y-%m-%d}"
+    day.mkdir(parents=True, exist_ok=True)
+    rows.to_parquet(day / f"{written.strftime(TIME_FORMAT)}-host-1-000001.parquet")
+    return folder
+
+
+def drift_result(window: Path, model_uri: str, out: Path, **settings) -> Path:
+    drift.write(drift.run(DriftConfig(str(window), model_uri, **settings)), str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def drifted(tmp_path_factory, penguins_csv, pushed_versions):
+    """Two drift results of different windows (bills 15 mm and 20 mm longer), and one of unchanged rows."""
+    made = tmp_path_factory.mktemp("drift")
+    now = datetime.now(timezone.utc)
+    return {name: drift_result(penguin_window(made / f"{name}-window", penguins_csv, shift, now), pushed_versions[1],
+                               made / name)
+            for name, shift in (("drifted", 15.0), ("drifted_more", 20.0), ("unchanged", 0.0))}
+
+
+def config(served_version, kfp_api, state: Path, **settings) -> RetrainConfig:
+    return RetrainConfig(served_version[0], settings.pop("tracking_uri"), str(state), kfp_host=kfp_api.url,
+                         **settings)
+
+
+@pytest.mark.parametrize("decision, ledger, now, expected", [
+    ("no_drift", [], NOW, "skipped: the window's decision is no_drift"),
+    ("insufficient_data", [], NOW, "skipped: the window's decision is insufficient_data"),
+    ("drift", [], NOW, "fired: drift: bill_length_mm drifted"),
+    ("drift", [{"action": "fired", "model_uri": "m", "window_sha256": "w" * 64, "at": "2026-12-05T06:00:00+00:00",
+                "run_id": "r1"}], NOW,
+     "skipped: this window (sha256 wwwwwwwwwwww) already started run r1 at 2026-12-05T06:00:00+00:00"),
+    ("drift", [{"action": "fired", "model_uri": "m", "window_sha256": "v" * 64, "at": "2026-12-05T06:00:00+00:00",
+                "run_id": "r1"}], NOW,
+     "skipped: cooldown: the last retrain (run r1) started at 2026-12-05T06:00:00+00:00; the next may start after "
+     "2026-12-06T06:00:00+00:00"),
+    ("drift", [{"action": "fired", "model_uri": "m", "window_sha256": "v" * 64, "at": "2026-12-04T06:00:00+00:00",
+                "run_id": "r1"}], NOW, "fired: drift: bill_length_mm drifted"),
+    ("drift", [{"action": "fired", "model_uri": "other", "window_sha256": "w" * 64, "at": "2026-12-05T06:00:00+00:00",
+                "run_id": "r1"}], NOW, "fired: drift: bill_length_mm drifted"),  # another model's retrain
+    ("drift", [{"action": "skipped", "model_uri": "m", "window_sha256": "w" * 64, "at": "2026-12-05T06:00:00+00:00",
+                "run_id": ""}], NOW, "fired: drift: bill_length_mm drifted"),  # a skip is no retrain
+])
+def test_a_retrain_fires_on_drift_once_per_window_and_cooldown(decision, ledger, now, expected):
+    result = retrain.decide({"decision": decision, "window_sha256": "w" * 64, "reasons": ["bill_length_mm drifted"]},
+                            "m", ledger, now, 24.0)
+    assert f"{result.action}: {result.reason}" == expected
+
+
+def test_drift_retrains_through_the_kfp_api_with_the_versions_run_repeated(
+        served_version, drifted, kfp_api, mlflow_tracking, tmp_path):
+    model_uri, original_id, _ = served_version
+    settings = config(served_version, kfp_api, tmp_path / "state", tracking_uri=mlflow_tracking.uri,
+                      overrides={"epochs": 9})
+    record = retrain.run(settings, str(drifted["drifted"]), now=NOW)
+    assert record["action"] == "fired" and "bill_length_mm" in record["reason"]
+    assert record["lineage"] == {"version": 1, "mlflow_run_id": record["lineage"]["mlflow_run_id"],
+                                 registry.KFP_RUN_TAG: original_id}
+    original, new = kfp_api.runs[original_id], kfp_api.runs[record["run_id"]]
+    assert new["pipeline_version_reference"] == original["pipeline_version_reference"]
+    assert new["runtime_config"]["parameters"] == {**ARGUMENTS, "epochs": 9}
+    assert new["display_name"].startswith("retrain penguins_monitored v1: drift in window ")
+    assert record["run"].endswith(f"/#/runs/details/{record['run_id']}")
+
+    runs = len(kfp_api.runs)
+    again = retrain.run(settings, str(drifted["drifted"]), now=NOW + timedelta(hours=48))
+    assert again["action"] == "skipped" and f"already started run {record['run_id']}" in again["reason"]
+    other = retrain.run(settings, str(drifted["drifted_more"]), now=NOW + timedelta(hours=1))
+    assert other["action"] == "skipped" and other["reason"].startswith("cooldown: ")
+    quiet = retrain.run(settings, str(drifted["unchanged"]), now=NOW + timedelta(hours=30))
+    assert quiet["action"] == "skipped" and quiet["reason"] == "the window's decision is no_drift"
+    assert len(kfp_api.runs) == runs
+    later = retrain.run(settings, str(drifted["drifted_more"]), now=NOW + timedelta(hours=30))
+    assert later["action"] == "fired" and len(kfp_api.runs) == runs + 1
+    ledger = json.loads((tmp_path / "state" / retrain.LEDGER_FILE).read_text())
+    assert [e["action"] for e in ledger] == ["fired", "skipped", "skipped", "skipped", "fired"]
+    assert [e["run_id"] for e in ledger if e["action"] == "fired"] == [record["run_id"], later["run_id"]]
+
+
+def test_a_dry_run_decides_and_changes_nothing(served_version, drifted, kfp_api, mlflow_tracking, tmp_path):
+    runs = len(kfp_api.runs)
+    settings = config(served_version, kfp_api, tmp_path / "state", tracking_uri=mlflow_tracking.uri, dry_run=True)
+    record = retrain.run(settings, str(drifted["drifted"]))
+    assert record["action"] == "dry_run" and record["lineage"]["version"] == 1 and not record["run_id"]
+    assert len(kfp_api.runs) == runs and not (tmp_path / "state").exists()
+
+
+def test_a_retrain_the_api_refuses_is_named_and_not_recorded(served_version, drifted, kfp_api, mlflow_tracking,
+                                                             tmp_path):
+    runs = len(kfp_api.runs)
+    settings = config(served_version, kfp_api, tmp_path / "state", tracking_uri=mlflow_tracking.uri,
+                      overrides={"epochz": 9})
+    with pytest.raises(InvalidInputError, match="^overrides: the KFP API refused the run: 400 .*epochz"):
+        retrain.run(settings, str(drifted["drifted"]))
+    assert len(kfp_api.runs) == runs and not (tmp_path / "state").exists()
+
+
+def test_a_version_without_a_run_on_the_api_or_recorded_arguments_is_refused(
+        served_version, drifted, kfp_api, mlflow_tracking, tmp_path):
+    client = registry.client(mlflow_tracking.uri)
+    run = client.create_run(client.create_experiment("local-run"), tags={registry.KFP_RUN_TAG: "kubeline-training-x"})
+    client.create_registered_model("trained_here")
+    client.create_model_version("trained_here", source=served_version[2], run_id=run.info.run_id)
+    for target, message in (("kfp", "model_uri: version 1's pipeline run kubeline-training-x is not on the KFP API"),
+                            ("local", "model_uri: version 1 of 'trained_here' has no recorded arguments")):
+        settings = RetrainConfig("models:/trained_here/1", mlflow_tracking.uri, str(tmp_path / target),
+                                 target=target, kfp_host=kfp_api.url)
+        with pytest.raises(InvalidInputError, match=f"^{message}"):
+            retrain.run(settings, str(drifted["drifted"]), start=start_local if target == "local" else retrain.start_kfp)
+        assert not (tmp_path / target).exists()
+
+
+@pytest.mark.parametrize("settings, field", [
+    ({"model_uri": "gs://bucket/models/penguins/1"}, "model_uri"),
+    ({"tracking_uri": ""}, "tracking_uri"),
+    ({"state_uri": ""}, "state_uri"),
+    ({"state_uri": "ftp://host/state"}, "state_uri"),
+    ({"state_uri": "gs://bucket/state", "target": "local"}, "state_uri"),
+    ({"cooldown_hours": -1}, "cooldown_hours"),
+    ({"target": "airflow"}, "target"),
+    ({"overrides": ["epochs", 9]}, "overrides"),
+])
+def test_bad_settings_are_refused_naming_the_field(settings, field):
+    with pytest.raises(InvalidInputError) as err:
+        RetrainConfig(**{"model_uri": "models:/penguins@champion", "tracking_uri": "http://mlflow:5000",
+                         "state_uri": "/tmp/state", **settings})
+    assert err.value.field == field
+
+
+def test_the_ledger_lives_in_object_storage_too(bucket):
+    ledger = retrain.Ledger(f"gs://{bucket.name}/monitoring/penguins")
+    assert ledger.read() == []
+    ledger.append({"action": "fired", "run_id": "r1"})
+    ledger.append({"action": "skipped", "run_id": ""})
+    assert [e["run_id"] for e in retrain.Ledger(f"gs://{bucket.name}/monitoring/penguins").read()] == ["r1", ""]
+    assert bucket.blob(f"monitoring/penguins/{retrain.LEDGER_FILE}").exists()
+
+
+def test_the_monitoring_pipeline_runs_under_kfp_local(served_version, kfp_api, mlflow_tracking, penguins_csv,
+                                                      tmp_path):
+    """Drift over the payload log's last day (an older drifted file is left out: no drift), then over a window
+    with a recent drifted file: a retrain through the KFP API."""
+    from kfp import local
+
+    from kubeline.pipelines.monitoring import monitoring_pipeline
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    now, runs = datetime.now(timezone.utc), len(kfp_api.runs)
+    log = penguin_window(tmp_path / "log", penguins_csv, 0.0, now - timedelta(hours=1))
+    penguin_window(log, penguins_csv, 15.0, now - timedelta(hours=40))
+    arguments = dict(window_uri=str(log), model_uri=served_version[0], tracking_uri=mlflow_tracking.uri,
+                     state_uri=str(tmp_path / "state"), kfp_host=kfp_api.url, window_hours=24.0)
+    assert monitoring_pipeline(**arguments).output == "skipped" and len(kfp_api.runs) == runs
+    penguin_window(log, penguins_csv, 15.0, now - timedelta(minutes=30))
+    assert monitoring_pipeline(**arguments).output == "fired" and len(kfp_api.runs) == runs + 1
+    ledger = json.loads((tmp_path / "state" / retrain.LEDGER_FILE).read_text())
+    assert [(e["drift"], e["action"]) for e in ledger] == [("no_drift", "skipped"), ("drift", "fired")]
+
+
+def test_kubeline_monitor_checks_a_window_and_retrains_on_the_cluster(served_version, kfp_api, mlflow_tracking,
+                                                                      penguins_csv, tmp_path, capsys):
+    window = penguin_window(tmp_path / "log", penguins_csv, 15.0, datetime.now(timezone.utc))
+    options = [str(window), "--model", served_version[0], "--tracking-uri", mlflow_tracking.uri,
+               "--state", str(tmp_path / "state"), "--host", kfp_api.url]
+    assert main(["monitor", *options, "--dry-run"]) == 0
+    assert "retrain: dry_run: drift: " in capsys.readouterr().out and not (tmp_path / "state" / "retrain_ledger.json"
+                                                                            ).exists()
+    assert main(["monitor", *options, "--set", "epochs=11"]) == 0
+    out = capsys.readouterr().out
+    assert "\ndrift: drift (344 rows; report " in out and "bill_length_mm" in out
+    run_id = json.loads((tmp_path / "state" / retrain.LEDGER_FILE).read_text())[0]["run_id"]
+    assert f"run: {kfp_api.url}/#/runs/details/{run_id}" in out
+    assert kfp_api.runs[run_id]["runtime_config"]["parameters"]["epochs"] == 11
+    assert len(list((tmp_path / "state" / "checks").glob("*/drift.html"))) == 2
+    assert main(["monitor", *options]) == 0
+    assert "retrain: skipped: this window" in capsys.readouterr().out
+    assert main(["monitor", *options[:-2], "--host", "http://127.0.0.1:9"]) == 0  # skipped before any call
+    assert main(["monitor", *options, "--window-hours", "-1"]) == 2
+    assert "window_hours: -1.0 is not a number of hours >= 0" in capsys.readouterr().err
