@@ -26,7 +26,7 @@ PACKAGE_DIRS = {
     "kubeline.katib": "katib",  # Katib's SDK imports as kubeflow.katib: nothing is shadowed
 }
 COMPONENTS = ["fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push", "deploy",
-              "batch_predict", "drift", "retrain"]
+              "batch_predict", "drift", "retrain", "model_card"]
 
 # Light core: enough to import every component and compile every pipeline (no TensorFlow).
 CORE = [
@@ -80,7 +80,8 @@ setup(
     python_requires=">=3.10,<3.13",
     package_dir=PACKAGE_DIRS,
     packages=[*PACKAGE_DIRS, "kubeline.serving", *(f"kubeline.components.{name}" for name in COMPONENTS)],
-    package_data={"kubeline.pipelines": ["compiled/*.yaml"], "kubeline.components": ["*/README.md"]},
+    package_data={"kubeline": ["schemas/*.json"], "kubeline.pipelines": ["compiled/*.yaml"],
+                  "kubeline.components": ["*/README.md"]},
     install_requires=CORE,
     extras_require={
         "data": DATA,

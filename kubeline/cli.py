@@ -171,6 +171,19 @@ def cmd_monitor(args) -> int:
     return 0
 
 
+def cmd_model_card(args) -> int:
+    from kubeline import model_card
+
+    card = model_card.create(model_card.model_uri_of(args.model), args.tracking_uri, owners=args.owner)
+    folder = model_card.write(card, args.out_dir)
+    print(f"{card.card['model_details']['overview']}\nwrote {folder / model_card.JSON_FILE}, "
+          f"{model_card.MARKDOWN_FILE} and {model_card.HTML_FILE}")
+    if args.attach and card.run_id:
+        model_card.attach(folder, args.tracking_uri, card.run_id)
+        print(f"attached to MLflow run {card.run_id} under {model_card.FOLDER}/")
+    return 0
+
+
 def read_params_file(path: str | None) -> dict:
     """The run arguments in a JSON or YAML file: a mapping of parameter names to values."""
     if not path:
@@ -347,6 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a training parameter that replaces the repeated run's, e.g. --set data_uri=new.csv")
     monitor.add_argument("--dry-run", action="store_true", help="decide and report; start nothing, record nothing")
     monitor.set_defaults(func=on_cluster(cmd_monitor))
+    card = commands.add_parser("model-card", help="write a registered version's model card (JSON, Markdown, HTML)")
+    card.add_argument("model", metavar="NAME@ALIAS", help="NAME@ALIAS, NAME/VERSION, models:/... or a storage URI")
+    card.add_argument("--tracking-uri", default="sqlite:///runs/latest/mlflow.db",
+                      help="MLflow tracking and registry URI (default: make run's, sqlite:///runs/latest/mlflow.db)")
+    card.add_argument("--out-dir", default="model-card", help="where the card's files go (default: model-card)")
+    card.add_argument("--owner", action="append", default=[], metavar="NAME", help="an owner of the model (repeatable)")
+    card.add_argument("--attach", action="store_true", help="also log the files to the version's MLflow run")
+    card.set_defaults(func=cmd_model_card)
     alerts = commands.add_parser("alerts", help="write an endpoint's PodMonitor, PrometheusRule, Grafana dashboard "
                                                 "and promtool rule tests from its alerting config")
     alerts.add_argument("config", metavar="CONFIG", help="YAML or JSON: name, namespace, runbook_url, SLO (docs/"
@@ -358,11 +379,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from kubeline.errors import ServiceUnavailableError
+
     try:
         return args.func(args)
     except InvalidInputError as err:
         print(f"kubeline: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except ServiceUnavailableError as err:
+        print(f"kubeline: {err}", file=sys.stderr)
+        return EXIT_RUN_FAILED
 
 
 if __name__ == "__main__":

@@ -144,6 +144,7 @@ def summarize(outputs: dict, run_dir: Path, data_uri: str, label: str, seconds: 
     pushed = json.loads(pushed_file.read_text())["parameterValues"] if pushed_file.is_file() else None
     tuning = json.loads(Path(artifacts["tuning"]).read_text())
     deployed_file = run_dir / "deploy" / "deployment"
+    card = run_dir / "model-card" / "card_html"  # the step inside the gate's dsl.If, like push
     deployed = json.loads(deployed_file.read_text()) if deployed_file.is_file() else None
     return {
         "pipeline": PIPELINE_NAME,
@@ -166,6 +167,7 @@ def summarize(outputs: dict, run_dir: Path, data_uri: str, label: str, seconds: 
                           "registered_model": model_name, "registry_version": int(pushed["registry_version"]),
                           "alias": "challenger" if int(pushed["registry_version"]) else None}
                          if pushed else None),
+        "model_card": str(card) if card.is_file() else None,
         "deployment": deployed and {"endpoint": deployed["endpoint"], "action": deployed["action"],
                                     "serving_version": deployed["serving"]["version"],
                                     "serving_uri": deployed["serving"]["uri"]},
@@ -205,6 +207,8 @@ def render_summary(summary: dict) -> str:
         if pushed["registry_version"]:
             lines.append(f"registered: models:/{pushed['registered_model']}/{pushed['registry_version']} "
                          f"(alias {pushed['alias']})")
+        if summary["model_card"]:
+            lines.append(f"model card: {summary['model_card']}")
     else:
         lines.append("pushed model: none (the gate did not pass)")
     deployment = summary["deployment"]

@@ -89,7 +89,7 @@ def lineage_of_model(model_uri: str, tracking_uri: str) -> dict:
 
     mlflow_client = client(tracking_uri)
     with reachable(tracking_uri, "Nothing was looked up."):
-        version = _version(mlflow_client, model_uri)
+        version = version_of(mlflow_client, model_uri)
         if not version.run_id:
             raise InvalidInputError("model_uri", f"version {version.version} of '{version.name}' has no MLflow run",
                                     "give a version the training pipeline registered")
@@ -144,26 +144,36 @@ def resolve(model_uri: str, tracking_uri: str) -> str:
     """The storage URI behind ``models:/<name>@<alias>`` or ``models:/<name>/<version>``."""
     mlflow_client = client(tracking_uri)
     with reachable(tracking_uri, "Nothing was resolved."):
-        return _version(mlflow_client, model_uri).source
+        return version_of(mlflow_client, model_uri).source
 
 
-def _version(mlflow_client, model_uri: str):
-    """The registry version ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` names; refused when there is none."""
+def version_of(mlflow_client, model_uri: str):
+    """The registry version ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` names; refused, with the model's
+    aliases, when there is none."""
     from mlflow.exceptions import MlflowException
 
     match = MODEL_URI.match(model_uri)
     if not match:
         raise InvalidInputError("model_uri", f"'{model_uri}' is not a registry URI",
                                 "write models:/NAME@ALIAS or models:/NAME/VERSION")
+    name = match["name"]
     try:
         if match["alias"]:
-            return mlflow_client.get_model_version_by_alias(match["name"], match["alias"])
-        return mlflow_client.get_model_version(match["name"], match["version"])
+            return mlflow_client.get_model_version_by_alias(name, match["alias"])
+        return mlflow_client.get_model_version(name, match["version"])
     except MlflowException as err:
-        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            raise InvalidInputError("model_uri", f"'{model_uri}' does not exist in the registry",
-                                    "list the model's versions and aliases with registry.list_versions") from None
-        raise
+        if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
+    try:
+        aliases = mlflow_client.get_registered_model(name).aliases or {}
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise InvalidInputError("model_uri", f"'{model_uri}' does not exist in the registry: it has no model "
+                                f"'{name}'", "check the name, or list the models in the MLflow UI") from None
+    known = ", ".join(f"{alias} (version {number})" for alias, number in sorted(aliases.items())) or "none"
+    raise InvalidInputError("model_uri", f"'{model_uri}' does not exist in the registry; its aliases: {known}",
+                            f"name one of them, or a version: registry.list_versions('{name}', tracking_uri)")
 
 
 def fetch(model_uri: str, tracking_uri: str, dest_dir: str):

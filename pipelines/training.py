@@ -12,6 +12,7 @@ from kubeline.components import (
     EvaluateOp,
     FingerprintOp,
     IngestOp,
+    ModelCardOp,
     PushOp,
     TrackOp,
     TrainOp,
@@ -21,6 +22,7 @@ from kubeline.components import (
 from kubeline.components.deploy.config import DeployConfig
 from kubeline.components.evaluate.config import EvaluateConfig
 from kubeline.components.ingest.config import IngestConfig
+from kubeline.components.model_card.config import ModelCardConfig
 from kubeline.components.push.config import PushConfig
 from kubeline.components.track.config import TrackConfig
 from kubeline.components.train.config import TrainConfig
@@ -37,16 +39,17 @@ PIPELINE_NAME = "kubeline-training"
 # Each step's config owns its defaults; the pipeline's parameters take them from there.
 INGEST, TRANSFORM, TUNE = defaults(IngestConfig), defaults(TransformConfig), defaults(TuneConfig)
 TRAIN, EVALUATE, TRACK = defaults(TrainConfig), defaults(EvaluateConfig), defaults(TrackConfig)
-PUSH, DEPLOY = defaults(PushConfig), defaults(DeployConfig)
+PUSH, DEPLOY, CARD = defaults(PushConfig), defaults(DeployConfig), defaults(ModelCardConfig)
 
 
 # Requests per step on a cluster (memory is also the limit); the train step's come from parameters.
 STEP_RESOURCES = {"fingerprint": ("100m", "256Mi"), "ingest": ("1", "2Gi"), "transform": ("2", "4Gi"),
                   "tune": ("500m", "1Gi"), "evaluate": ("1", "4Gi"), "track": ("250m", "1Gi"), "push": ("500m", "2Gi"),
-                  "deploy": ("250m", "1Gi"), "drift": ("1", "2Gi"), "retrain": ("250m", "1Gi")}
+                  "deploy": ("250m", "1Gi"), "drift": ("1", "2Gi"), "retrain": ("250m", "1Gi"),
+                  "model_card": ("250m", "1Gi")}
 # Steps a retry cannot harm: the same inputs give the same outputs, and track, push and tune find their earlier
 # attempt's run, version or Experiment. A deploy is not retried: its rollback is the way back.
-RETRIED = {"fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push"}
+RETRIED = {"fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push", "model_card"}
 
 
 def sized(task, name: str, cpu=None, memory=None):
@@ -79,6 +82,7 @@ def training_pipeline(
     model_root: str,
     label: str = "species",
     model_name: str = PUSH.model_name,
+    model_owners: list = CARD.owners,
     tracking_uri: str = PUSH.tracking_uri,
     experiment_name: str = TRACK.experiment_name,
     schema_uri: str = INGEST.schema_uri,
@@ -141,6 +145,7 @@ def training_pipeline(
             on a cluster; file:// or a local path on one machine.
         label: Column to predict.
         model_name: Registered model name; also the folder under model_root.
+        model_owners: The model's owners for its model card: names, or objects {"name": ..., "contact": ...}.
         tracking_uri: MLflow tracking and registry URI (sqlite:///... or http://...); empty: no tracking,
             no registry (the model is still stored).
         experiment_name: MLflow experiment for the run.
@@ -280,6 +285,12 @@ def training_pipeline(
                          run_id=track_task.output)
         push_task.set_caching_options(False)
         with_object_store(sized(push_task, "push"), storage_secret, storage_config)
+        card_task = ModelCardOp(model_uri=push_task.outputs["model_uri"],
+                                evaluation=evaluate_task.outputs["evaluation"],
+                                statistics=ingest_task.outputs["statistics"], tuning=tune_task.outputs["tuning"],
+                                tracking_uri=tracking_uri, owners=model_owners)
+        card_task.set_caching_options(False)  # it attaches the card to the version's MLflow run
+        with_object_store(sized(card_task, "model_card"), storage_secret, storage_config)
         with dsl.If(deploy_target != "none", name="deploy-enabled"):
             deploy_task = DeployOp(model=train_task.outputs["model"], evaluation=evaluate_task.outputs["evaluation"],
                                    model_uri=push_task.outputs["model_uri"],

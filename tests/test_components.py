@@ -46,7 +46,7 @@ def test_pipeline_defaults_come_from_the_configs():
 def test_every_step_is_checked_with_the_inputs_it_would_get():
     found = {step.task: step for step in steps(training_pipeline.pipeline_spec, REQUIRED)}
     assert list(found) == ["fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push",
-                           "deploy"]
+                           "deploy", "model-card"]
     assert found["tune"].function == "tune"
     assert found["tune"].inputs["kfp_run_id"] == "{{$.pipeline_job_uuid}}"  # a runtime constant
     assert found["deploy"].inputs["canary_percent"] == 20 and isinstance(found["deploy"].inputs["canary_percent"], int)

@@ -80,6 +80,26 @@ def test_a_failing_step_shows_its_last_lines_and_where_its_log_is(penguin_run, t
     assert f"Its whole log: {out / 'logs' / 'transform.log'}" in result.stderr
 
 
+def test_the_pushed_version_has_a_model_card_that_validates_and_names_its_lineage(penguin_run):
+    from kubeline import model_card, registry
+    from kubeline.model_store import MANIFEST
+
+    out, result, summary = penguin_run
+    assert f"model card: {summary['model_card']}" in result.stdout
+    card = json.loads((Path(summary["model_card"]).parent / "card" / model_card.JSON_FILE).read_text())
+    model_card.validate(card)
+    text = json.dumps(card)
+    manifest = json.loads((out / "models" / "penguins" / "1" / MANIFEST).read_text())
+    assert summary["data"]["sha256"] in text and manifest["content_sha256"] in text
+    assert f"Gate: {summary['gate']['decision'].upper()}" in card["model_details"]["documentation"]
+    tested = {m["type"]: m["value"] for m in card["quantitative_analysis"]["performance_metrics"]
+              if m["slice"] == "test"}
+    assert float(tested["accuracy"]) == pytest.approx(summary["metrics"]["accuracy"], abs=1e-6)
+    client = registry.client(summary["tracking"]["uri"])
+    attached = {a.path for a in client.list_artifacts(summary["tracking"]["mlflow_run_id"], model_card.FOLDER)}
+    assert f"{model_card.FOLDER}/{model_card.JSON_FILE}" in attached
+
+
 def test_the_run_ends_with_a_live_endpoint_serving_the_pushed_version(penguin_run):
     import urllib.request
 

@@ -60,7 +60,8 @@ def test_committed_yaml_was_compiled_with_the_locked_kfp(file_name):
 
 EXPECTED_EXECUTORS = {
     "training_pipeline.yaml": ("kubeline-training", {f"exec-{step}" for step in (
-        "fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push", "deploy")}),
+        "fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push", "model-card",
+        "deploy")}),
     "batch_prediction.yaml": ("kubeline-batch-prediction", {"exec-batch-predict", "exec-batch-predict-2",
                                                             "exec-batch-predict-3", "exec-batch-predict-4"}),
     "monitoring.yaml": ("kubeline-monitoring", {"exec-drift", "exec-retrain"}),
@@ -154,11 +155,14 @@ def test_only_evaluate_reads_the_test_split():
         assert sources == {"transformed_train", "transformed_validation", "transform_graph", *extra}
 
 
-def test_push_runs_only_when_the_gate_passes():
+def test_push_and_the_model_card_run_only_when_the_gate_passes():
     spec = compiled_spec("training_pipeline.yaml")
     condition = spec["root"]["dag"]["tasks"]["condition-1"]
     assert condition["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--evaluate-Output'] == 'pass'"
-    assert set(spec["components"]["comp-condition-1"]["dag"]["tasks"]) == {"push", "condition-2"}
+    tasks = spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert set(tasks) == {"push", "model-card", "condition-2"}
+    assert tasks["model-card"]["inputs"]["parameters"]["model_uri"] == {
+        "taskOutputParameter": {"producerTask": "push", "outputParameterKey": "model_uri"}}
 
 
 def test_deploy_follows_push_inside_the_gate_unless_turned_off():
