@@ -26,7 +26,7 @@ PACKAGE_DIRS = {
     "kubeline.katib": "katib",  # Katib's SDK imports as kubeflow.katib: nothing is shadowed
 }
 COMPONENTS = ["fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push", "deploy",
-              "batch_predict", "drift", "retrain", "model_card"]
+              "batch_predict", "drift", "retrain", "model_card", "rollback"]
 
 # Light core: enough to import every component and compile every pipeline (no TensorFlow).
 CORE = [

@@ -12,7 +12,7 @@ import importlib
 _COMPONENTS = {"FingerprintOp": "fingerprint", "IngestOp": "ingest", "TransformOp": "transform", "TuneOp": "tune",
                "TrainOp": "train", "EvaluateOp": "evaluate", "TrackOp": "track", "PushOp": "push",
                "DeployOp": "deploy", "BatchPredictOp": "batch_predict", "DriftOp": "drift",
-               "RetrainOp": "retrain", "ModelCardOp": "model_card"}
+               "RetrainOp": "retrain", "ModelCardOp": "model_card", "RollbackOp": "rollback"}
 __all__ = list(_COMPONENTS)
 
 

@@ -184,6 +184,44 @@ def cmd_model_card(args) -> int:
     return 0
 
 
+def cmd_rollback(args) -> int:
+    from kubeline.errors import OperationFailedError
+    from kubeline.rollback import RollbackConfig, rollback
+
+    config = RollbackConfig(args.endpoint, target=args.target, namespace=args.namespace or "",
+                            from_version=args.from_version or "", model_name=args.model_name or "",
+                            tracking_uri=args.tracking_uri or "", **given(args, "timeout_s"))
+    try:
+        rollback(config, kubeconfig=args.kubeconfig or "")
+    except OperationFailedError as err:
+        print(f"kubeline: {err}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    return 0
+
+
+def cmd_alert_webhook(args) -> int:
+    from kubeline.alert_webhook import Receiver, serve
+
+    serve(Receiver(target=args.target, namespace=args.namespace or "", tracking_uri=args.tracking_uri or "",
+                   model_name=args.model_name or "", kubeconfig=args.kubeconfig or "", **given(args, "timeout_s")),
+          args.port)
+    return 0
+
+
+def rollback_options() -> argparse.ArgumentParser:
+    """The options rollback and alert-webhook share: where the endpoint runs and which alias follows."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--target", choices=["local", "kubernetes"], default="local",
+                         help="a local deployment (default) or a KServe InferenceService")
+    options.add_argument("--namespace", help="the InferenceService's namespace (kubernetes; default: the kubeconfig's)")
+    options.add_argument("--tracking-uri", help="MLflow registry URI: the alias champion follows the rollback")
+    options.add_argument("--model-name", help="the registered model whose alias follows (default: the endpoint's name)")
+    options.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, else ~/.kube/config)")
+    options.add_argument("--timeout", dest="timeout_s", type=float,
+                         help="longest wait in seconds for the previous version to be Ready (kubernetes)")
+    return options
+
+
 def read_params_file(path: str | None) -> dict:
     """The run arguments in a JSON or YAML file: a mapping of parameter names to values."""
     if not path:
@@ -368,6 +406,17 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--owner", action="append", default=[], metavar="NAME", help="an owner of the model (repeatable)")
     card.add_argument("--attach", action="store_true", help="also log the files to the version's MLflow run")
     card.set_defaults(func=cmd_model_card)
+    rollback_cmd = commands.add_parser("rollback", parents=[rollback_options()],
+                                       help="take an endpoint back to the version that served before (a canary "
+                                            "in progress: out); the alias champion follows")
+    rollback_cmd.add_argument("endpoint", metavar="ENDPOINT", help="the endpoint's name")
+    rollback_cmd.add_argument("--from-version", help="roll back only while this version serves")
+    rollback_cmd.set_defaults(func=cmd_rollback)
+    webhook = commands.add_parser("alert-webhook", parents=[rollback_options()],
+                                  help="Alertmanager's webhook receiver on 127.0.0.1: a firing alert labelled with an "
+                                       "endpoint rolls it back (examples/alertmanager/)")
+    webhook.add_argument("--port", type=int, default=9095, help="port on 127.0.0.1 (default 9095)")
+    webhook.set_defaults(func=cmd_alert_webhook)
     alerts = commands.add_parser("alerts", help="write an endpoint's PodMonitor, PrometheusRule, Grafana dashboard "
                                                 "and promtool rule tests from its alerting config")
     alerts.add_argument("config", metavar="CONFIG", help="YAML or JSON: name, namespace, runbook_url, SLO (docs/"

@@ -9,9 +9,10 @@ import pytest
 from conftest import push_model, served
 
 from kubeline.components.deploy.config import DeployConfig
-from kubeline.components.deploy.core import Release, deploy, load_inputs
+from kubeline.components.deploy.core import deploy, load_inputs
 from kubeline.errors import InvalidInputError, OperationFailedError
 from kubeline.serving import local
+from kubeline.serving.kserve_target import Release
 
 # Latency margins for a 2-core machine shared with other work: the slow canary is ~100x slower, not 2x.
 POLICY = {"steps": [30, 60, 100], "interval_s": 2.0, "scrape_interval_s": 1.0, "min_requests": 12,

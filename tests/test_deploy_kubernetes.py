@@ -12,7 +12,7 @@ from fake_kserve import FakeKServe
 from fake_kube import FakeKubernetes
 
 from kubeline.components.deploy.config import DeployConfig
-from kubeline.components.deploy.core import Release, deploy, load_inputs
+from kubeline.components.deploy.core import deploy, load_inputs
 from kubeline.errors import InvalidInputError, OperationFailedError
 from kubeline.serving import smoke
 from kubeline.serving.inference_service import (
@@ -23,6 +23,7 @@ from kubeline.serving.inference_service import (
     canary_entry,
     check_webhook_rules,
 )
+from kubeline.serving.kserve_target import Release
 
 REPO = Path(__file__).resolve().parents[1]
 STORAGE = {1: "gs://models/penguins/1", 2: "gs://models/penguins/2"}

@@ -44,7 +44,7 @@ def custom_object_calls() -> dict:
     from kubeline.serving import inference_service
 
     resources = {"katib/cluster.py": (experiment.GROUP, experiment.PLURAL),
-                 "components/deploy/core.py": (inference_service.GROUP, inference_service.PLURAL)}
+                 "kubeline/serving/kserve_target.py": (inference_service.GROUP, inference_service.PLURAL)}
     calls = {}
     for folder in ("kubeline", "katib", "components", "pipelines"):
         for path in (REPO / folder).rglob("*.py"):

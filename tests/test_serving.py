@@ -15,11 +15,12 @@ import pytest
 from conftest import served
 
 from kubeline.components.deploy.config import DeployConfig
-from kubeline.components.deploy.core import Release, deploy, load_inputs
+from kubeline.components.deploy.core import deploy, load_inputs
 from kubeline.errors import InvalidInputError, OperationFailedError
 from kubeline.model_store import MANIFEST, build_manifest
 from kubeline.serving import local, smoke
 from kubeline.serving import server as model_server
+from kubeline.serving.kserve_target import Release
 
 ROW = {"island": "Biscoe", "bill_length_mm": 49.0, "bill_depth_mm": 15.0, "flipper_length_mm": 222.0,
        "body_mass_g": 5300.0, "sex": "male", "year": 2008.0}

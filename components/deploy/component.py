@@ -85,9 +85,10 @@ def deploy(
 
     from kubeline.canary import render_record
     from kubeline.components.deploy.config import CONFIG
-    from kubeline.components.deploy.core import Release, load_inputs
     from kubeline.components.deploy.core import deploy as run_deploy
+    from kubeline.components.deploy.core import load_inputs
     from kubeline.config import from_inputs
+    from kubeline.serving.kserve_target import Release
 
     config = from_inputs(CONFIG, locals())
     schema, expected = load_inputs(model.path, evaluation.path, config.smoke_rows)

@@ -1,8 +1,9 @@
 """Local deployments: the model server as a background process on 127.0.0.1, one per endpoint name.
 
 State lives in ``$KUBELINE_HOME/deployments/<name>.json`` (default ``~/.kubeline``), readable by its owner
-only: the port, the process, which stored version is stable or canary, and the deployment's token, the one
-credential for its rollout route (given to the server in its environment, sent in ``Authorization``).
+only: the port, the process, which stored version is stable or canary, the versions that served all traffic
+before (``history``, for ``kubeline rollback``), and the deployment's token, the one credential for its rollout
+route (given to the server in its environment, sent in ``Authorization``).
 ``kubeline serve list|stop`` reads it; ``check`` asks the server what it serves.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from kubeline.serving.payload_log import LogSettings
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 120
+HISTORY_LENGTH = 10
 
 
 def home() -> Path:
@@ -132,14 +134,24 @@ def start(name: str, stable: dict, port: int = 0, payload_log: LogSettings | Non
         raise OperationFailedError(f"the model server for '{name}' was not ready within {START_TIMEOUT_S} s; "
                                    f"log: {log_path}")
     state = {"name": name, "url": url, "port": port, "pid": process.pid, "log": str(log_path), "stable": stable,
-             "canary": None, "canary_percent": 0, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "token": token}
+             "canary": None, "canary_percent": 0, "history": [stable], "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+             "token": token}
     _write(state)
     return state
 
 
-def set_rollout(state: dict, stable: dict, canary: dict | None, percent: int) -> dict:
+def history(state: dict) -> list[dict]:
+    """The versions that served all traffic, oldest first, the stable one last (a state written before
+    kubeline kept a history: the stable one alone)."""
+    return state.get("history") or [state["stable"]]
+
+
+def set_rollout(state: dict, stable: dict, canary: dict | None, percent: int, new_history: list | None = None) -> dict:
     """Makes the running server serve ``stable`` and, at ``percent``, ``canary`` (version dicts as ``start``
-    takes them; each one's files are checked against its content digest before anything switches)."""
+    takes them; each one's files are checked against its content digest before anything switches).
+
+    A new stable version serving all traffic joins the history; ``new_history`` replaces it instead (a rollback).
+    """
     if not state.get("token"):
         raise OperationFailedError(f"the model server for '{state['name']}' was started by an earlier kubeline "
                                    f"without a rollout token; stop it (kubeline serve stop {state['name']}) and "
@@ -150,7 +162,12 @@ def set_rollout(state: dict, stable: dict, canary: dict | None, percent: int) ->
     if status != 200:
         raise OperationFailedError(f"the model server for '{state['name']}' refused the rollout: "
                                    f"{body.get('error', body)}")
-    state = {**state, "stable": stable, "canary": canary, "canary_percent": percent if canary else 0}
+    if new_history is None:
+        new_history = history(state)
+        if canary is None and stable["uri"] != state["stable"]["uri"]:
+            new_history = [*new_history, stable][-HISTORY_LENGTH:]
+    state = {**state, "stable": stable, "canary": canary, "canary_percent": percent if canary else 0,
+             "history": new_history}
     _write(state)
     return state
 
