@@ -26,7 +26,8 @@ PACKAGE_DIRS = {
     "kubeline.katib": "katib",  # Katib's SDK imports as kubeflow.katib: nothing is shadowed
 }
 COMPONENTS = ["fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push", "deploy",
-              "batch_predict", "drift", "retrain", "model_card", "rollback"]
+              "batch_predict", "drift", "retrain", "model_card", "rollback",
+              "canary_analysis"]
 
 # Light core: enough to import every component and compile every pipeline (no TensorFlow).
 CORE = [

@@ -12,7 +12,8 @@ import importlib
 _COMPONENTS = {"FingerprintOp": "fingerprint", "IngestOp": "ingest", "TransformOp": "transform", "TuneOp": "tune",
                "TrainOp": "train", "EvaluateOp": "evaluate", "TrackOp": "track", "PushOp": "push",
                "DeployOp": "deploy", "BatchPredictOp": "batch_predict", "DriftOp": "drift",
-               "RetrainOp": "retrain", "ModelCardOp": "model_card", "RollbackOp": "rollback"}
+               "RetrainOp": "retrain", "ModelCardOp": "model_card", "RollbackOp": "rollback",
+               "CanaryAnalysisOp": "canary_analysis"}
 __all__ = list(_COMPONENTS)
 
 

@@ -279,6 +279,38 @@ def roll_out(policy: CanaryPolicy, traffic: Traffic, source: FiguresSource,
     return _end(traffic, PROMOTED, "every step passed", windows, policy)
 
 
+def observe(policy: CanaryPolicy, source: FiguresSource, windows: int, sleep: Callable[[float], None] = time.sleep,
+            log: Callable[[str], None] = print) -> dict:
+    """Judges ``windows`` windows of a canary whose traffic something else moves (nothing is shifted, promoted or
+    rolled back here): ``outcome`` fail at ``failure_limit`` failed windows, inconclusive at ``inconclusive_limit``
+    windows with too little traffic or when none passed, else pass; with ``reason`` and every window's result."""
+    if isinstance(windows, bool) or not isinstance(windows, int) or windows < 1:
+        raise InvalidInputError("windows", f"{windows!r}", "give the number of analysis windows, e.g. 3")
+    results, failures, waits = [], 0, 0
+    source.window()  # the first window starts now
+    for _ in range(windows):
+        sleep(policy.interval_s)
+        result = analyze(0, *source.window(), policy)
+        results.append(asdict(result))
+        log(f"canary analysis window {len(results)}: {result.decision} ({result.reason})")
+        failures += result.decision == FAIL
+        waits += result.decision == INCONCLUSIVE
+        if failures >= policy.failure_limit:
+            return _observed(FAIL, f"{failures} failed windows (failure_limit {policy.failure_limit}): "
+                                   f"{result.reason}", results, policy)
+        if waits >= policy.inconclusive_limit:
+            return _observed(INCONCLUSIVE, f"{waits} windows with too little traffic (inconclusive_limit "
+                                           f"{policy.inconclusive_limit}): {result.reason}", results, policy)
+    passed = sum(r["decision"] == PASS for r in results)
+    if not passed:
+        return _observed(INCONCLUSIVE, "no window passed", results, policy)
+    return _observed(PASS, f"{passed} of {windows} windows passed, {failures} failed", results, policy)
+
+
+def _observed(outcome: str, reason: str, windows: list, policy: CanaryPolicy) -> dict:
+    return {"outcome": outcome, "reason": reason, "policy": asdict(policy), "windows": windows}
+
+
 def _end(traffic: Traffic, outcome: str, reason: str, windows: list, policy: CanaryPolicy) -> dict:
     (traffic.promote if outcome == PROMOTED else traffic.rollback)()
     return {"outcome": outcome, "reason": reason, "policy": asdict(policy), "windows": windows}
@@ -289,8 +321,9 @@ def render_record(record: dict) -> str:
     lines = [f"# Canary: {record['outcome'].replace('_', ' ')}", "", record["reason"], "",
              "| step | decision | canary requests | canary errors | canary p99 s | stable p99 s | why |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for w in record["windows"]:
-        lines.append(f"| {w['percent']}% | {w['decision']} | {w['canary']['requests']} | {w['canary']['errors']} | "
+    for number, w in enumerate(record["windows"], 1):
+        step = f"{w['percent']}%" if w["percent"] else f"window {number}"  # 0: observed, not shifted (observe)
+        lines.append(f"| {step} | {w['decision']} | {w['canary']['requests']} | {w['canary']['errors']} | "
                      f"{w['canary']['p99_s']} | {w['stable']['p99_s']} | {w['reason']} |")
     return "\n".join(lines) + "\n"
 

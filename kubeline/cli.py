@@ -13,12 +13,12 @@ EXIT_GATE_FAILED = 3
 EXIT_RUN_FAILED = 1
 
 
-def parse_set(items: list[str]) -> dict:
+def parse_set(items: list[str], option: str = "--set") -> dict:
     overrides = {}
     for item in items:
         name, sep, raw = item.partition("=")
         if not sep or not name:
-            raise InvalidInputError("--set", f"'{item}' is not NAME=VALUE", "write e.g. --set epochs=50")
+            raise InvalidInputError(option, f"'{item}' is not NAME=VALUE", f"write e.g. {option} NAME=50")
         try:
             overrides[name] = json.loads(raw)
         except json.JSONDecodeError:
@@ -140,7 +140,14 @@ def cmd_replay(args) -> int:
     status, metadata = request("GET", f"{url}/v2/models/{model}")
     if status != 200:
         raise InvalidInputError("--model", f"{url} does not serve '{model}' (HTTP {status})", "name a model it serves")
-    rows = replay.read_rows(args.data, [i["name"] for i in metadata["inputs"]])
+    if args.data:
+        data = args.data
+    else:
+        from kubeline.local_run import penguins_csv
+
+        data = str(penguins_csv())
+    changes = {option: parse_set(getattr(args, option), f"--{option}") for option in ("shift", "replace")}
+    rows = replay.read_rows(data, [i["name"] for i in metadata["inputs"]], **changes)
     result = replay.replay(url, model, rows, args.rate, args.duration, args.concurrency)
     print(result.summary())
     return 0 if set(result.statuses) == {200} else 1
@@ -373,7 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay_cmd = commands.add_parser("replay", help="send rows of a file to an endpoint at a steady rate (traffic "
                                                     "for a canary to be judged on)")
     replay_cmd.add_argument("endpoint", metavar="ENDPOINT", help="a local deployment's name, or a server's URL")
-    replay_cmd.add_argument("--data", required=True, help="CSV or Parquet path or URI; its feature columns are sent")
+    replay_cmd.add_argument("--data", help="CSV or Parquet path or URI; its feature columns are sent (default: the "
+                                           "penguins data kubeline run --local trains on)")
+    replay_cmd.add_argument("--shift", action="append", default=[], metavar="FEATURE=NUMBER",
+                            help="add NUMBER to a numeric feature of every row, e.g. --shift body_mass_g=800")
+    replay_cmd.add_argument("--replace", action="append", default=[], metavar="FEATURE=VALUE",
+                            help="send VALUE for a feature in every row, e.g. --replace island=Atlantis")
     replay_cmd.add_argument("--model", help="the model's name (default: the deployment's; needed with a URL)")
     replay_cmd.add_argument("--rate", type=float, default=10.0, help="requests per second (default 10)")
     replay_cmd.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")

@@ -140,6 +140,20 @@ def promote(model_name: str, version: int, tracking_uri: str) -> None:
         mlflow_client.set_registered_model_alias(model_name, CHAMPION, str(version))
 
 
+def log_to_version_run(tracking_uri: str, model_name: str, version: int, data: dict, artifact_file: str,
+                       tags: dict | None = None) -> str:
+    """Logs ``data`` as JSON (and ``tags``) into the MLflow run that registered a version; its run id ("" when the
+    version has no run)."""
+    mlflow_client = client(tracking_uri)
+    with reachable(tracking_uri, f"{artifact_file} was not logged to the run of version {version}."):
+        run_id = mlflow_client.get_model_version(model_name, str(version)).run_id or ""
+        if run_id:
+            mlflow_client.log_dict(run_id, data, artifact_file)
+            for key, value in (tags or {}).items():
+                mlflow_client.set_tag(run_id, key, value)
+    return run_id
+
+
 def resolve(model_uri: str, tracking_uri: str) -> str:
     """The storage URI behind ``models:/<name>@<alias>`` or ``models:/<name>/<version>``."""
     mlflow_client = client(tracking_uri)

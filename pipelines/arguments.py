@@ -10,6 +10,7 @@ known to be false (``deploy_target == "none"``) is skipped, as the driver skips 
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from typing import Iterator, NamedTuple
 
@@ -70,7 +71,8 @@ def _skipped(task, inputs: dict) -> bool:
     if not match or inputs.get(match["name"], UNKNOWN) is UNKNOWN:
         return False
     literal = match["value"].strip("'") if match["value"].startswith("'") else match["value"]
-    equal = str(inputs[match["name"]]) == literal
+    value = inputs[match["name"]]
+    equal = (value if isinstance(value, str) else json.dumps(value)) == literal  # CEL: true, not Python's True
     return equal != (match["op"] == "==")
 
 

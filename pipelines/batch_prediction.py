@@ -2,7 +2,7 @@
 from kfp import dsl
 
 from kubeline import storage
-from kubeline.components import BatchPredictOp
+from kubeline.components import BatchPredictOp, DriftOp
 from kubeline.components.batch_predict.config import ALL, FINISH, PLAN, SHARD, BatchPredictConfig
 from kubeline.config import defaults
 from kubeline.pipelines.training import sized, with_object_store
@@ -31,6 +31,7 @@ def build(parallelism: int = PARALLELISM, cpu: str = CPU, memory: str = MEMORY):
         rows_per_shard: int = BATCH.rows_per_shard,
         score_unknown_categories: bool = BATCH.score_unknown_categories,
         target: str = "kubernetes",
+        check_drift: bool = False,
         storage_secret: str = storage.KFP_STORAGE_SECRET,
         storage_config: str = storage.STORAGE_CONFIG,
     ) -> str:
@@ -50,6 +51,9 @@ def build(parallelism: int = PARALLELISM, cpu: str = CPU, memory: str = MEMORY):
             target: "local": the whole job in one step (one process, the model loaded once), for kfp.local;
                 anything else fans out: a plan step, a step per shard (dsl.ParallelFor, at most the compiled
                 parallelism at once), then a finish step.
+            check_drift: Also compare the input with the model's reference profile (the drift step, beside the
+                scoring; its decision and report are outputs of the run, not a gate). It reads the whole input into
+                memory: for inputs larger than a step's memory, leave it off and run the drift step on a sample.
             storage_secret: Kubernetes Secret whose keys accesskey and secretkey the steps use for s3:// and
                 minio://; optional.
             storage_config: Kubernetes ConfigMap with minio_endpoint, s3_endpoint and s3_region for the steps;
@@ -73,6 +77,9 @@ def build(parallelism: int = PARALLELISM, cpu: str = CPU, memory: str = MEMORY):
                 # Scoring a shard twice writes the same files: a retry is safe.
                 score = step(SHARD, shard=shard).set_retry(num_retries=2, backoff_duration="30s", backoff_factor=2.0)
             finish = step(FINISH).after(score)
+        with dsl.If(check_drift == True, name="drift-check"):  # noqa: E712 - a KFP condition, not Python's
+            drift = DriftOp(window_uri=data_uri, model_uri=model_uri, tracking_uri=tracking_uri)
+            with_object_store(sized(drift, "drift"), storage_secret, storage_config)
         return dsl.OneOf(whole.outputs["manifest_uri"], finish.outputs["manifest_uri"])
 
     return batch_prediction

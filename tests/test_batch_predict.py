@@ -305,12 +305,16 @@ def test_a_registry_alias_is_resolved_and_an_unknown_one_refused(tmp_path, pengu
 
 
 def test_the_pipelines_arguments_are_checked_by_the_steps_config(monkeypatch):
-    from kubeline.pipelines.arguments import check
+    from kubeline.pipelines.arguments import check, steps
     from kubeline.pipelines.batch_prediction import batch_prediction_pipeline
 
     arguments = {"data_uri": "gs://b/in/", "model_uri": "models:/penguins@champion", "output_uri": "gs://b/out",
                  "tracking_uri": "http://mlflow:5000"}
     check(batch_prediction_pipeline, arguments)
+    # The drift step is checked when check_drift is true: KFP's condition compares with CEL's true, not Python's True.
+    assert [s.task for s in steps(batch_prediction_pipeline.pipeline_spec, {**arguments, "check_drift": True})] == [
+        "drift", "batch-predict-2", "batch-predict-3", "batch-predict-4"]
+    assert "drift" not in [s.task for s in steps(batch_prediction_pipeline.pipeline_spec, arguments)]
     with pytest.raises(InvalidInputError, match="rows_per_shard: 0 is not a positive whole number"):
         check(batch_prediction_pipeline, {**arguments, "rows_per_shard": 0})
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
@@ -338,18 +342,22 @@ def test_the_compiled_pipeline_fans_out_on_a_cluster_and_runs_in_one_step_locall
     assert shard["retryPolicy"]["maxRetryCount"] == 2 and shard["cachingOptions"] == {}
     platform = list(yaml.safe_load_all((COMPILED_DIR / "batch_prediction.yaml").read_text()))[1]
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert len(executors) == 4 and all(e["secretAsEnv"][0]["optional"] for e in executors.values())
+    assert len(executors) == 5 and all(e["secretAsEnv"][0]["optional"] for e in executors.values())  # 4 + drift
 
 
 def test_the_pipeline_runs_under_kfp_local(tmp_path, penguins_csv, version):
-    """kfp.local takes the one-step branch (its ParallelFor reads items only from a task's single ``Output``)."""
+    """kfp.local takes the one-step branch (its ParallelFor reads items only from a task's single ``Output``); with
+    check_drift the drift step compares the input with the model's profile beside the scoring."""
     from kfp import local
 
     from kubeline.pipelines.batch_prediction import batch_prediction_pipeline
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
     task = batch_prediction_pipeline(data_uri=str(penguins_csv), model_uri=version.uri,
-                                     output_uri=str(tmp_path / "out"), rows_per_shard=200, target="local")
+                                     output_uri=str(tmp_path / "out"), rows_per_shard=200, target="local",
+                                     check_drift=True)
     assert task.output == f"{tmp_path / 'out'}/manifest.json"
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["rows"] == 344 and [s["id"] for s in manifest["shards"]] == ["00000-000000", "00000-000001"]
+    drift = json.loads(next((tmp_path / "root").rglob("drift_result/drift.json")).read_text())
+    assert drift["decision"] == "no_drift" and drift["rows"] == 344  # the data the model was trained on

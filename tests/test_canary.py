@@ -1,6 +1,7 @@
 """Canary analysis (kubeline/canary.py): the policy's checks, the statistics with known answers, and the walk
 through the traffic steps to promotion, rollback, or the inconclusive policy."""
 import math
+from pathlib import Path
 
 import pytest
 from conftest import served
@@ -15,6 +16,7 @@ from kubeline.canary import (
     Figures,
     analyze,
     histogram_quantile,
+    observe,
     psi,
     render_record,
     requests_for_quantile,
@@ -355,3 +357,117 @@ def test_the_same_decisions_from_a_real_prometheus_scraping_the_server(kubeline_
         prometheus.terminate()
         prometheus.wait(timeout=30)
         local.stop("canary-prom")
+
+
+# -- analysis of a rollout done by something else (observe, CanaryAnalysisOp) ------------------------------------
+def test_observing_judges_windows_without_moving_traffic():
+    good, bad, idle = (figures(1000, 1), figures(4000, 4)), (figures(1000, 80), figures(3000, 3)), \
+        (Figures(), figures(5000, 5))
+    quiet = (Figures(), Figures())  # the first call starts the first window
+    for windows, outcome, reason in (
+            ([good, good, good], PASS, "3 of 3 windows passed, 0 failed"),
+            ([good, bad, good], PASS, "2 of 3 windows passed, 1 failed"),
+            ([bad, good, bad], FAIL, "2 failed windows (failure_limit 2): error_rate 0.08 (limit 0.01)"),
+            ([idle, idle, idle], INCONCLUSIVE, "3 windows with too little traffic (inconclusive_limit 3): too little"),
+            ([idle, bad, idle], INCONCLUSIVE, "no window passed")):
+        slept = []
+        record = observe(CanaryPolicy(), Scripted([quiet, *windows]), 3, sleep=slept.append, log=lambda line: None)
+        assert (record["outcome"], record["reason"][:len(reason)]) == (outcome, reason)
+        assert slept == [60.0] * len(record["windows"])
+    assert "| window 1 | pass |" in render_record(observe(CanaryPolicy(), Scripted([quiet, good]), 1,
+                                                         sleep=lambda s: None, log=lambda line: None))
+
+
+@pytest.mark.parametrize("settings, field", [
+    ({"figures_url": "prometheus:9090"}, "figures_url"),
+    ({"source": "graphite"}, "source"),
+    ({"canary_version": "1"}, "canary_version"),
+    ({"model": ""}, "model"),
+    ({"windows": 0}, "windows"),
+    ({"policy": {"steps": [50, 10]}}, "canary.steps"),
+    ({"source": "server", "queries": {"requests": "up"}}, "queries"),
+    ({"queries": {"errors": 'sum(increase(kubeline_failures_total{{model="{model}"}}[{window}]))'}},
+     "canary.queries.errors"),
+])
+def test_the_analysis_steps_settings_are_checked_before_watching(settings, field):
+    from kubeline.components.canary_analysis.config import CanaryAnalysisConfig
+
+    with pytest.raises(InvalidInputError) as caught:
+        CanaryAnalysisConfig(**{"figures_url": "http://prometheus:9090", "model": "m", "canary_version": "2",
+                                "stable_version": "1", **settings})
+    assert caught.value.field == field
+
+
+def failing_model(trained_model_dir: Path, out: Path) -> Path:
+    """The trained model behind a signature that fails for birds of 4,500 g or more (about 40% of the penguins):
+    a canary whose bug the smoke rows might miss, answering 5xx on live traffic."""
+    import shutil
+
+    import tensorflow as tf
+
+    from kubeline.saved_model import SIGNATURE
+
+    loaded = tf.saved_model.load(str(trained_model_dir))
+    inner = loaded.signatures[SIGNATURE]
+    specs = {name: tf.TensorSpec([None], spec.dtype, name=name)
+             for name, spec in inner.structured_input_signature[1].items()}
+
+    class Failing(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.loaded = loaded
+
+        @tf.function(input_signature=[specs])
+        def serve(self, features):
+            check = tf.debugging.assert_less(features["body_mass_g"], 4500.0, message="injected failure")
+            with tf.control_dependencies([check]):
+                return {k: tf.identity(v) for k, v in self.loaded.signatures[SIGNATURE](**features).items()}
+
+    module = Failing()
+    tf.saved_model.save(module, str(out), signatures={SIGNATURE: module.serve})
+    shutil.copytree(trained_model_dir / "assets.extra", out / "assets.extra", dirs_exist_ok=True)
+    return out
+
+
+def test_the_analysis_step_fails_a_canary_that_answers_5xx_and_passes_a_good_one(
+        kubeline_home, pushed_versions, trained_model, penguin_splits, tmp_path):
+    """A real model server, version 1 stable and a canary at 50%, rows replayed at 60/s, the CanaryAnalysisOp's own
+    function reading the server's /metrics: a good version 2 passes; a version 3 that fails for heavy birds fails
+    on its error rate against the stable one's."""
+    import json
+    import threading
+
+    from conftest import push_model
+    from kfp.dsl import Artifact, Markdown
+
+    from kubeline.components.canary_analysis.component import canary_analysis
+    from kubeline.serving import local, replay
+
+    broken = push_model(failing_model(trained_model[1], tmp_path / "failing"), f"file://{tmp_path / 'models'}",
+                        "penguins")
+    stable = served(pushed_versions[1], "1")
+    state = local.start("canary-watch", stable)
+    features = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
+    rows = [r for r in replay.read_rows(penguin_splits[1]["test.parquet"], features) if r["body_mass_g"] is not None]
+    policy = {"interval_s": 2.0, "scrape_interval_s": 1.0, "min_requests": 15}
+    try:
+        outcomes = {}
+        for name, canary in (("good", served(pushed_versions[2], "2")), ("failing", served(broken.uri, "3"))):
+            local.set_rollout(local.get("canary-watch"), stable, canary, 50)
+            traffic = threading.Thread(target=replay.replay, args=(state["url"], "canary-watch", rows),
+                                       kwargs={"rate": 60, "duration_s": 6.5})
+            traffic.start()
+            record, report = Artifact(uri=str(tmp_path / f"{name}.json")), Markdown(uri=str(tmp_path / f"{name}.md"))
+            outcomes[name] = canary_analysis.python_func(
+                figures_url=state["url"], model="canary-watch", canary_version=canary["version"], stable_version="1",
+                canary_record=record, canary_report=report, source="server", windows=2, policy=policy)
+            traffic.join()
+            outcomes[f"{name} record"] = json.loads(Path(record.path).read_text())
+            assert Path(report.path).read_text().startswith(f"# Canary: {outcomes[name]}")
+        assert outcomes["good"] == PASS, outcomes["good record"]
+        failed = outcomes["failing record"]
+        assert outcomes["failing"] == FAIL and failed["reason"].startswith("2 failed windows"), failed
+        assert all(w["canary"]["errors"] > 0 and w["stable"]["errors"] == 0 for w in failed["windows"])
+        assert "error_rate_vs_stable" in failed["reason"]
+    finally:
+        local.stop("canary-watch")

@@ -98,12 +98,12 @@ def check_run(make, result, model_root: str, model_name: str, tracking_uri: str)
     tasks = result.tasks
     assert {path: task.state for path, task in tasks.items()} == {
         **{name: "SUCCEEDED" for name in ("fingerprint", "ingest", "transform", "tune", "train", "evaluate",
-                                         "track", "condition-1", "condition-1/push", "condition-1/condition-2",
-                                         "condition-1/condition-2/deploy")}}
+                                         "track", "condition-1", "condition-1/push", "condition-1/model-card",
+                                         "condition-1/condition-2", "condition-1/condition-2/deploy")}}
     assert result.outputs["decision"] == "pass"
     # No pod saw another's files or this machine's environment.
     homes = {task.env["HOME"] for task in tasks.values() if task.env}
-    assert len(homes) == 9 and not any("PYTHONPATH" in task.env or "PYTEST_CURRENT_TEST" in task.env
+    assert len(homes) == 10 and not any("PYTHONPATH" in task.env or "PYTEST_CURRENT_TEST" in task.env
                                        for task in tasks.values())
     # The tune step ran a Katib Experiment named after this run; its trials were pods that read the transform
     # step's artifacts from the object store and printed the objective.

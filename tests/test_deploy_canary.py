@@ -66,16 +66,34 @@ def endpoint(kubeline_home, pushed_versions, trained_model, evaluated_model):
     local.stop("canary-deploy")
 
 
-def test_a_good_canary_is_promoted_step_by_step_with_its_record(endpoint, pushed_versions):
+def test_a_good_canary_is_promoted_step_by_step_with_its_record(endpoint, pushed_versions, tmp_path):
+    """The record also goes into the MLflow run that registered the version (an SQLite registry here)."""
+    import json
+
+    from kubeline import registry
+    from kubeline.components.deploy.core import CANARY_RECORD
+
     schema, expected = endpoint
-    config = DeployConfig("canary-deploy", target="local", canary=POLICY, replay_rate=40)
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = registry.client(tracking_uri)
+    run_id = client.create_run(client.create_experiment("canary", (tmp_path / "artifacts").as_uri())).info.run_id
+    client.create_registered_model("canary-deploy")
+    for version in (1, 2):
+        client.create_model_version("canary-deploy", source=pushed_versions[version], run_id=run_id)
+    config = DeployConfig("canary-deploy", target="local", canary=POLICY, replay_rate=40, tracking_uri=tracking_uri)
     lines = []
-    result = deploy(release(pushed_versions[2], "2"), expected, schema, config, log=lines.append)
+    result = deploy(Release(**{**served(pushed_versions[2], "2"), "registry_version": 2}), expected, schema, config,
+                    log=lines.append)
     assert result.action == "promoted" and result.canary["outcome"] == "promoted"
     windows = [(w["percent"], w["decision"], w["reason"]) for w in result.canary["windows"]]
     assert [w[:2] for w in windows] == [(30, "pass"), (60, "pass")], windows
     assert local.get("canary-deploy")["stable"]["version"] == "2" and local.get("canary-deploy")["canary"] is None
     assert any(line.startswith("# Canary: promoted") for line in lines)
+    logged = json.loads(Path(client.download_artifacts(run_id, CANARY_RECORD, str(tmp_path))).read_text())
+    assert logged == json.loads(json.dumps(result.canary)) and f"deploy: the canary analysis is in MLflow run {run_id}" \
+        f" ({CANARY_RECORD})" in lines
+    assert client.get_run(run_id).data.tags["kubeline.canary_outcome"] == "promoted"
+    assert registry.resolve("models:/canary-deploy@champion", tracking_uri) == pushed_versions[2]
 
 
 def test_a_slow_canary_is_rolled_back_at_the_first_step_with_the_reason(endpoint, trained_model, tmp_path):

@@ -40,8 +40,9 @@ def isvc_schema():
     ("Knative", ServiceSettings(), None),
     ("Knative", ServiceSettings(gpus=1, min_replicas=0, max_replicas=5, scale_metric="rps", scale_target=200,
                                 service_account="kubeline-pipeline", namespace="team-a", labels={"team": "a"}), 10),
-    ("Standard", ServiceSettings(scale_metric="memory", scale_target=512), None),
-], ids=["knative", "knative-gpu-canary", "standard"])
+    ("Standard", ServiceSettings(scale_metric="memory", scale_target=512,
+                                 payload_log={"destination": "gs://logs/penguins", "sample_rate": 0.25}), None),
+], ids=["knative", "knative-gpu-canary", "standard-logging"])
 def test_inference_services_validate_against_the_crd(mode, settings, canary, isvc_schema):
     service = build("penguins", settings, STORAGE[1], "7", canary, mode, DIGEST)
     errors = sorted(isvc_schema.iter_errors(service), key=str)
@@ -54,6 +55,10 @@ def test_inference_services_validate_against_the_crd(mode, settings, canary, isv
     assert predictor["scaleMetric"] == (settings.scale_metric or {"Knative": "concurrency", "Standard": "cpu"}[mode])
     if settings.gpus:
         assert model["resources"]["limits"]["nvidia.com/gpu"] == "1" and predictor["canaryTrafficPercent"] == 10
+    if settings.payload_log:  # appended to the ServingRuntime's args (kserve utils.go MergeRuntimeContainers)
+        assert model["args"][:4] == ["--payload_log", "gs://logs/penguins", "--payload_log_sample_rate", "0.25"]
+    else:
+        assert "args" not in model
     if mode == "Standard":
         # KServe >= 0.20's spec.canary (inference_service.go CanarySpec) is in the v0.20.0 CRD.
         service["spec"]["canary"] = [canary_entry("penguins", "v2-g1", settings, STORAGE[2], "2", 20, DIGEST)]
@@ -89,11 +94,19 @@ def test_serving_runtime_manifest():
     ({"scale_metric": "latency"}, "service.scale_metric"),
     ({"gpus": -1}, "service.gpus"),
     ({"replicas": 3}, "service"),
+    ({"payload_log": {"destination": "gs://logs/p", "rate": 0.5}}, "service.payload_log"),
+    ({"payload_log": {"destination": "gs://logs/p", "sample_rate": 2}}, "--payload_log_sample_rate"),
 ])
 def test_bad_service_settings_are_refused(settings, field):
     with pytest.raises(InvalidInputError) as caught:
         ServiceSettings.from_dict(settings)
     assert caught.value.field == field
+
+
+def test_an_inference_log_inside_the_predictors_pod_is_refused():
+    settings = ServiceSettings.from_dict({"payload_log": {"destination": "/var/log/kubeline"}})
+    with pytest.raises(InvalidInputError, match="^service.payload_log.destination: '/var/log/kubeline' is a path"):
+        build("penguins", settings, STORAGE[1])
 
 
 def test_a_kfp_object_store_version_is_served_through_kserves_s3_initializer():

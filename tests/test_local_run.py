@@ -57,7 +57,8 @@ def test_the_run_shows_one_line_per_step_and_files_each_steps_log(penguin_run):
     out, result, _ = penguin_run
     before_summary = result.stdout.split("=" * 72)[0].strip().splitlines()
     assert len(before_summary) < 60, "\n".join(before_summary)
-    steps = ["fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push", "deploy"]
+    steps = ["fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push", "model-card",
+             "deploy"]
     for step in steps:
         assert re.search(rf"^. {step} +success +\d+\.\d s +\S+/logs/{step}\.log$", result.stdout, re.M), step
     assert len(before_summary) == len(steps) + 1  # the first line says where the logs go
@@ -244,28 +245,57 @@ def test_run_against_tracking_server_and_gcs(penguin_run, mlflow_tracking, bucke
     assert {"saved_model.pb", "MLmodel", "assets.extra/kubeline_model.json"} <= set(manifest["files"])
 
 
-def test_kubeline_monitor_local_retrains_with_the_arguments_the_run_recorded(penguin_run, penguins_csv, tmp_path):
-    """`kubeline run --local` records its arguments in its MLflow run; on drift, `kubeline monitor --local` repeats
-    them with kfp.local (the overrides replacing some): a new version of the same model in the same registry."""
-    import pandas as pd
+def logged_rows(folder: Path) -> int:
+    return sum(len(f.read_text().splitlines()) for f in folder.rglob("*.jsonl"))
 
+
+def replay_and_wait(folder: Path, *changes: str) -> None:
+    """The penguins sent to the local endpoint (with ``changes``), then a wait until the server's inference log
+    (files at least every 10 s) holds them."""
+    import time
+
+    before = logged_rows(folder)
+    result = run_cli("replay", "penguins", "--rate", "100", "--duration", "3.44", *changes)
+    assert result.returncode == 0 and "sent 344 requests" in result.stdout, result.stdout + result.stderr
+    deadline = time.monotonic() + 60
+    while logged_rows(folder) < before + 344:
+        assert time.monotonic() < deadline, f"{logged_rows(folder) - before} of 344 rows logged in 60 s"
+        time.sleep(1)
+
+
+def test_the_drift_demo_shifted_traffic_retrains_and_rolls_out_a_new_version(penguin_run, kubeline_home, tmp_path):
+    """The demonstration of docs/operations.md: the endpoint logs what it serves; the penguins as they are give
+    no drift; heavier birds from a new island are drift, and kubeline monitor --local repeats the run that trained
+    the serving version (its recorded arguments, the overrides replacing some): a new version, canaried on the
+    same endpoint and promoted."""
     from kubeline import registry
+    from kubeline.serving import local
 
     out, _, summary = penguin_run
-    tracking_uri = summary["tracking"]["uri"]
+    tracking_uri, log = summary["tracking"]["uri"], kubeline_home / "payload-logs" / "penguins"
     recorded = registry.lineage_of_model("models:/penguins@champion", tracking_uri)["arguments"]
     assert recorded["data_uri"] == summary["data"]["uri"] and recorded["tune_target"] == "local"
-    window = pd.read_csv(penguins_csv, na_values=["NA"])
-    window["bill_length_mm"] += 15
-    window.to_csv(tmp_path / "window.csv", index=False)
-    result = run_cli("monitor", str(tmp_path / "window.csv"), "--model", "models:/penguins@champion",
-                     "--tracking-uri", tracking_uri, "--state", str(tmp_path / "state"), "--local",
-                     "--set", "tune_max_trials=0", "--set", "epochs=10", "--set", "deploy_target=none")
+    latest = max(v["version"] for v in registry.list_versions("penguins", tracking_uri))  # earlier tests push too
+    monitor = ["monitor", str(log), "--model", "models:/penguins@champion", "--tracking-uri", tracking_uri,
+               "--state", str(tmp_path / "state"), "--window-hours", "1", "--local",
+               "--set", "tune_max_trials=0", "--set", "epochs=10"]
+
+    replay_and_wait(log)
+    quiet = run_cli(*monitor)
+    assert quiet.returncode == 0 and "drift: no_drift" in quiet.stdout, quiet.stdout[-3000:] + quiet.stderr[-3000:]
+    assert "retrain: skipped: the window's decision is no_drift" in quiet.stdout
+
+    replay_and_wait(log, "--shift", "body_mass_g=800", "--replace", "island=Atlantis")
+    result = run_cli(*monitor)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "drift: drift (344 rows" in result.stdout and "retrain: fired: drift: " in result.stdout
+    assert "drift: drift" in result.stdout and "body_mass_g" in result.stdout and "Atlantis" in result.stdout
+    assert "retrain: fired: drift: " in result.stdout
     ledger = json.loads((tmp_path / "state" / "retrain_ledger.json").read_text())
-    retrained = json.loads(Path(ledger[0]["run"]).read_text())
-    assert retrained["pushed_model"]["registry_version"] == 2 and retrained["data"]["uri"] == summary["data"]["uri"]
-    assert retrained["tracking"]["mlflow_run_id"] == ledger[0]["run_id"]
-    again = registry.lineage_of_model("models:/penguins/2", tracking_uri)["arguments"]
-    assert again == {**recorded, "tune_max_trials": 0, "epochs": 10, "deploy_target": "none"}
+    assert [e["action"] for e in ledger] == ["skipped", "fired"]
+    retrained = json.loads(Path(ledger[1]["run"]).read_text())
+    new = retrained["pushed_model"]["registry_version"]
+    assert new == latest + 1 and retrained["data"]["uri"] == summary["data"]["uri"]
+    assert retrained["deployment"]["action"] == "promoted"  # a canary next to the serving version, then all traffic
+    assert local.get("penguins")["stable"]["uri"] == retrained["pushed_model"]["uri"]
+    again = registry.lineage_of_model(f"models:/penguins/{new}", tracking_uri)["arguments"]
+    assert again == {**recorded, "tune_max_trials": 0, "epochs": 10}

@@ -222,17 +222,9 @@ def test_the_component_imports_without_heavy_modules():
     assert out[0] == "['card', 'card_html', 'card_report']" and out[1] == "[]"
 
 
-def test_component_defaults_are_its_configs():
-    from dataclasses import MISSING
-
-    from kubeline.components.model_card.component import model_card as component
+def test_bad_owners_are_refused_naming_the_field():  # the defaults: tests/test_components.py, every component
     from kubeline.components.model_card.config import ModelCardConfig
-    from kubeline.config import default_of, exposed_fields
 
-    inputs = {key: spec.default for key, spec in component.component_spec.inputs.items()
-              if spec.optional and not spec.type.startswith("system.")}
-    assert inputs == {f.name: default_of(f) for f in exposed_fields(ModelCardConfig)
-                      if default_of(f) is not MISSING}
     with pytest.raises(InvalidInputError, match="owners: 3 is not an owner"):
         ModelCardConfig(owners=[3])
 

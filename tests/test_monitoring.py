@@ -233,3 +233,21 @@ def test_kubeline_monitor_checks_a_window_and_retrains_on_the_cluster(served_ver
     assert main(["monitor", *options[:-2], "--host", "http://127.0.0.1:9"]) == 0  # skipped before any call
     assert main(["monitor", *options, "--window-hours", "-1"]) == 2
     assert "window_hours: -1.0 is not a number of hours >= 0" in capsys.readouterr().err
+
+
+def test_replayed_rows_can_be_shifted_and_replaced_to_send_drifted_traffic(penguins_csv):
+    from kubeline.serving.replay import read_rows
+
+    features = ["island", "body_mass_g", "sex"]
+    plain = read_rows(str(penguins_csv), features)
+    changed = read_rows(str(penguins_csv), features, shift={"body_mass_g": 800}, replace={"island": "Atlantis"})
+    assert len(changed) == len(plain) == 344 and {r["island"] for r in changed} == {"Atlantis"}
+    assert [r["body_mass_g"] - 800 for r in changed if r["body_mass_g"] is not None] == [
+        r["body_mass_g"] for r in plain if r["body_mass_g"] is not None]
+    assert sum(r["body_mass_g"] is None for r in changed) == 2  # missing stays missing
+    for option, shift, replace, message in (
+            ("--shift", {"sex": 1}, None, "sex=1 does not add a number to a numeric column"),
+            ("--shift", {"body_mass_g": "heavy"}, None, "body_mass_g='heavy' does not add a number"),
+            ("--replace", None, {"species": "x"}, "'species' is not one of the model's features")):
+        with pytest.raises(InvalidInputError, match=f"^{option}: {message}"):
+            read_rows(str(penguins_csv), features, shift, replace)

@@ -49,6 +49,22 @@ def test_cluster_submission(tmp_path, monkeypatch):
     assert "replace recurring run 'kubeline-nightly': cron '0 0 3 * * *' -> '0 30 2 * * *'" in text
 
 
+def test_monitoring(tmp_path, monkeypatch):
+    from kubeline.serving import local
+
+    monkeypatch.setenv("KUBELINE_NOTEBOOK_OUTPUT", str(tmp_path / "out"))
+    monkeypatch.setenv("KUBELINE_HOME", str(tmp_path / "home"))
+    try:
+        text = run_notebook("monitoring.ipynb", tmp_path)
+    finally:
+        left = [local.stop(d["name"]) and d["name"] for d in local.deployments()]
+    assert not left, f"the notebook left endpoints running: {left}"
+    assert "as they are: drift: no_drift; retrain: skipped: the window's decision is no_drift" in text
+    assert "shifted: drift: drift; retrain: dry_run: drift: " in text and "stopped: True" in text
+    checks = sorted((tmp_path / "out" / "monitoring" / "checks").glob("*/drift.html"))
+    assert len(checks) == 2 and "<svg" in checks[1].read_text()
+
+
 def test_every_notebook_has_its_test():
     tested = {name.removeprefix("test_") + ".ipynb" for name in globals() if name.startswith("test_")}
     assert {path.name for path in NOTEBOOK_DIR.glob("*.ipynb")} <= tested

@@ -63,7 +63,8 @@ EXPECTED_EXECUTORS = {
         "fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push", "model-card",
         "deploy")}),
     "batch_prediction.yaml": ("kubeline-batch-prediction", {"exec-batch-predict", "exec-batch-predict-2",
-                                                            "exec-batch-predict-3", "exec-batch-predict-4"}),
+                                                            "exec-batch-predict-3", "exec-batch-predict-4",
+                                                            "exec-drift"}),
     "monitoring.yaml": ("kubeline-monitoring", {"exec-drift", "exec-retrain"}),
 }
 

@@ -44,7 +44,8 @@ class LocalTarget:
         return self.state and {**self.state["stable"], "canary": self.state["canary"]}
 
     def create(self, release: Release) -> tuple[str, str]:
-        self.state = local.start(self.config.name, release.served(), self.config.port)
+        self.state = local.start(self.config.name, release.served(), self.config.port,
+                                 local.log_settings(self.config.name, self.config.settings.payload_log))
         return self.state["url"], ""
 
     def canary(self, release: Release, previous: dict) -> tuple[str, str]:
@@ -163,6 +164,9 @@ def deploy(release: Release, expected: smoke.Expected, schema: Schema, config: D
     return DeployResult("promoted", target.endpoint(), release.served(), smoke=asdict(result), canary=record)
 
 
+CANARY_RECORD = "canary/canary_analysis.json"  # in the MLflow run of the version
+
+
 def _analyze(target: LocalTarget, release: Release, previous: dict, expected: smoke.Expected,
              config: DeployConfig, log) -> dict:
     """Walks the canary through the policy's traffic steps, judged on the server's own figures per version, with
@@ -193,6 +197,13 @@ def _analyze(target: LocalTarget, release: Release, previous: dict, expected: sm
             sender.join(timeout=30)
     target.state = local.get(config.name)
     log(canary.render_record(record))
+    if config.tracking_uri and release.registry_version:
+        from kubeline import registry
+
+        run_id = registry.log_to_version_run(config.tracking_uri, config.model_name, release.registry_version, record,
+                                             CANARY_RECORD, {"kubeline.canary_outcome": record["outcome"]})
+        if run_id:
+            log(f"deploy: the canary analysis is in MLflow run {run_id} ({CANARY_RECORD})")
     return record
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields
 
+from kubeline import storage
 from kubeline.errors import InvalidInputError
 from kubeline.runtime import own_namespace
 from kubeline.storage import as_s3_uri
@@ -68,7 +69,10 @@ class ServiceSettings:
     ``scale_metric``/``scale_target``: "" / 0 for the mode's default (concurrency in Knative, cpu in Standard;
     KServe's own target). ``smoke_ingress``: "" sends the smoke requests to the new version's cluster-local
     address; an ingress URL (``http://<gateway>[:port]``) sends them there with the version's host name as the
-    ``Host`` header (as kserve/kserve test/e2e/common/utils.py does).
+    ``Host`` header (as kserve/kserve test/e2e/common/utils.py does). ``payload_log``: the server's inference log
+    (``kubeline.serving.payload_log.LogSettings``' fields: destination, a gs://, s3:// or minio:// prefix on a
+    cluster; sample_rate, format, max_rows, max_bytes, max_seconds, queue_size); {} logs nothing on a cluster, and
+    on the local target every request under ``$KUBELINE_HOME/payload-logs/<endpoint>`` (sample_rate 0: nothing).
     """
 
     namespace: str = ""
@@ -85,9 +89,15 @@ class ServiceSettings:
     service_account: str = ""
     labels: dict = field(default_factory=dict)
     smoke_ingress: str = ""
+    payload_log: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.namespace = self.namespace or own_namespace()
+        self.log_settings = None
+        if self.payload_log:
+            from kubeline.serving.payload_log import LogSettings  # the server's modules: only when asked for
+
+            self.log_settings = LogSettings.from_dict(self.payload_log, "service.payload_log")
         if self.runtime in REMOVED_RUNTIMES:
             raise InvalidInputError("service.runtime", f"'{self.runtime}' was removed: "
                                     f"{REMOVED_RUNTIMES[self.runtime]}", "use the kubeline runtime")
@@ -179,6 +189,12 @@ def model_spec(settings: ServiceSettings, storage_uri: str, model_version: str =
         resources["limits"]["nvidia.com/gpu"] = str(settings.gpus)
     model = {"modelFormat": {"name": model_format}, "runtime": runtime, "storageUri": storage_uri,
              "resources": resources, "protocolVersion": "v1"}
+    if settings.log_settings:
+        if storage.split_uri(settings.log_settings.destination)[0] == "file":
+            raise InvalidInputError("service.payload_log.destination", f"'{settings.log_settings.destination}' is "
+                                    "a path inside the predictor's pod, gone when the pod is", "give a gs://, s3:// "
+                                    "or minio:// prefix the predictor's service account may write to")
+        model["args"] = settings.log_settings.args()  # after the runtime's (utils.go MergeRuntimeContainers)
     env = [{"name": MODEL_VERSION_ENV, "value": model_version}] if model_version else []
     if content_sha256:
         env.append({"name": CONTENT_DIGEST_ENV, "value": content_sha256})

@@ -32,6 +32,13 @@ def home() -> Path:
     return Path(os.environ.get("KUBELINE_HOME", Path.home() / ".kubeline"))
 
 
+def log_settings(name: str, given: dict) -> LogSettings | None:
+    """A local endpoint's inference log: every request, in files under ``$KUBELINE_HOME/payload-logs/<name>`` at
+    least every 10 s, unless ``given`` (LogSettings' fields) says otherwise; None when its sample_rate is 0."""
+    settings = {"destination": str(home() / "payload-logs" / name), "max_seconds": 10.0, **given}
+    return LogSettings.from_dict(settings, "service.payload_log") if settings.get("sample_rate", 1.0) else None
+
+
 def _state_file(name: str) -> Path:
     return home() / "deployments" / f"{name}.json"
 

@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -81,6 +81,15 @@ class LogSettings:
                 or not self.max_seconds > 0:
             raise InvalidInputError("--payload_log_max_seconds", f"{self.max_seconds!r} is not a positive number",
                                     "give the longest time a file stays open in seconds, e.g. 60")
+
+    @classmethod
+    def from_dict(cls, settings: dict, field: str) -> "LogSettings":
+        """The settings a step is given as a mapping of these fields (``field`` names the setting in errors)."""
+        known = [f.name for f in fields(cls)]
+        if not isinstance(settings, dict) or set(settings) - set(known):
+            unknown = sorted(set(settings) - set(known)) if isinstance(settings, dict) else settings
+            raise InvalidInputError(field, f"unknown settings {unknown}", f"use only {known}")
+        return cls(**settings)
 
     def args(self) -> list[str]:
         """The server's command-line flags for these settings."""

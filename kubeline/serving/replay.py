@@ -1,9 +1,10 @@
 """Replay rows to an endpoint at a steady rate: live-like traffic for a local canary to be judged on.
 
-Rows come from a CSV or Parquet file (a local path or URI): the label and any column the model does not take
-are left out, missing values are sent as null, and the rows repeat until the duration ends. Each row is one V1
-request, paced to ``rate`` requests per second by a schedule (a late request is sent at once, never skipped),
-with up to ``concurrency`` in flight.
+Rows come from a CSV or Parquet file (a local path or URI; by default the penguins data ``kubeline run --local``
+trains on): the label and any column the model does not take are left out, missing values are sent as null, and
+the rows repeat until the duration ends. ``--shift`` and ``--replace`` change them, to send drifted traffic.
+Each row is one V1 request, paced to ``rate`` requests per second by a schedule (a late request is sent at once,
+never skipped), with up to ``concurrency`` in flight.
 """
 from __future__ import annotations
 
@@ -38,8 +39,11 @@ class ReplayResult:
                 f"p99 {self.quantile(0.99) * 1000:.1f} ms")
 
 
-def read_rows(data_uri: str, features: list[str]) -> list[dict]:
-    """The rows of a CSV or Parquet file as V1 instances holding only ``features`` (missing values as None)."""
+def read_rows(data_uri: str, features: list[str], shift: dict | None = None,
+              replace: dict | None = None) -> list[dict]:
+    """The rows of a CSV or Parquet file as V1 instances holding only ``features`` (missing values as None), each
+    numeric column in ``shift`` moved by its amount and each column in ``replace`` set to its value (changed
+    traffic, to see drift detected)."""
     import pandas as pd
 
     with tempfile.TemporaryDirectory() as work_dir:
@@ -50,7 +54,20 @@ def read_rows(data_uri: str, features: list[str]) -> list[dict]:
         raise InvalidInputError("--data", f"lacks the model's features {missing}", "give rows with every feature")
     if frame.empty:
         raise InvalidInputError("--data", f"'{data_uri}' has no rows", "give a file with data rows")
-    frame = frame[features].astype(object)
+    frame = frame[features]
+    for option, changes in (("--shift", shift or {}), ("--replace", replace or {})):
+        for name, value in changes.items():
+            if name not in features:
+                raise InvalidInputError(option, f"'{name}' is not one of the model's features {features}",
+                                        "name a feature column")
+            if option == "--shift":
+                if not pd.api.types.is_numeric_dtype(frame[name]) or not isinstance(value, (int, float)):
+                    raise InvalidInputError(option, f"{name}={value!r} does not add a number to a numeric column",
+                                            "write e.g. --shift body_mass_g=800")
+                frame[name] = frame[name] + value
+            else:
+                frame[name] = value
+    frame = frame.astype(object)
     return frame.where(frame.notna(), None).to_dict("records")
 
 
