@@ -31,8 +31,16 @@ LATENCY = "kubeline_request_latency_seconds"  # histogram {model, version, proto
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 PREDICTIONS = "kubeline_predictions"  # counter {model, version, label}
 BATCH_ROWS = "kubeline_batch_rows"  # histogram
+# Per model, version and feature (the schema's column name), counted over the rows each version predicted.
+FEATURE_VALUES = "kubeline_feature_values"  # counter: values present
+FEATURE_VALUE_SUM = "kubeline_feature_value_sum"  # counter {sign}: positive values, and negative ones' magnitude
+FEATURE_MISSING = "kubeline_feature_missing"  # counter: missing values (null)
+FEATURE_UNKNOWN = "kubeline_feature_unknown"  # counter: categories outside the training domain
+CONFIDENCE = "kubeline_prediction_confidence"  # histogram {model, version}: the predicted class's probability
+CONFIDENCE_BUCKETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 EXPORTED = {f"{REQUESTS}_total", f"{PREDICTIONS}_total",
-            *(f"{h}_{suffix}" for h in (LATENCY, BATCH_ROWS) for suffix in ("bucket", "count", "sum"))}
+            *(f"{c}_total" for c in (FEATURE_VALUES, FEATURE_VALUE_SUM, FEATURE_MISSING, FEATURE_UNKNOWN)),
+            *(f"{h}_{suffix}" for h in (LATENCY, BATCH_ROWS, CONFIDENCE) for suffix in ("bucket", "count", "sum"))}
 # The drift check's per-feature population stability index (components/drift, drift.prom), pushed with the
 # grouping key model=<endpoint>.
 DRIFT_SCORE = "kubeline_drift_score"
@@ -417,9 +425,16 @@ def _panel(index: int, title: str, unit: str, targets: list[tuple[str, str]], th
 
 
 def dashboard(config: AlertsConfig) -> dict:
-    """The Grafana dashboard: traffic, latency quantiles, 5xx ratio and predicted classes by version; drift."""
+    """The Grafana dashboard: traffic, latency quantiles, 5xx ratio, predicted classes, feature means, missing and
+    unknown values and prediction confidence by version; drift."""
     window, sel = "$__rate_interval", selector(config)
     quantiles = sorted({0.5, config.latency_quantile, 0.99})
+
+    def per_feature(counter: str, matchers: str = "") -> str:
+        return f"sum by (version, feature) (rate({counter}_total{{{sel}{matchers}}}[{window}]))"
+
+    rows = f"({per_feature(FEATURE_VALUES)} + {per_feature(FEATURE_MISSING)})"
+    positive, negative = (per_feature(FEATURE_VALUE_SUM, f',sign="{sign}"') for sign in ("positive", "negative"))
     panels = [
         ("Traffic by version", "reqps",
          [(f"sum by (version) (rate({REQUESTS}_total{{{sel}}}[{window}]))", "version {{version}}")], None),
@@ -430,7 +445,15 @@ def dashboard(config: AlertsConfig) -> dict:
          [(error_ratio(config, window, "version"), "version {{version}}")], config.error_ratio),
         ("Predicted classes by version", "reqps",
          [(f"sum by (version, label) (rate({PREDICTIONS}_total{{{sel}}}[{window}]))", "{{version}} {{label}}")],
-         None)]
+         None),
+        ("Feature means by version", "none",
+         [(f"({positive} - {negative}) / {per_feature(FEATURE_VALUES)}", "{{version}} {{feature}}")], None),
+        ("Missing and unknown values by version", "percentunit",
+         [(f"{per_feature(FEATURE_MISSING)} / {rows}", "{{version}} {{feature}} missing"),
+          (f"{per_feature(FEATURE_UNKNOWN)} / {rows}", "{{version}} {{feature}} unknown")], None),
+        ("Prediction confidence by version", "percentunit",
+         [(f"histogram_quantile({q:g}, sum by (version, le) (rate({CONFIDENCE}_bucket{{{sel}}}[{window}])))",
+           f"p{q * 100:g} version {{{{version}}}}") for q in (0.1, 0.5, 0.9)], None)]
     if config.drift:
         panels.append(("Feature drift (PSI)", "none",
                        [(f'max by (feature) ({DRIFT_SCORE}{{model="{config.name}"}})', "{{feature}}")],

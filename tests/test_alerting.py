@@ -196,6 +196,11 @@ def test_the_dashboard_and_rules_select_only_what_a_real_model_server_exports(co
         target_labels = {"namespace", "le", "feature"}  # added by Prometheus' PodMonitor relabelling, buckets, drift
         assert grouped - target_labels <= set().union(*(exported[n] for n in names & set(exported))), expr
     assert exported[f"{alerting.REQUESTS}_total"] >= {"model", "version", "protocol", "status"}
+    assert alerting.EXPORTED <= set(exported)  # every metric an extra alert or a canary query may select
+    for counter in (alerting.FEATURE_VALUES, alerting.FEATURE_VALUE_SUM, alerting.FEATURE_MISSING,
+                    alerting.FEATURE_UNKNOWN):
+        assert exported[f"{counter}_total"] >= {"model", "version", "feature"}
+    assert exported[f"{alerting.CONFIDENCE}_bucket"] >= {"model", "version", "le"}
     rule_file = tmp_path / "queries.yaml"
     rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [
         {"record": f"panel_{i}", "expr": q.replace("$__rate_interval", "5m")} for i, q in enumerate(queries)]}]}))
@@ -207,6 +212,7 @@ def test_the_dashboard_has_the_panels_and_a_datasource_variable(config):
     assert board["schemaVersion"] >= 39 and {p["type"] for p in board["panels"]} == {"timeseries"}
     assert [p["title"] for p in board["panels"]] == [
         "Traffic by version", "Latency quantiles by version", "5xx ratio by version", "Predicted classes by version",
+        "Feature means by version", "Missing and unknown values by version", "Prediction confidence by version",
         "Feature drift (PSI)"]
     assert board["templating"]["list"][0]["type"] == "datasource"
     assert {t["datasource"]["uid"] for p in board["panels"] for t in p["targets"]} == {"${datasource}"}

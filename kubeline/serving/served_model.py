@@ -157,8 +157,17 @@ class ServedModel(Model):
         import tensorflow as tf
 
         self.schema = load_schema(self.model_dir)
-        self.batcher = MicroBatcher(packed_predictor(tf.saved_model.load(self.model_dir), self.schema))
-        self.batcher.run(self.columns_v1([self.example_row()], "instances"))  # trace and warm up before ready
+        predictor = packed_predictor(tf.saved_model.load(self.model_dir), self.schema)
+        predictor(self.columns_v1([self.example_row()], "instances"))  # trace and warm up before ready
+        stats = metrics.SERVING_STATS.stats(self.name, self.version, self.schema)
+
+        def run(columns: dict):
+            """The model call, its rows and predictions counted in this version's metrics."""
+            probabilities, labels = predictor(columns)
+            stats.observe(columns, probabilities)
+            return probabilities, labels
+
+        self.batcher = MicroBatcher(run)
         self.ready = True
         return self.ready
 
