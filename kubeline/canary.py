@@ -284,8 +284,6 @@ def observe(policy: CanaryPolicy, source: FiguresSource, windows: int, sleep: Ca
     """Judges ``windows`` windows of a canary whose traffic something else moves (nothing is shifted, promoted or
     rolled back here): ``outcome`` fail at ``failure_limit`` failed windows, inconclusive at ``inconclusive_limit``
     windows with too little traffic or when none passed, else pass; with ``reason`` and every window's result."""
-    if isinstance(windows, bool) or not isinstance(windows, int) or windows < 1:
-        raise InvalidInputError("windows", f"{windows!r}", "give the number of analysis windows, e.g. 3")
     results, failures, waits = [], 0, 0
     source.window()  # the first window starts now
     for _ in range(windows):
@@ -296,24 +294,24 @@ def observe(policy: CanaryPolicy, source: FiguresSource, windows: int, sleep: Ca
         failures += result.decision == FAIL
         waits += result.decision == INCONCLUSIVE
         if failures >= policy.failure_limit:
-            return _observed(FAIL, f"{failures} failed windows (failure_limit {policy.failure_limit}): "
+            return _record(FAIL, f"{failures} failed windows (failure_limit {policy.failure_limit}): "
                                    f"{result.reason}", results, policy)
         if waits >= policy.inconclusive_limit:
-            return _observed(INCONCLUSIVE, f"{waits} windows with too little traffic (inconclusive_limit "
+            return _record(INCONCLUSIVE, f"{waits} windows with too little traffic (inconclusive_limit "
                                            f"{policy.inconclusive_limit}): {result.reason}", results, policy)
     passed = sum(r["decision"] == PASS for r in results)
     if not passed:
-        return _observed(INCONCLUSIVE, "no window passed", results, policy)
-    return _observed(PASS, f"{passed} of {windows} windows passed, {failures} failed", results, policy)
+        return _record(INCONCLUSIVE, "no window passed", results, policy)
+    return _record(PASS, f"{passed} of {windows} windows passed, {failures} failed", results, policy)
 
 
-def _observed(outcome: str, reason: str, windows: list, policy: CanaryPolicy) -> dict:
+def _record(outcome: str, reason: str, windows: list, policy: CanaryPolicy) -> dict:
     return {"outcome": outcome, "reason": reason, "policy": asdict(policy), "windows": windows}
 
 
 def _end(traffic: Traffic, outcome: str, reason: str, windows: list, policy: CanaryPolicy) -> dict:
     (traffic.promote if outcome == PROMOTED else traffic.rollback)()
-    return {"outcome": outcome, "reason": reason, "policy": asdict(policy), "windows": windows}
+    return _record(outcome, reason, windows, policy)
 
 
 def render_record(record: dict) -> str:

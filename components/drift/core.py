@@ -36,7 +36,7 @@ MIN_EXPECTED = 5  # chi-square's small-expected-count guard
 OTHER = "(other)"
 PSI_FLOOR = 1e-4  # share given to an empty bin, so the PSI stays finite
 PREDICTED, PROBABILITIES = "predicted", "probabilities"
-REPORT_FILE, PROMETHEUS_FILE = "drift.json", "drift.prom"
+PROMETHEUS_FILE = "drift.prom"
 
 
 @dataclass
@@ -516,5 +516,5 @@ def write(result: DriftResult, out_dir: str) -> None:
     """drift.json (the decision, the reasons, every test) and drift.prom (Prometheus text format) in ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / REPORT_FILE).write_text(json.dumps(as_json(result), indent=2))
+    (out / artifacts.DRIFT_FILE).write_text(json.dumps(as_json(result), indent=2))
     (out / PROMETHEUS_FILE).write_text(prometheus_text(result))

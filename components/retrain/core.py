@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from kubeline import registry, storage
+from kubeline import artifacts, registry, storage
 from kubeline.components.retrain.config import RetrainConfig
 from kubeline.errors import InvalidInputError, ServiceUnavailableError
 
@@ -86,10 +86,10 @@ class Ledger:
 def read_drift(drift_result: str) -> dict:
     """The drift step's result: drift.json, or the folder (its drift_result artifact) holding it."""
     path = Path(drift_result)
-    path = path / "drift.json" if path.is_dir() else path
+    path = path / artifacts.DRIFT_FILE if path.is_dir() else path
     if not path.is_file():
-        raise InvalidInputError("drift_result", f"'{drift_result}' holds no drift.json", "pass the drift step's "
-                                "drift_result output")
+        raise InvalidInputError("drift_result", f"'{drift_result}' holds no {artifacts.DRIFT_FILE}",
+                                "pass the drift step's drift_result output")
     return json.loads(path.read_text())
 
 
