@@ -37,9 +37,13 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -
 class BackgroundServer:
     """A server process on 127.0.0.1 that a test can stop and start again on the same port."""
 
-    def __init__(self, command: list[str], port: int, cwd: Path, timeout: float = 60.0, env: dict | None = None):
-        """``env``: the server's whole environment; None inherits this process's."""
+    def __init__(self, command: list[str], port: int, cwd: Path, timeout: float = 60.0, env: dict | None = None,
+                 ready_path: str | None = None):
+        """``env``: the server's whole environment; None inherits this process's. ``ready_path``: a path that answers
+        200 once the server serves (Prometheus listens while it replays its write-ahead log and answers 503 until
+        it is ready: web.go's testReady); without one, an open port is enough."""
         self.command, self.port, self.cwd, self.timeout, self.env = command, port, cwd, timeout, env
+        self.ready_path = ready_path
         self.process = None
 
     def start(self) -> "BackgroundServer":
@@ -47,8 +51,24 @@ class BackgroundServer:
         self.process = subprocess.Popen(self.command, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True, env=self.env)
         log.close()
+        deadline = time.time() + self.timeout
         wait_for_port(self.port, self.process, self.timeout)
+        while self.ready_path and not self._ready():
+            if self.process.poll() is not None or time.time() > deadline:
+                self.stop()
+                raise TimeoutError(f"{self.command[0]} not ready at {self.ready_path} after {self.timeout} s: "
+                                   f"{(self.cwd / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.2)
         return self
+
+    def _ready(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{self.ready_path}", timeout=2) as response:
+                return response.status == 200
+        except OSError:  # HTTPError (503 while starting) is an OSError too
+            return False
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -59,6 +79,19 @@ class BackgroundServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.process = None
+
+
+def prometheus_server(cwd: Path, config: dict) -> BackgroundServer:
+    """A real Prometheus (Debian's package, as make installs it) on 127.0.0.1 with ``config``, started and ready."""
+    import yaml
+
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus is not installed: run `make` as root on Debian, or `apt-get install -y prometheus`"
+    (cwd / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    command = [binary, f"--config.file={cwd / 'prometheus.yml'}", f"--storage.tsdb.path={cwd / 'tsdb'}",
+               f"--web.listen-address=127.0.0.1:{port}"]
+    return BackgroundServer(command, port, cwd, ready_path="/-/ready").start()
 
 
 def gcs_emulator(cwd: Path, in_memory: bool = True) -> BackgroundServer:

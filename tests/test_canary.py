@@ -4,7 +4,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import served
+from conftest import prometheus_server, served
 
 from kubeline.canary import (
     FAIL,
@@ -296,36 +296,6 @@ def test_query_templates_are_parsed_by_prometheus_and_held_to_the_servers_metric
         check_queries({"p95": "up"})
 
 
-def start_prometheus(tmp_path, target: str):
-    """A real Prometheus (Debian's package, as make installs it) on 127.0.0.1 scraping ``target`` every second."""
-    import shutil
-    import socket
-    import subprocess
-    import time
-    import urllib.request
-
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus is not installed: run make as root on Debian, or apt-get install prometheus"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = tmp_path / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
-                      f"  - job_name: model\n    static_configs:\n      - targets: ['{target}']\n")
-    process = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                                f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
-                               stderr=open(tmp_path / "prometheus.log", "wb"))
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if urllib.request.urlopen(f"{url}/-/ready", timeout=1).status == 200:
-                return process, url
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError(f"Prometheus did not start: {(tmp_path / 'prometheus.log').read_text()[-2000:]}")
-
-
 def test_the_same_decisions_from_a_real_prometheus_scraping_the_server(kubeline_home, pushed_versions, penguin_splits,
                                                                       tmp_path):
     import threading
@@ -335,7 +305,10 @@ def test_the_same_decisions_from_a_real_prometheus_scraping_the_server(kubeline_
 
     stable, canary = served(pushed_versions[1], "1"), served(pushed_versions[2], "2")
     state = local.start("canary-prom", stable)
-    prometheus, url = start_prometheus(tmp_path, f"127.0.0.1:{state['port']}")
+    prometheus = prometheus_server(tmp_path, {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": "model", "static_configs": [{"targets": [f"127.0.0.1:{state['port']}"]}]}]})
+    url = f"http://127.0.0.1:{prometheus.port}"
     try:
         features = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
         rows = replay.read_rows(penguin_splits[1]["test.parquet"], features)
@@ -354,8 +327,7 @@ def test_the_same_decisions_from_a_real_prometheus_scraping_the_server(kubeline_
             assert window["canary"]["p99_s"] is not None and sum(window["canary"]["classes"].values()) > 0
         assert local.get("canary-prom")["stable"]["version"] == "2"
     finally:
-        prometheus.terminate()
-        prometheus.wait(timeout=30)
+        prometheus.stop()
         local.stop("canary-prom")
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import test_deploy_kubernetes as on_kserve
 import yaml
-from conftest import BackgroundServer, free_port, served
+from conftest import BackgroundServer, free_port, prometheus_server, served
 from test_deploy_kubernetes import STORAGE, champion, config, release
 
 from kubeline import alert_webhook, alerting, registry
@@ -378,8 +378,6 @@ class Recording(alert_webhook.Receiver):
 def test_a_firing_alert_rolls_back_through_prometheus_and_alertmanager(kubeline_home, pushed_versions, inputs,
                                                                       local_registry, tmp_path):
     alertmanager = binary("alertmanager", "prometheus-alertmanager", install=INSTALL)
-    prometheus = binary("prometheus", install="Prometheus is not installed: run `apt-get install -y prometheus` as "
-                                              "root (Debian)")
     for version in (1, 2):
         deploy_local("penguins", version, pushed_versions, inputs, local_registry)
     state = local.get("penguins")
@@ -402,20 +400,16 @@ def test_a_firing_alert_rolls_back_through_prometheus_and_alertmanager(kubeline_
         am_port = free_port()
         processes.append(BackgroundServer(
             [alertmanager, f"--config.file={tmp_path / 'alertmanager.yml'}", f"--storage.path={tmp_path / 'am'}",
-             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="], am_port, tmp_path / "am"
-        ).start())
+             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="], am_port, tmp_path / "am",
+            ready_path="/-/ready").start())
         prom_config = yaml.safe_load((EXAMPLES / "prometheus.yml").read_text())
         prom_config["rule_files"] = [str(tmp_path / "rules.yaml")]
         prom_config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
         prom_config["scrape_configs"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{state['port']}"]
         prom_config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{am_port}"]
-        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prom_config))
         (tmp_path / "prom").mkdir()
-        prom_port = free_port()
-        processes.append(BackgroundServer(
-            [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'prom'}",
-             f"--web.listen-address=127.0.0.1:{prom_port}"], prom_port, tmp_path / "prom").start())
-        api = f"http://127.0.0.1:{prom_port}/api/v1"
+        processes.append(prometheus_server(tmp_path / "prom", prom_config))
+        api = f"http://127.0.0.1:{processes[-1].port}/api/v1"
         wait("Prometheus scraping the model server", lambda: get_json(f"{api}/query?query=up")["data"]["result"], 30)
 
         def traffic():
