@@ -9,7 +9,9 @@ predicted-class distribution (PSI against the stable version's, when a chi-squar
 not chance). Too little traffic on either side is "inconclusive", never a guess. ``roll_out`` walks the steps: a
 failing check is retried up to ``failure_limit`` windows, then the canary is rolled back; an inconclusive step
 waits up to ``inconclusive_limit`` windows, then ``on_inconclusive`` decides. Every window's figures, checks and
-decision go into the record.
+decision go into the record. A window whose figures cannot be read (the source unreachable or refusing) is
+inconclusive too, and a canary is never promoted on such windows: at the limit it is rolled back whatever
+``on_inconclusive`` says.
 """
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol
 
-from kubeline.errors import InvalidInputError, OperationFailedError
+from kubeline.errors import InvalidInputError, ServiceUnavailableError
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
 PSI_FLOOR = 1e-4  # the share given to a class one side never predicted, so PSI stays finite
 MIN_TAIL_REQUESTS = 5  # requests above a latency quantile before it is judged: p50 needs 10, p99 500
+UNAVAILABLE = "figures unavailable"  # the reason of a window whose figures could not be read
 
 
 @dataclass
@@ -255,10 +258,10 @@ def roll_out(policy: CanaryPolicy, traffic: Traffic, source: FiguresSource,
     windows, failures, waits = [], 0, 0
     for percent in policy.steps[:-1]:
         traffic.shift(percent)
-        source.window()  # the window starts now: traffic before the shift is not this step's
+        _start_window(source)  # the window starts now: traffic before the shift is not this step's
         while True:
             sleep(policy.interval_s)
-            result = analyze(percent, *source.window(), policy)
+            result = _judge(percent, source, policy)
             windows.append(asdict(result))
             log(f"canary at {percent}%: {result.decision} ({result.reason})")
             if result.decision == PASS:
@@ -273,6 +276,8 @@ def roll_out(policy: CanaryPolicy, traffic: Traffic, source: FiguresSource,
             if waits >= policy.inconclusive_limit:
                 why = (f"at {percent}%: {result.reason}, {waits} windows (inconclusive_limit "
                        f"{policy.inconclusive_limit})")
+                if result.reason.startswith(UNAVAILABLE):
+                    return _end(traffic, ROLLED_BACK, f"inconclusive {why}; never promoted unseen", windows, policy)
                 if policy.on_inconclusive == "rollback":
                     return _end(traffic, ROLLED_BACK, f"inconclusive {why}", windows, policy)
                 return _end(traffic, PROMOTED, f"inconclusive {why}; on_inconclusive is promote", windows, policy)
@@ -283,12 +288,13 @@ def observe(policy: CanaryPolicy, source: FiguresSource, windows: int, sleep: Ca
             log: Callable[[str], None] = print) -> dict:
     """Judges ``windows`` windows of a canary whose traffic something else moves (nothing is shifted, promoted or
     rolled back here): ``outcome`` fail at ``failure_limit`` failed windows, inconclusive at ``inconclusive_limit``
-    windows with too little traffic or when none passed, else pass; with ``reason`` and every window's result."""
+    windows with too little traffic or unreadable figures or when none passed, else pass; with ``reason`` and every
+    window's result."""
     results, failures, waits = [], 0, 0
-    source.window()  # the first window starts now
+    _start_window(source)  # the first window starts now
     for _ in range(windows):
         sleep(policy.interval_s)
-        result = analyze(0, *source.window(), policy)
+        result = _judge(0, source, policy)
         results.append(asdict(result))
         log(f"canary analysis window {len(results)}: {result.decision} ({result.reason})")
         failures += result.decision == FAIL
@@ -297,12 +303,28 @@ def observe(policy: CanaryPolicy, source: FiguresSource, windows: int, sleep: Ca
             return _record(FAIL, f"{failures} failed windows (failure_limit {policy.failure_limit}): "
                                    f"{result.reason}", results, policy)
         if waits >= policy.inconclusive_limit:
-            return _record(INCONCLUSIVE, f"{waits} windows with too little traffic (inconclusive_limit "
-                                           f"{policy.inconclusive_limit}): {result.reason}", results, policy)
+            return _record(INCONCLUSIVE, f"{waits} inconclusive windows (inconclusive_limit "
+                                         f"{policy.inconclusive_limit}): {result.reason}", results, policy)
     passed = sum(r["decision"] == PASS for r in results)
     if not passed:
         return _record(INCONCLUSIVE, "no window passed", results, policy)
     return _record(PASS, f"{passed} of {windows} windows passed, {failures} failed", results, policy)
+
+
+def _start_window(source: FiguresSource) -> None:
+    """Marks the start of a window; unreadable figures here only make the first window's judgement fail."""
+    try:
+        source.window()
+    except ServiceUnavailableError:
+        pass
+
+
+def _judge(percent: int, source: FiguresSource, policy: CanaryPolicy) -> StepResult:
+    """The window's judgement, inconclusive (UNAVAILABLE) when its figures cannot be read."""
+    try:
+        return analyze(percent, *source.window(), policy)
+    except ServiceUnavailableError as error:
+        return StepResult(percent, INCONCLUSIVE, [], {}, {}, f"{UNAVAILABLE}: {error.service}: {error.detail}")
 
 
 def _record(outcome: str, reason: str, windows: list, policy: CanaryPolicy) -> dict:
@@ -321,8 +343,9 @@ def render_record(record: dict) -> str:
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for number, w in enumerate(record["windows"], 1):
         step = f"{w['percent']}%" if w["percent"] else f"window {number}"  # 0: observed, not shifted (observe)
-        lines.append(f"| {step} | {w['decision']} | {w['canary']['requests']} | {w['canary']['errors']} | "
-                     f"{w['canary']['p99_s']} | {w['stable']['p99_s']} | {w['reason']} |")
+        canary, stable = w["canary"], w["stable"]  # both {} when the figures could not be read
+        lines.append(f"| {step} | {w['decision']} | {canary.get('requests', '-')} | {canary.get('errors', '-')} | "
+                     f"{canary.get('p99_s', '-')} | {stable.get('p99_s', '-')} | {w['reason']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -344,8 +367,12 @@ class ServerMetrics:
     def _scrape(self) -> str:
         import urllib.request
 
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=self.timeout_s) as response:
-            return response.read().decode()
+        try:
+            with urllib.request.urlopen(f"{self.url}/metrics", timeout=self.timeout_s) as response:
+                return response.read().decode()
+        except OSError as error:  # unreachable, timed out, or an HTTP error status (HTTPError)
+            raise ServiceUnavailableError(f"the model server's metrics at {self.url}", _describe(error),
+                                          "this window is inconclusive") from None
 
 
 def totals(metrics_text: str, model: str) -> dict[str, Figures]:
@@ -395,6 +422,15 @@ PROMETHEUS_QUERIES = {
     "classes": 'sum by (label) (increase(kubeline_predictions_total{{model="{model}",version="{version}"}}'
                '[{window}]))',
 }
+
+
+def check_figures_url(url: str, field_name: str, what: str) -> str:
+    """``url`` when it is an http(s) URL, else refused naming ``field_name``; ``what`` says whose URL to give."""
+    import re
+
+    if not isinstance(url, str) or not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
+        raise InvalidInputError(field_name, f"{url!r} is not an http(s) URL", f"give {what}")
+    return url
 
 
 def check_queries(queries: dict) -> dict:
@@ -455,12 +491,27 @@ class PrometheusFigures:
 
     def _query(self, promql: str, at: float) -> list:
         import json
+        import urllib.error
         import urllib.parse
         import urllib.request
 
         url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql, 'time': f'{at:.3f}'})}"
-        with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
-            body = json.load(response)
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
+                body = json.load(response)
+        except urllib.error.HTTPError as error:  # 400 bad query, 422 cannot execute, 503 not ready: JSON bodies
+            try:
+                body = json.load(error)
+            except ValueError:
+                body = {"error": f"HTTP {error.code}"}
+        except (OSError, ValueError) as error:
+            raise ServiceUnavailableError(f"Prometheus at {self.url}", _describe(error),
+                                          "this window is inconclusive") from None
         if body.get("status") != "success":
-            raise OperationFailedError(f"Prometheus refused {promql!r}: {body.get('error', body)}")
+            raise ServiceUnavailableError(f"Prometheus at {self.url}", f"it did not answer {promql!r}: "
+                                          f"{body.get('error', body)}", "this window is inconclusive")
         return body["data"]["result"]
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {getattr(error, 'reason', None) or error}"

@@ -210,10 +210,10 @@ def training_pipeline(
         deploy_service: InferenceService settings (namespace, "" for the step's own; deployment_mode, "" for
             the existing service's or KServe's default; kserve_namespace, min_replicas, max_replicas,
             scale_metric, scale_target, cpu, memory, gpus, service_account, labels, smoke_ingress).
-        deploy_canary: Metric-driven canary analysis after the smoke test, local target only for now (steps,
-            interval_s, min_requests, thresholds, failure and inconclusive limits: the deploy component's canary);
-            empty to promote right after the smoke test.
-        deploy_replay_rate: Test rows per second replayed to a local endpoint during the canary analysis; 0 for
+        deploy_canary: Metric-driven canary analysis after the smoke test (steps, interval_s, min_requests,
+            thresholds, failure and inconclusive limits, and on the kubernetes target prometheus_url: the deploy
+            component's canary); empty to promote right after the smoke test.
+        deploy_replay_rate: Test rows per second replayed to the endpoint during the canary analysis; 0 for
             none.
         storage_secret: Kubernetes Secret whose keys accesskey and secretkey every step uses for s3:// and
             minio:// (KFP's own object-store Secret by default); optional.

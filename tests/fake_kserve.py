@@ -157,7 +157,8 @@ class FakeKServe:
     # -- installing -------------------------------------------------------------------------------------------
     def install(self, api) -> "FakeKServe":
         """Registers the controller, KServe's webhooks, the Knative Revision and core ConfigMap resources, and the
-        ``inferenceservice-config`` ConfigMap (none when ``default_mode`` is None)."""
+        ``inferenceservice-config`` ConfigMap with the default mode and whether the Gateway API is on (none when
+        ``default_mode`` is None)."""
         self.api = api
         api.resources.setdefault(("", "v1", "configmaps"), ("ConfigMap", None))
         api.resources.setdefault(("serving.knative.dev", "v1", "revisions"), ("Revision", None))
@@ -167,7 +168,10 @@ class FakeKServe:
         if self.default_mode:
             api.put("", "v1", "configmaps", self.kserve_namespace, {
                 "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "inferenceservice-config"},
-                "data": {"deploy": json.dumps({"defaultDeploymentMode": self.default_mode})}})
+                "data": {"deploy": json.dumps({"defaultDeploymentMode": self.default_mode}),
+                         # v1beta1/configmap.go IngressConfig: the Gateway API needs kserveIngressGateway too
+                         "ingress": json.dumps({"enableGatewayApi": self.gateway_api,
+                                                "kserveIngressGateway": "kserve/kserve-ingress-gateway"})}})
         return self
 
     def stop(self) -> None:

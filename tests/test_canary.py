@@ -207,6 +207,50 @@ def test_a_canary_without_traffic_follows_the_inconclusive_policy():
     assert record["reason"].endswith("on_inconclusive is promote")
 
 
+def test_unreadable_figures_are_inconclusive_and_never_promote(tmp_path):
+    """Both real sources, pointed at nothing listening and at a server answering 503 as Prometheus does while it
+    starts (web/web.go testReady): each window is inconclusive with the reason, and at the limit the canary is
+    rolled back even under on_inconclusive promote."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from conftest import free_port
+
+    from kubeline.canary import UNAVAILABLE, PrometheusFigures, ServerMetrics
+
+    class Starting(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(503)
+            self.send_header("Content-Length", "19")
+            self.end_headers()
+            self.wfile.write(b"Service Unavailable")
+
+        def log_message(self, *args):
+            pass
+
+    starting = ThreadingHTTPServer(("127.0.0.1", 0), Starting)
+    threading.Thread(target=starting.serve_forever, daemon=True).start()
+    closed, busy = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{starting.server_address[1]}"
+    try:
+        policy = CanaryPolicy(on_inconclusive="promote", inconclusive_limit=2)
+        for source, says in ((ServerMetrics(closed, "m", "2", "1"), "the model server's metrics at"),
+                             (PrometheusFigures(closed, "m", "2", "1"), "Prometheus at"),
+                             (PrometheusFigures(busy, "m", "2", "1"), "Prometheus at")):
+            record, calls, _ = run(policy, source)
+            assert calls == [("shift", 10), ("rollback",)] and record["outcome"] == ROLLED_BACK
+            assert [w["decision"] for w in record["windows"]] == [INCONCLUSIVE, INCONCLUSIVE]
+            assert record["windows"][0]["reason"].startswith(f"{UNAVAILABLE}: {says}")
+            assert record["reason"].endswith("never promoted unseen")
+        assert "HTTP 503" in record["windows"][0]["reason"]
+        assert f"| 10% | inconclusive | - | - | - | - | {UNAVAILABLE}: Prometheus at" in render_record(record)
+        observed = observe(policy, PrometheusFigures(closed, "m", "2", "1"), 3, sleep=lambda s: None,
+                           log=lambda line: None)
+        assert observed["outcome"] == INCONCLUSIVE and UNAVAILABLE in observed["reason"]
+    finally:
+        starting.shutdown()
+        starting.server_close()
+
+
 def test_figures_come_from_the_servers_own_metrics_per_version():
     """kubeline_requests_total / _request_latency_seconds_bucket / _predictions_total as the server exports them
     (kubeline/serving/metrics.py), summed over protocols; 5xx are errors, 4xx are the client's."""
@@ -340,7 +384,7 @@ def test_observing_judges_windows_without_moving_traffic():
             ([good, good, good], PASS, "3 of 3 windows passed, 0 failed"),
             ([good, bad, good], PASS, "2 of 3 windows passed, 1 failed"),
             ([bad, good, bad], FAIL, "2 failed windows (failure_limit 2): error_rate 0.08 (limit 0.01)"),
-            ([idle, idle, idle], INCONCLUSIVE, "3 windows with too little traffic (inconclusive_limit 3): too little"),
+            ([idle, idle, idle], INCONCLUSIVE, "3 inconclusive windows (inconclusive_limit 3): too little"),
             ([idle, bad, idle], INCONCLUSIVE, "no window passed")):
         slept = []
         record = observe(CanaryPolicy(), Scripted([quiet, *windows]), 3, sleep=slept.append, log=lambda line: None)

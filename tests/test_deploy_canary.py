@@ -116,7 +116,8 @@ def test_a_slow_canary_is_rolled_back_at_the_first_step_with_the_reason(endpoint
 def test_canary_settings_are_checked_before_anything_moves():
     with pytest.raises(InvalidInputError, match=r"^canary.steps: "):
         DeployConfig("x", target="local", canary={"steps": [50, 20, 100]})
-    with pytest.raises(InvalidInputError, match=r"^canary: metric-driven canary analysis runs on the local target"):
+    with pytest.raises(InvalidInputError, match=r"^canary.prometheus_url: is empty, and on the kubernetes target"):
         DeployConfig("x", target="kubernetes", canary={"steps": [50, 100]})
+    assert DeployConfig("x", target="local", canary={"steps": [50, 100]}, canary_percent=5).first_percent == 50
     with pytest.raises(InvalidInputError, match=r"^replay_rate: replays test rows for a canary analysis"):
         DeployConfig("x", target="local", replay_rate=10)

@@ -161,14 +161,14 @@ def model_servers(tmp_path_factory, pushed_versions):
         server.stop()
 
 
-def make_api(tmp_path, model_servers, monkeypatch, default_mode):
+def make_api(tmp_path, model_servers, monkeypatch, default_mode, gateway_api=False):
     import urllib.request
 
     resources = {("serving.kserve.io", "v1beta1", "inferenceservices"):
                  ("InferenceService", crd_validator("serving.kserve.io_inferenceservices.yaml"))}
     fake = FakeKubernetes(resources, reconcile_interval=0.02).start()
     fake.kubeconfig_path = fake.kubeconfig(tmp_path / "kubeconfig")
-    fake.controller = FakeKServe(dict(model_servers), default_mode=default_mode).install(fake)
+    fake.controller = FakeKServe(dict(model_servers), default_mode=default_mode, gateway_api=gateway_api).install(fake)
     # This process reaches the cluster's addresses as a pod does, through the fake cluster network.
     for key, value in fake.controller.network.proxy_env().items():
         monkeypatch.setenv(key, value)
@@ -210,9 +210,10 @@ def inputs(trained_model, evaluated_model):
     return load_inputs(str(trained_model[1]), str(evaluated_model), rows=20)
 
 
-def config(name="penguins", tracking_uri="", timeout_s=10.0, **service):
+def config(name="penguins", tracking_uri="", timeout_s=10.0, canary=None, replay_rate=0.0, **service):
     return DeployConfig(model_name=name, target="kubernetes", canary_percent=25, timeout_s=timeout_s, poll_s=0.02,
-                        tracking_uri=tracking_uri, service={"namespace": "kubeflow", **service})
+                        tracking_uri=tracking_uri, service={"namespace": "kubeflow", **service}, canary=canary or {},
+                        replay_rate=replay_rate)
 
 
 def release(version: int, uri: str = "") -> Release:
@@ -406,6 +407,12 @@ def test_a_standard_mode_rolling_update_stays_ready_while_old_and_new_pods_answe
     ({"service": {"min_replicas": 3, "max_replicas": 1}}, STORAGE[1], "service.max_replicas"),
     ({"target": "openshift"}, STORAGE[1], "target"),
     ({"endpoint_name": "Penguins!"}, STORAGE[1], "endpoint_name"),
+    ({"canary": {"steps": [10, 100]}}, STORAGE[1], "canary.prometheus_url"),
+    ({"canary": {"steps": [10, 100], "prometheus_url": "prometheus:9090"}}, STORAGE[1], "canary.prometheus_url"),
+    ({"canary": {"steps": [50, 10], "prometheus_url": "http://p:9090"}}, STORAGE[1], "canary.steps"),
+    ({"canary": {"prometheus_url": "http://p:9090", "queries": {"requests": "sum(rate(x[1m]"}}}, STORAGE[1],
+     "canary.queries.requests"),
+    ({"target": "local", "canary": {"queries": {"requests": "up"}}}, STORAGE[1], "canary.queries"),
 ])
 def test_bad_deploy_configs_are_refused_before_anything_is_sent(kserve_api, inputs, kwargs, release_uri, field):
     schema, expected = inputs
@@ -434,3 +441,95 @@ def test_the_service_goes_to_the_steps_own_namespace_unless_one_is_given(tmp_pat
     monkeypatch.setattr(runtime, "SERVICE_ACCOUNT_NAMESPACE", namespace_file)
     assert build("penguins", ServiceSettings(), STORAGE[1])["metadata"]["namespace"] == "profile-alice"
     assert build("penguins", ServiceSettings(namespace="team-a"), STORAGE[1])["metadata"]["namespace"] == "team-a"
+
+
+# -- the canary analysis on the cluster: traffic steps judged on Prometheus' figures ------------------------------
+CANARY = {"steps": [30, 60, 100], "interval_s": 3.0, "scrape_interval_s": 1.0, "min_requests": 15}
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory, model_servers):
+    """A real Prometheus scraping the model servers behind the revisions / Deployments every second, as the
+    PodMonitor of ``kubeline alerts`` has it scrape the predictors on a cluster."""
+    from conftest import prometheus_server
+
+    targets = [url.split("://", 1)[1] for url in model_servers.values()]
+    server = prometheus_server(tmp_path_factory.mktemp("prometheus"), {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": "predictors", "static_configs": [{"targets": targets}]}]})
+    yield f"http://127.0.0.1:{server.port}"
+    server.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_canary_walks_the_traffic_steps_on_prometheus_figures_and_is_promoted(
+        tmp_path, model_servers, monkeypatch, prometheus, inputs, registry_uri, mode):
+    """Knative: canaryTrafficPercent at each step (no new revision); Standard: the canary entry's trafficPercent,
+    weighed by the Gateway API's HTTPRoute (httproute_reconciler.go applyCanaryWeights). The test rows replayed to
+    the split address; each window judged on what Prometheus scraped from the servers, per version."""
+    schema, expected = inputs
+    api = make_api(tmp_path, model_servers, monkeypatch, mode, gateway_api=True)
+    try:
+        deploy(release(1), expected, schema, config(tracking_uri=registry_uri), kubeconfig=api.kubeconfig_path,
+               log=lambda line: None)
+        lines = []
+        result = deploy(release(2), expected, schema, config(tracking_uri=registry_uri, replay_rate=60.0,
+                                                             canary={**CANARY, "prometheus_url": prometheus}),
+                        kubeconfig=api.kubeconfig_path, log=lines.append)
+        record = result.canary
+        assert result.action == "promoted" and record["outcome"] == "promoted", record
+        assert champion(registry_uri) == "2" and api.controller.serving("kubeflow", "penguins") == {STORAGE[2]: 100}
+        assert any("canary with 30% of traffic next to version 1" in line for line in lines)
+        # increase() misses a new series' first sample: a step's first window can be short and inconclusive.
+        judged = [w for w in record["windows"] if w["decision"] != "inconclusive"]
+        assert [(w["percent"], w["decision"]) for w in judged] == [(30, "pass"), (60, "pass")], record
+        for window in judged:  # the share the cluster gave the canary is the step's, within chance
+            share = window["canary"]["requests"] / (window["canary"]["requests"] + window["stable"]["requests"])
+            assert abs(share - window["percent"] / 100) < 0.2, window
+            assert sum(window["canary"]["classes"].values()) > 0 and window["stable"]["p50_s"] is not None
+        # The canary, one shift (60; it came up at 30) and the promotion; no second patch at 30.
+        assert [m for m, _ in api.writes() if "inferenceservices" in _] == ["POST", "PATCH", "PATCH", "PATCH"]
+    finally:
+        api.controller.stop()
+        api.stop()
+
+
+def test_a_canary_whose_figures_cannot_be_read_is_rolled_back_never_promoted(tmp_path, model_servers, monkeypatch,
+                                                                              inputs, registry_uri):
+    """Prometheus unreachable from the step: every window is inconclusive ("figures unavailable"), and at the
+    limit the canary goes back even with on_inconclusive promote."""
+    from conftest import free_port
+
+    schema, expected = inputs
+    api = make_api(tmp_path, model_servers, monkeypatch, "Knative")
+    try:
+        deploy(release(1), expected, schema, config(tracking_uri=registry_uri), kubeconfig=api.kubeconfig_path,
+               log=lambda line: None)
+        canary = {**CANARY, "inconclusive_limit": 2, "on_inconclusive": "promote", "interval_s": 2.0,
+                  "prometheus_url": f"http://127.0.0.1:{free_port()}"}
+        with pytest.raises(OperationFailedError, match="canary analysis of version 2 failed, rolled back: version 1 "
+                                                       "keeps serving all traffic. inconclusive at 30%: figures "
+                                                       "unavailable: Prometheus at"):
+            deploy(release(2), expected, schema, config(tracking_uri=registry_uri, canary=canary),
+                   kubeconfig=api.kubeconfig_path, log=lambda line: None)
+        assert api.controller.serving("kubeflow", "penguins") == {STORAGE[1]: 100} and champion(registry_uri) == "1"
+    finally:
+        api.controller.stop()
+        api.stop()
+
+
+def test_a_standard_mode_canary_without_the_gateway_api_is_refused_before_anything_is_written(
+        tmp_path, model_servers, monkeypatch, inputs, prometheus):
+    schema, expected = inputs
+    api = make_api(tmp_path, model_servers, monkeypatch, "Standard")
+    try:
+        deploy(release(1), expected, schema, config(), kubeconfig=api.kubeconfig_path, log=lambda line: None)
+        writes = api.writes()
+        with pytest.raises(InvalidInputError, match=r"^canary: in Standard mode KServe splits traffic .* "
+                                                    r"kserve/inferenceservice-config has no ingress.enableGatewayApi"):
+            deploy(release(2), expected, schema, config(canary={**CANARY, "prometheus_url": prometheus}),
+                   kubeconfig=api.kubeconfig_path, log=lambda line: None)
+        assert api.writes() == writes
+    finally:
+        api.controller.stop()
+        api.stop()

@@ -1,10 +1,9 @@
 """The canary analysis step's settings: where the figures come from and how the canary is judged."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-from kubeline.canary import CanaryPolicy, check_queries
+from kubeline.canary import CanaryPolicy, check_figures_url, check_queries
 from kubeline.errors import InvalidInputError
 
 SOURCES = ("server", "prometheus")
@@ -24,9 +23,8 @@ class CanaryAnalysisConfig:
     queries: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", self.figures_url or ""):
-            raise InvalidInputError("figures_url", f"'{self.figures_url}' is not an http(s) URL",
-                                    "give Prometheus' URL (source prometheus) or the model server's (source server)")
+        check_figures_url(self.figures_url, "figures_url",
+                          "Prometheus' URL (source prometheus) or the model server's (source server)")
         if self.source not in SOURCES:
             raise InvalidInputError("source", f"unknown source '{self.source}'", f"use one of {list(SOURCES)}")
         for name in ("model", "canary_version", "stable_version"):

@@ -32,9 +32,10 @@ def deploy(
 ) -> NamedTuple("DeployOutputs", endpoint=str, action=str):
     """Rolls a pushed model out behind an endpoint; a new version starts as a canary.
 
-    With no endpoint yet, the model gets all traffic. Otherwise it gets canary_percent of it, smoke
-    requests (rows of the test split) must return the evaluated model's predictions, and then it is
-    promoted (all traffic, registry alias "champion") or rolled back (the step fails, the previous
+    With no endpoint yet, the model gets all traffic. Otherwise it gets canary_percent of it (or the
+    canary analysis' first step), smoke requests (rows of the test split) must return the evaluated model's
+    predictions, a canary analysis (when set) walks it through the traffic steps on live figures, and then it
+    is promoted (all traffic, registry alias "champion") or rolled back (the step fails, the previous
     version keeps serving). Any failure after the new version was applied (not ready in time, unreachable,
     an exception, a smoke mismatch) rolls back; the alias moves only after the promotion. Target "kubernetes"
     manages a KServe InferenceService in its deployment mode: Knative (canaryTrafficPercent, the smoke requests
@@ -69,12 +70,16 @@ def deploy(
             memory, gpus, service_account, labels, smoke_ingress ("" for the cluster-local address, else the
             ingress URL, reached with the service's host as the Host header).
         tracking_uri: MLflow registry URI for the champion alias; empty for none.
-        canary: Metric-driven canary analysis after the smoke test (local target; kubeline.canary.CanaryPolicy):
-            steps (e.g. [10, 25, 50, 100]), interval_s, scrape_interval_s, min_requests, max_error_rate,
-            alpha, max_latency_p99_s, max_latency_ratio, latency_slack_s, max_prediction_psi,
-            failure_limit, inconclusive_limit, on_inconclusive; empty to promote right after the smoke test.
+        canary: Metric-driven canary analysis after the smoke test (kubeline.canary.CanaryPolicy): steps
+            (e.g. [10, 25, 50, 100]), interval_s, scrape_interval_s, min_requests, max_error_rate, alpha,
+            max_latency_p99_s, max_latency_ratio, latency_slack_s, max_prediction_psi, failure_limit,
+            inconclusive_limit, on_inconclusive; prometheus_url (where the figures come from; required on the
+            kubernetes target, else the local server's own metrics) and queries (PromQL templates per figure);
+            empty to promote right after the smoke test. In Standard mode KServe splits traffic only through
+            the Gateway API (ingress.enableGatewayApi), else the canary is refused before anything is written.
         replay_rate: Requests per second of the test rows replayed to the endpoint during the canary analysis
-            (local target), so a local canary has traffic to be judged on; 0 for none.
+            (Knative: the predictor's route; Standard: the service URL), so a canary has traffic to be judged
+            on; 0 for none.
 
     Returns:
         endpoint: The V1 predict URL.

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kubeline.canary import CanaryPolicy
+from kubeline.canary import CanaryPolicy, check_figures_url, check_queries
 from kubeline.config import internal
 from kubeline.errors import InvalidInputError
 from kubeline.runtime import refuse_in_pod
 from kubeline.serving.inference_service import ServiceSettings, check_name
 
 TARGETS = ("local", "kubernetes")
+FIGURES_SETTINGS = ("prometheus_url", "queries")  # canary keys that say where the figures come from
 
 
 @dataclass
@@ -46,16 +47,39 @@ class DeployConfig:
         if not self.tolerance > 0:
             raise InvalidInputError("tolerance", f"{self.tolerance}", "give a positive probability tolerance")
         self.settings = ServiceSettings.from_dict(self.service)
-        self.policy = CanaryPolicy.from_dict(self.canary) if self.canary else None
-        if self.policy and self.target == "kubernetes":
-            raise InvalidInputError("canary", "metric-driven canary analysis runs on the local target only so far",
-                                    "leave canary empty for the kubernetes target (a smoke test, then promotion)")
+        if not isinstance(self.canary, dict):
+            raise InvalidInputError("canary", f"{self.canary!r} is not a mapping", "give a dict, e.g. "
+                                    "{\"steps\": [10, 50, 100], \"prometheus_url\": \"http://prometheus:9090\"}")
+        self.policy = CanaryPolicy.from_dict({k: v for k, v in self.canary.items() if k not in FIGURES_SETTINGS}) \
+            if self.canary else None
+        self.prometheus_url = self.canary.get("prometheus_url", "")
+        if self.prometheus_url:
+            check_figures_url(self.prometheus_url, "canary.prometheus_url", "Prometheus' URL as this step reaches "
+                              "it, e.g. http://prometheus-operated.monitoring.svc:9090")
+        elif self.policy and self.target == "kubernetes":
+            raise InvalidInputError("canary.prometheus_url", "is empty, and on the kubernetes target the canary's "
+                                    "figures come from Prometheus", "give Prometheus' URL as the deploy step's pod "
+                                    "reaches it, e.g. http://prometheus-operated.monitoring.svc:9090 (its scrape "
+                                    "of the predictors: kubeline alerts writes the PodMonitor)")
+        if "queries" in self.canary and not self.prometheus_url:
+            raise InvalidInputError("canary.queries", "PromQL templates are read from Prometheus only",
+                                    "give canary.prometheus_url too, or leave queries out")
+        self.queries = self.canary.get("queries") or {}
+        if not isinstance(self.queries, dict):
+            raise InvalidInputError("canary.queries", f"{self.queries!r} is not a mapping",
+                                    "give {figure: PromQL template}")
+        check_queries(self.queries)
         if isinstance(self.replay_rate, bool) or not isinstance(self.replay_rate, (int, float)) or \
                 self.replay_rate < 0:
             raise InvalidInputError("replay_rate", f"{self.replay_rate!r}", "give requests per second >= 0")
         if self.replay_rate and not self.policy:
             raise InvalidInputError("replay_rate", "replays test rows for a canary analysis, and canary is empty",
                                     "set canary (e.g. {\"steps\": [10, 50, 100]}) or leave replay_rate 0")
+
+    @property
+    def first_percent(self) -> int:
+        """The new version's first share of traffic: the canary analysis' first step, else canary_percent."""
+        return self.policy.steps[0] if self.policy else self.canary_percent
 
     @property
     def name(self) -> str:

@@ -2,9 +2,10 @@
 or rolled back, on KServe (an InferenceService) or locally (the model server on 127.0.0.1).
 
 The rollout is the same on both targets: put the new version up (all traffic when nothing serves yet,
-``canary_percent`` of it otherwise), wait until it is ready, send smoke requests (test rows) to it and
-compare with the offline predictions, then promote when they match (all traffic to it, registry alias
-``champion``) or roll back when they do not (all traffic to the previous version, alias unchanged).
+``canary_percent`` of it otherwise, or the first of the canary analysis' steps), wait until it is ready, send
+smoke requests (test rows) to it and compare with the offline predictions; with a canary policy, walk it through
+the traffic steps judged on live figures (kubeline.canary). Then promote (all traffic to it, registry alias
+``champion``) or roll back (all traffic to the previous version, alias unchanged).
 """
 from __future__ import annotations
 
@@ -49,11 +50,20 @@ class LocalTarget:
         return self.state["url"], ""
 
     def canary(self, release: Release, previous: dict) -> tuple[str, str]:
-        self.state = local.set_rollout(self.state, self.state["stable"], release.served(), self.config.canary_percent)
+        self.state = local.set_rollout(self.state, self.state["stable"], release.served(), self.config.first_percent)
         return self.state["url"], ""
 
     def canary_model(self) -> str:
         return f"{self.config.name}-canary"
+
+    def check_traffic_split(self) -> None:
+        """The local server splits by the canary's percent: nothing to check."""
+
+    def traffic(self, release: Release) -> local.LocalTraffic:
+        return local.LocalTraffic(self.config.name, self.state["stable"], release.served())
+
+    def traffic_address(self) -> tuple[str, str]:
+        return self.state["url"], ""
 
     def promote(self, release: Release) -> None:
         self.state = local.set_rollout(self.state, self.state["canary"], None, 0)
@@ -101,10 +111,12 @@ def deploy(release: Release, expected: smoke.Expected, schema: Schema, config: D
         if settings.deployment_mode:
             build(config.name, settings, release.uri, release.version, None, settings.deployment_mode,
                   release.content_sha256)
-        target = KubernetesTarget(config.name, settings, config.timeout_s, config.poll_s, config.canary_percent,
+        target = KubernetesTarget(config.name, settings, config.timeout_s, config.poll_s, config.first_percent,
                                   kubeconfig, log)
     else:
         target = LocalTarget(config)
+    if config.policy:
+        target.check_traffic_split()
     current = target.current()
     if current and not current.get("nothing") and as_s3_uri(current["uri"]) == as_s3_uri(release.uri) \
             and not current["canary"]:
@@ -132,7 +144,7 @@ def deploy(release: Release, expected: smoke.Expected, schema: Schema, config: D
     try:
         address = target.canary(release, previous)
         model = target.canary_model()
-        log(f"deploy: version {release.version} is up as a canary with {config.canary_percent}% of traffic next to "
+        log(f"deploy: version {release.version} is up as a canary with {config.first_percent}% of traffic next to "
             f"version {previous.get('version')}")
         result = _smoke(address, model, expected, schema, config, log)
         if not result.passed:
@@ -167,10 +179,11 @@ def deploy(release: Release, expected: smoke.Expected, schema: Schema, config: D
 CANARY_RECORD = "canary/canary_analysis.json"  # in the MLflow run of the version
 
 
-def _analyze(target: LocalTarget, release: Release, previous: dict, expected: smoke.Expected,
+def _analyze(target: LocalTarget | KubernetesTarget, release: Release, previous: dict, expected: smoke.Expected,
              config: DeployConfig, log) -> dict:
-    """Walks the canary through the policy's traffic steps, judged on the server's own figures per version, with
-    the test rows replayed at ``replay_rate`` meanwhile; ends promoted or rolled back, the record in the log."""
+    """Walks the canary through the policy's traffic steps, judged per version on the figures of Prometheus
+    (``canary.prometheus_url``) or else the local server's own, with the test rows replayed at ``replay_rate``
+    meanwhile; ends promoted or rolled back, the record in the log and the version's MLflow run."""
     import random
     import threading
 
@@ -179,27 +192,30 @@ def _analyze(target: LocalTarget, release: Release, previous: dict, expected: sm
     if str(release.version) == str(previous.get("version")):
         raise RolloutFailed(f"the canary and the serving version are both '{release.version}': the figures per "
                             "version cannot tell them apart")
-    url = target.state["url"]
+    versions = (str(release.version), str(previous.get("version")))
+    url, host = target.traffic_address()
+    source = canary.PrometheusFigures(config.prometheus_url, config.name, *versions, config.queries) \
+        if config.prometheus_url else canary.ServerMetrics(url, config.name, *versions)
     stop = threading.Event()
     # Shuffled: test rows in file order come grouped by class, and a window that caught one version's requests
     # only in part of it would compare different classes (seen on a loaded machine: PSI 0.99 in a first window).
     rows = random.Random(0).sample(expected.instances, len(expected.instances))
     sender = threading.Thread(target=replay.replay, daemon=True, kwargs=dict(
-        base_url=url, model_name=config.name, rows=rows, rate=config.replay_rate or 1.0,
-        duration_s=24 * 3600, stop=stop)) if config.replay_rate else None
+        base_url=url, model_name=config.name, rows=rows, rate=config.replay_rate or 1.0, duration_s=24 * 3600,
+        stop=stop, host=host)) if config.replay_rate else None
     if sender:
-        log(f"deploy: replaying {len(expected.instances)} test rows at {config.replay_rate}/s during the analysis")
+        log(f"deploy: replaying {len(expected.instances)} test rows at {config.replay_rate}/s to {url} during the "
+            "analysis")
         sender.start()
     try:
-        record = canary.roll_out(config.policy, local.LocalTraffic(config.name, previous, release.served()),
-                                 canary.ServerMetrics(url, config.name, str(release.version),
-                                                      str(previous.get("version"))),
+        record = canary.roll_out(config.policy, target.traffic(release), source,
                                  log=lambda line: log(f"deploy: {line}"))
     finally:
         stop.set()
         if sender:
             sender.join(timeout=30)
-    target.state = local.get(config.name)
+    if isinstance(target, LocalTarget):
+        target.state = local.get(config.name)
     log(canary.render_record(record))
     if config.tracking_uri and release.registry_version:
         from kubeline import registry

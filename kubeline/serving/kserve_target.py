@@ -128,6 +128,7 @@ class KubernetesTarget:
         self.applied = self.promoting = False
         self.previous: dict | None = None
         self.canary_name = ""
+        self.canary_spec: dict | None = None  # Standard mode: the spec.canary entry, sent whole with each shift
         self.history = ""
 
     # -- reading -----------------------------------------------------------------------------------------
@@ -335,8 +336,61 @@ class KubernetesTarget:
         check_webhook_rules({**self.service, "spec": {**self.service["spec"], "canary": [entry]}})
         self.applied = True
         self._patch({"canary": [entry]})
+        self.canary_spec = entry
         self._wait_canary(f"canary '{self.canary_name}' Ready (status.canaryStatuses)", self.canary_name)
         return self._address(self.canary_name)
+
+    def check_traffic_split(self) -> None:
+        """Refuses a traffic walk that cannot split traffic, before anything is written: in Standard mode KServe
+        weighs a canary only in the Gateway API's HTTPRoute (ingress/httproute_reconciler.go applyCanaryWeights,
+        with ``enableGatewayApi`` in the ``ingress`` key of its ConfigMap: v1beta1/configmap.go IngressConfig);
+        without it every request goes to the stable Service. An unreadable ConfigMap is only logged: a canary
+        that gets no traffic is inconclusive and rolled back."""
+        if self.mode == KNATIVE:
+            return
+        data, why = kube.read_config_map(kube.core_v1(self.kubeconfig), self.settings.kserve_namespace, CONFIG_MAP)
+        if data is None:
+            self.log(f"deploy: cannot tell whether the cluster splits Standard-mode traffic ({why}); a canary "
+                     "that gets no requests will be inconclusive")
+            return
+        try:
+            enabled = json.loads(data.get("ingress") or "{}").get("enableGatewayApi") is True
+        except ValueError:
+            enabled = False
+        if not enabled:
+            raise InvalidInputError("canary", f"in Standard mode KServe splits traffic by the canary's "
+                                    f"trafficPercent only through the Gateway API, and {self.settings.kserve_namespace}"
+                                    f"/{CONFIG_MAP} has no ingress.enableGatewayApi: true "
+                                    "(httproute_reconciler.go applyCanaryWeights)",
+                                    "deploy in Knative mode, enable the Gateway API in KServe, or leave canary "
+                                    "empty (a smoke test, then promotion)")
+
+    def shift(self, percent: int) -> None:
+        """Gives the canary ``percent`` of the traffic and waits until the status routes it so: Knative's
+        canaryTrafficPercent (the same template, so no new revision), or the Standard canary entry's
+        trafficPercent (status.canaryStatuses)."""
+        if self.mode == KNATIVE:
+            if self._traffic(self.service).get(("latest", self.canary_name)) == percent:
+                return
+            self._patch({"predictor": {"canaryTrafficPercent": percent}})
+            self._wait(f"{percent}% of traffic on revision {self.canary_name}", lambda s: (
+                self._traffic(s).get(("latest", self.canary_name)) == percent))
+            return
+        if self.canary_spec["trafficPercent"] == percent:
+            return
+        self.canary_spec = {**self.canary_spec, "trafficPercent": percent}
+        self._patch({"canary": [self.canary_spec]})
+        self._wait(f"canary '{self.canary_name}' Ready with {percent}% of traffic", lambda s: any(
+            c.get("name") == self.canary_name and c.get("ready") and c.get("trafficPercent") == percent
+            for c in (s.get("status") or {}).get("canaryStatuses") or []))
+
+    def traffic_address(self) -> tuple[str, str]:
+        """(URL, Host header) where requests are split between the stable version and the canary: Knative's
+        route (the predictor's cluster-local address), or in Standard mode the InferenceService's URL, which the
+        Gateway API's HTTPRoute serves."""
+        if self.mode == KNATIVE:
+            return self._address()
+        return ((self.service.get("status") or {}).get("url") or "").rstrip("/"), ""
 
     def promote(self, release: Release) -> None:
         self.promoting = True
@@ -432,6 +486,9 @@ class KubernetesTarget:
     def canary_model(self) -> str:
         return self.name  # KServe's runtimes serve the model under the InferenceService's name, canaries too
 
+    def traffic(self, release: Release) -> "KubernetesTraffic":
+        return KubernetesTraffic(self, release)
+
     def discard(self) -> None:
         self.log(f"deploy: InferenceService {self.namespace}/{self.name} kept for inspection "
                  f"(kubectl describe inferenceservice -n {self.namespace} {self.name})")
@@ -440,3 +497,20 @@ class KubernetesTarget:
         status = (self.service or {}).get("status") or {}
         url = (status.get("address") or {}).get("url") or status.get("url") or ""
         return predict_url(url.rstrip("/"), self.name)
+
+
+class KubernetesTraffic:
+    """An InferenceService's traffic as a canary rollout moves it (``kubeline.canary.Traffic``): the canary's share
+    at each step, then the canary promoted or rolled back."""
+
+    def __init__(self, target: KubernetesTarget, release: Release):
+        self.target, self.release = target, release
+
+    def shift(self, percent: int) -> None:
+        self.target.shift(percent)
+
+    def promote(self) -> None:
+        self.target.promote(self.release)
+
+    def rollback(self) -> None:
+        self.target.rollback()
