@@ -24,7 +24,6 @@ from kubeline.errors import InvalidInputError, ServiceUnavailableError
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
-PSI_FLOOR = 1e-4  # the share given to a class one side never predicted, so PSI stays finite
 MIN_TAIL_REQUESTS = 5  # requests above a latency quantile before it is judged: p50 needs 10, p99 500
 UNAVAILABLE = "figures unavailable"  # the reason of a window whose figures could not be read
 
@@ -153,17 +152,15 @@ def worse_error_rate_p(canary: Figures, stable: Figures) -> float:
 
 
 def psi(expected: dict, actual: dict) -> float:
-    """Population stability index of two class-count tables (classes either lacks count as PSI_FLOOR)."""
+    """Population stability index of two class-count tables (kubeline.profile.psi of their shares; 0.0 when
+    either is empty)."""
+    from kubeline.profile import psi as shares_psi
+
     classes = sorted(set(expected) | set(actual))
     total_e, total_a = sum(expected.values()), sum(actual.values())
     if not total_e or not total_a:
         return 0.0
-    value = 0.0
-    for name in classes:
-        e = max(expected.get(name, 0) / total_e, PSI_FLOOR)
-        a = max(actual.get(name, 0) / total_a, PSI_FLOOR)
-        value += (a - e) * math.log(a / e)
-    return value
+    return shares_psi([expected.get(c, 0) / total_e for c in classes], [actual.get(c, 0) / total_a for c in classes])
 
 
 def same_classes_p(canary: dict, stable: dict) -> float:

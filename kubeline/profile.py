@@ -25,6 +25,7 @@ BINS = 10  # quantile bins per numeric feature (fewer when values repeat)
 SAMPLE_SIZE = 2000  # values kept per numeric feature for the KS test
 CONFIDENCE_BINS = 10  # equal-width bins of the top class probability over [0, 1]
 BACKFILL = "python -m kubeline.profile MODEL_DIR TRAIN_DATA OUT.json"
+PSI_FLOOR = 1e-4  # the share given to an empty bin or an unseen class, so PSI stays finite
 
 
 def typed_columns(frame, schema: Schema):
@@ -83,6 +84,17 @@ def bin_proportions(values, edges):
 
     counts = np.bincount(np.searchsorted(np.asarray(edges), values, side="left"), minlength=len(edges) + 1)
     return counts / max(len(values), 1)
+
+
+def psi(reference, current) -> float:
+    """Population stability index of two share vectors over the same bins or classes; a share under PSI_FLOOR
+    (an empty bin, a class one side never saw) counts as PSI_FLOOR, so the index stays finite."""
+    import numpy as np
+
+    p = np.clip(np.asarray(reference, dtype="float64"), PSI_FLOOR, None)
+    q = np.clip(np.asarray(current, dtype="float64"), PSI_FLOOR, None)
+    p, q = p / p.sum(), q / q.sum()
+    return float(np.sum((q - p) * np.log(q / p)))
 
 
 def prediction_profile(classes: list[str], probabilities) -> dict:

@@ -34,7 +34,6 @@ DRIFT, NO_DRIFT, INSUFFICIENT = "drift", "no_drift", "insufficient_data"
 WINDOW_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
 MIN_EXPECTED = 5  # chi-square's small-expected-count guard
 OTHER = "(other)"
-PSI_FLOOR = 1e-4  # share given to an empty bin, so the PSI stays finite
 PREDICTED, PROBABILITIES = "predicted", "probabilities"
 PROMETHEUS_FILE = "drift.prom"
 
@@ -204,14 +203,6 @@ def conform(window: pd.DataFrame, reference: dict) -> tuple[pd.DataFrame, int, l
     return typed[keep].reset_index(drop=True), int(bad.sum()), unknown
 
 
-def psi(reference: np.ndarray, current: np.ndarray) -> float:
-    """Population stability index of two share vectors (empty bins floored at PSI_FLOOR)."""
-    p = np.clip(np.asarray(reference, dtype="float64"), PSI_FLOOR, None)
-    q = np.clip(np.asarray(current, dtype="float64"), PSI_FLOOR, None)
-    p, q = p / p.sum(), q / q.sum()
-    return float(np.sum((q - p) * np.log(q / p)))
-
-
 def chi_square(reference: dict, current: dict) -> tuple[float, float]:
     """Chi-square p-value of two count tables (rare categories merged into OTHER until every expected count is at
     least MIN_EXPECTED) and Cramér's V of their shares (as if both had the same size: it does not grow with n)."""
@@ -258,7 +249,7 @@ def numeric_drift(values: pd.Series, entry: dict, config: DriftConfig) -> Featur
     labels = bin_labels(edges)
     current = profile.bin_proportions(present, edges)
     result.reference, result.current = dict(zip(labels, entry["proportions"])), dict(zip(labels, current.tolist()))
-    result.psi = psi(entry["proportions"], current)
+    result.psi = profile.psi(entry["proportions"], current)
     if not len(present):
         return result
     statistic, p_value = ks_2samp(present, np.asarray(entry["sample"]))
@@ -277,7 +268,7 @@ def categorical_drift(values: pd.Series, entry: dict, config: DriftConfig) -> Fe
     ref_total, cur_total = max(sum(reference.values()), 1), max(len(present), 1)
     result.reference = {n: reference.get(n, 0) / ref_total for n in names}
     result.current = {n: current.get(n, 0) / cur_total for n in names}
-    result.psi = psi(list(result.reference.values()), list(result.current.values()))
+    result.psi = profile.psi(list(result.reference.values()), list(result.current.values()))
     p_value, cramers_v = chi_square(reference, current)
     result.tests.append(StatTest("chi_square", p_value, cramers_v, config.cramers_v_threshold,
                              result.psi >= config.psi_threshold))
