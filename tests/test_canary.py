@@ -364,8 +364,10 @@ def test_the_same_decisions_from_a_real_prometheus_scraping_the_server(kubeline_
         traffic.join()
         assert record["outcome"] == PROMOTED, record
         # Prometheus' increase() does not count a series' first sample, and the canary's series appear with the
-        # canary: its first window can come out short of min_requests, inconclusive, and the next one judges.
-        assert [w["decision"] for w in record["windows"] if w["decision"] != INCONCLUSIVE] == [PASS, PASS]
+        # canary: its first window can come out short of min_requests, inconclusive, and the next one judges. A
+        # loaded machine can fail one window (failure_limit 2 allows it); every step passes in the end.
+        assert [w["percent"] for w in record["windows"] if w["decision"] == PASS] == [30, 60], record
+        assert [w["decision"] for w in record["windows"]].count(FAIL) <= 1, record
         for window in [w for w in record["windows"] if w["decision"] == PASS]:  # ~60/s over ~4 s, split
             assert window["canary"]["requests"] >= 15 and window["stable"]["requests"] >= 15
             assert window["canary"]["p99_s"] is not None and sum(window["canary"]["classes"].values()) > 0
