@@ -18,11 +18,14 @@ $(STAMP): setup.py $(LOCK)
 	command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null && \
 		{ service prometheus stop >/dev/null 2>&1; true; }; } || echo 'promtool is missing: apt-get install prometheus'
-	# Alertmanager and amtool (tests/test_rollback.py) from Debian's prometheus-alertmanager, the same way
-	command -v prometheus-alertmanager >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		prometheus-alertmanager >/dev/null && { service prometheus-alertmanager stop >/dev/null 2>&1; true; }; } || \
-		echo 'alertmanager is missing: apt-get install prometheus-alertmanager'
+	# Alertmanager and amtool (tests/test_rollback.py) and the Pushgateway (tests/test_drift.py) from Debian's
+	# prometheus-alertmanager and prometheus-pushgateway, the same way
+	{ command -v prometheus-alertmanager && command -v prometheus-pushgateway; } >/dev/null || \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-alertmanager \
+		prometheus-pushgateway >/dev/null && { service prometheus-alertmanager stop >/dev/null 2>&1; \
+		service prometheus-pushgateway stop >/dev/null 2>&1; true; }; } || \
+		echo 'missing: apt-get install prometheus-alertmanager prometheus-pushgateway'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -41,8 +41,9 @@ CONFIDENCE_BUCKETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 EXPORTED = {f"{REQUESTS}_total", f"{PREDICTIONS}_total",
             *(f"{c}_total" for c in (FEATURE_VALUES, FEATURE_VALUE_SUM, FEATURE_MISSING, FEATURE_UNKNOWN)),
             *(f"{h}_{suffix}" for h in (LATENCY, BATCH_ROWS, CONFIDENCE) for suffix in ("bucket", "count", "sum"))}
-# The drift check's per-feature population stability index (components/drift, drift.prom), pushed with the
-# grouping key model=<endpoint>.
+# The drift check's per-feature population stability index (components/drift, drift.prom), pushed by the drift
+# step to a Pushgateway (pushgateway_url) with the grouping key model=<endpoint>; Prometheus scrapes the
+# Pushgateway with honor_labels: true so that the label stays model.
 DRIFT_SCORE = "kubeline_drift_score"
 SERVER_PORT = 8080  # the ServingRuntime's container port (kserve/servingruntime.yaml)
 ERROR_RATIO = "kubeline:request_error_ratio:rate"  # recorded per window: kubeline:request_error_ratio:rate5m

@@ -421,15 +421,6 @@ PROMETHEUS_QUERIES = {
 }
 
 
-def check_figures_url(url: str, field_name: str, what: str) -> str:
-    """``url`` when it is an http(s) URL, else refused naming ``field_name``; ``what`` says whose URL to give."""
-    import re
-
-    if not isinstance(url, str) or not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
-        raise InvalidInputError(field_name, f"{url!r} is not an http(s) URL", f"give {what}")
-    return url
-
-
 def check_queries(queries: dict) -> dict:
     """The query templates, each filled in once and parsed by Prometheus' own parser (promtool); an unknown figure,
     an unknown placeholder or a query that does not parse is refused naming it."""

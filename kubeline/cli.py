@@ -166,7 +166,8 @@ def cmd_monitor(args) -> int:
     from kubeline.components.retrain.config import RetrainConfig
     from kubeline.monitor import monitor
 
-    drift_config = DriftConfig(args.window, args.model, args.tracking_uri, **given(args, "window_hours", "min_rows"))
+    drift_config = DriftConfig(args.window, args.model, args.tracking_uri,
+                               **given(args, "window_hours", "min_rows", "pushgateway_url", "endpoint_name"))
     retrain_config = RetrainConfig(args.model, args.tracking_uri, args.state, target="local" if args.local else "kfp",
                                    kfp_host=args.host or "", overrides=parse_set(args.set), dry_run=args.dry_run,
                                    **given(args, "cooldown_hours"))
@@ -174,6 +175,8 @@ def cmd_monitor(args) -> int:
     print(f"drift: {result.decision} ({result.rows} rows; report {check_dir / 'drift.html'})")
     for reason in result.reasons:
         print(f"  {reason}")
+    if result.pushed_to:
+        print(f"drift gauges: {result.pushed_to}")
     print(f"retrain: {record['action']}: {record['reason']}" + (f"\n  run: {record['run']}" if record["run"] else ""))
     return 0
 
@@ -404,6 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--window-hours", type=float,
                          help="only payload log files written in the last N hours (default: every file)")
     monitor.add_argument("--min-rows", type=int, help="fewest rows to decide on (default: the drift step's)")
+    monitor.add_argument("--pushgateway-url", help="a Prometheus Pushgateway that gets the drift gauges (the "
+                         "drift alert of kubeline alerts reads them)")
+    monitor.add_argument("--endpoint", dest="endpoint_name", help="the endpoint whose traffic the window is: the "
+                         "gauges' model label (with --pushgateway-url)")
     monitor.add_argument("--cooldown-hours", type=float,
                          help="fewest hours between two retrains (default: the retrain step's)")
     monitor.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",

@@ -8,8 +8,11 @@ defaults as literals; ``tests/test_components.py`` holds every one equal to its 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import MISSING, field, fields
 from types import SimpleNamespace
+
+from kubeline.errors import InvalidInputError
 
 
 def internal(default):
@@ -35,3 +38,10 @@ def defaults(cls) -> SimpleNamespace:
 def from_inputs(cls, inputs: dict):
     """The config from a component's arguments (or the known subset of them: the rest take their defaults)."""
     return cls(**{f.name: inputs[f.name] for f in exposed_fields(cls) if f.name in inputs})
+
+
+def check_http_url(url: str, field_name: str, what: str) -> str:
+    """``url`` when it is an http(s) URL, else refused naming ``field_name``; ``what`` says whose URL to give."""
+    if not isinstance(url, str) or not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
+        raise InvalidInputError(field_name, f"{url!r} is not an http(s) URL", f"give {what}")
+    return url

@@ -25,6 +25,8 @@ def monitoring_pipeline(
     alpha: float = DRIFT.alpha,
     correction: str = DRIFT.correction,
     min_rows: int = DRIFT.min_rows,
+    pushgateway_url: str = DRIFT.pushgateway_url,
+    endpoint_name: str = DRIFT.endpoint_name,
     cooldown_hours: float = RETRAIN.cooldown_hours,
     kfp_host: str = RETRAIN.kfp_host,
     experiment: str = RETRAIN.experiment,
@@ -47,6 +49,10 @@ def monitoring_pipeline(
         alpha: Significance level of the drift tests after correction.
         correction: Multiple-testing correction: bonferroni or benjamini_hochberg.
         min_rows: Fewest rows to decide on; fewer is insufficient_data, which never retrains.
+        pushgateway_url: A Prometheus Pushgateway for the drift gauges (the KubelineFeatureDrift alert's source);
+            empty for none.
+        endpoint_name: The endpoint whose traffic the window is: the gauges' model label; needed with
+            pushgateway_url.
         cooldown_hours: Fewest hours between two retrains of the model.
         kfp_host: The KFP API endpoint; empty for the in-cluster default.
         experiment: KFP experiment of the retrain runs.
@@ -61,7 +67,8 @@ def monitoring_pipeline(
         The retrain step's action: "fired", "skipped" or "dry_run".
     """
     drift = DriftOp(window_uri=window_uri, model_uri=model_uri, tracking_uri=tracking_uri, window_hours=window_hours,
-                    alpha=alpha, correction=correction, min_rows=min_rows)
+                    alpha=alpha, correction=correction, min_rows=min_rows, pushgateway_url=pushgateway_url,
+                    endpoint_name=endpoint_name)
     drift.set_caching_options(False)  # the window is the last hours: the same inputs read different files
     retrain = RetrainOp(drift_result=drift.outputs["drift_result"], model_uri=model_uri, tracking_uri=tracking_uri,
                         state_uri=state_uri, cooldown_hours=cooldown_hours, kfp_host=kfp_host,

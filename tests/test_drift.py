@@ -161,7 +161,9 @@ def test_a_significant_test_below_the_effect_floor_is_not_drift():
     ({"correction": "holm"}, "correction"), ({"alpha": 1.5}, "alpha"), ({"ks_threshold": 0}, "ks_threshold"),
     ({"min_rows": 0}, "min_rows"), ({"model_uri": "models:/penguins@champion"}, "tracking_uri"),
     ({"model_uri": ""}, "model_uri"), ({"window_uri": "ftp://x/y.csv"}, "window_uri"),
-    ({"window_hours": -1}, "window_hours"),
+    ({"window_hours": -1}, "window_hours"), ({"pushgateway_url": "pushgateway:9091", "endpoint_name": "e"},
+                                              "pushgateway_url"),
+    ({"pushgateway_url": "http://pushgateway:9091"}, "endpoint_name"), ({"endpoint_name": "Penguins!"}, "endpoint_name"),
 ])
 def test_settings_are_checked(settings, field):
     with pytest.raises(InvalidInputError) as err:
@@ -237,3 +239,91 @@ def test_component_defaults_are_its_configs():
     inputs = {key: spec.default if spec.optional else MISSING for key, spec in drift.component_spec.inputs.items()
               if not spec.type.startswith("system.")}
     assert inputs == {f.name: default_of(f) for f in exposed_fields(DriftConfig)}
+
+
+# -- the gauges on a Prometheus: a real Pushgateway, a real Prometheus evaluating kubeline's drift alert -------------
+def test_the_gauges_reach_a_real_pushgateway_and_the_drift_alert_fires_in_a_real_prometheus(reference, tmp_path):
+    """The drift step PUTs its gauges to the Pushgateway (job kubeline_drift, grouping key model=<endpoint>);
+    Prometheus scrapes it with honor_labels, and KubelineFeatureDrift (kubeline alerts, drift: true) fires for the
+    feature that moved; the next check replaces the group, so the score follows the latest window."""
+    import shutil
+    import time
+    import urllib.request
+
+    import yaml
+    from conftest import BackgroundServer, free_port, prometheus_server
+
+    from kubeline import alerting
+
+    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    assert binary, "the Pushgateway is not installed: run `make` as root on Debian, or apt-get install " \
+                   "prometheus-pushgateway"
+    profile.save(reference, tmp_path / "profile.json")
+    rows(1_000, seed=3, shift=0.5).to_csv(tmp_path / "moved.csv", index=False)
+    rows(1_000, seed=2).to_csv(tmp_path / "same.csv", index=False)
+    (tmp_path / "pgw").mkdir()
+    (tmp_path / "prom").mkdir()
+    port = free_port()
+    gateway = BackgroundServer([binary, f"--web.listen-address=127.0.0.1:{port}"], port, tmp_path / "pgw",
+                               ready_path="/-/ready").start()
+    url = f"http://127.0.0.1:{port}"
+    rules = alerting.from_dict({"name": "penguins", "namespace": "team-a", "runbook_url": "https://example.com/ops",
+                                "drift": True, "drift_psi": 0.2, "scrape_interval": "1s"})
+    (tmp_path / "prom" / "rules.yaml").write_text(yaml.safe_dump({"groups": alerting.rule_groups(rules)}))
+    prometheus = prometheus_server(tmp_path / "prom", {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(tmp_path / "prom" / "rules.yaml")],
+        "scrape_configs": [{"job_name": "pushgateway", "honor_labels": True,
+                            "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}]})
+    api = f"http://127.0.0.1:{prometheus.port}/api/v1"
+
+    def check_window(name: str):
+        return run(DriftConfig(window_uri=str(tmp_path / name), model_uri="", profile_uri=str(tmp_path / "profile.json"),
+                               pushgateway_url=url, endpoint_name="penguins"))
+
+    def get(address: str) -> dict:
+        with urllib.request.urlopen(address, timeout=10) as response:
+            return json.loads(response.read())
+
+    def firing() -> list:
+        return [a for a in get(f"{api}/alerts")["data"]["alerts"]
+                if a["labels"]["alertname"] == "KubelineFeatureDrift" and a["state"] == "firing"]
+
+    def wait(check, timeout: float = 30.0):
+        deadline = time.monotonic() + timeout
+        while not (found := check()):
+            assert time.monotonic() < deadline, "not within the time"
+            time.sleep(0.25)
+        return found
+
+    try:
+        moved = check_window("moved.csv")
+        assert moved.decision == "drift" and not moved.push_error
+        assert moved.pushed_to == f"{url}/metrics/job/kubeline_drift/model/penguins"
+        alerts = wait(firing)
+        assert {a["labels"]["feature"] for a in alerts} == {"x1"}
+        assert alerts[0]["labels"]["severity"] == "warning" and alerts[0]["labels"]["namespace"] == "team-a"
+        scores = get(f'{api}/query?query=kubeline_drift_score{{model="penguins",job="kubeline_drift"}}')
+        assert {r["metric"]["feature"] for r in scores["data"]["result"]} == {"x1", "x2", "Color Name"}
+
+        same = check_window("same.csv")  # the same endpoint's next check replaces its gauges
+        assert same.decision == "no_drift" and same.pushed_to == moved.pushed_to
+        wait(lambda: not firing())
+        decision = get(f'{api}/query?query=kubeline_drift_decision{{model="penguins",decision="no_drift"}}')
+        assert [r["value"][1] for r in decision["data"]["result"]] == ["1"]
+    finally:
+        prometheus.stop()
+        gateway.stop()
+
+
+def test_an_unreachable_pushgateway_is_a_warning_and_the_check_stands(reference, tmp_path, capsys):
+    from conftest import free_port
+
+    profile.save(reference, tmp_path / "profile.json")
+    rows(1_000, seed=3, shift=0.5).to_csv(tmp_path / "moved.csv", index=False)
+    result = run(DriftConfig(window_uri=str(tmp_path / "moved.csv"), model_uri="",
+                             profile_uri=str(tmp_path / "profile.json"),
+                             pushgateway_url=f"http://127.0.0.1:{free_port()}", endpoint_name="penguins"))
+    assert result.decision == "drift" and result.pushed_to == ""
+    assert result.push_error.startswith("the Pushgateway at http://127.0.0.1:") and "unreachable" in result.push_error
+    assert "drift: WARNING: the Pushgateway at" in capsys.readouterr().out

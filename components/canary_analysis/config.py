@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kubeline.canary import CanaryPolicy, check_figures_url, check_queries
+from kubeline.canary import CanaryPolicy, check_queries
+from kubeline.config import check_http_url
 from kubeline.errors import InvalidInputError
 
 SOURCES = ("server", "prometheus")
@@ -23,7 +24,7 @@ class CanaryAnalysisConfig:
     queries: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        check_figures_url(self.figures_url, "figures_url",
+        check_http_url(self.figures_url, "figures_url",
                           "Prometheus' URL (source prometheus) or the model server's (source server)")
         if self.source not in SOURCES:
             raise InvalidInputError("source", f"unknown source '{self.source}'", f"use one of {list(SOURCES)}")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kubeline.canary import CanaryPolicy, check_figures_url, check_queries
-from kubeline.config import internal
+from kubeline.canary import CanaryPolicy, check_queries
+from kubeline.config import check_http_url, internal
 from kubeline.errors import InvalidInputError
 from kubeline.runtime import refuse_in_pod
 from kubeline.serving.inference_service import ServiceSettings, check_name
@@ -54,7 +54,7 @@ class DeployConfig:
             if self.canary else None
         self.prometheus_url = self.canary.get("prometheus_url", "")
         if self.prometheus_url:
-            check_figures_url(self.prometheus_url, "canary.prometheus_url", "Prometheus' URL as this step reaches "
+            check_http_url(self.prometheus_url, "canary.prometheus_url", "Prometheus' URL as this step reaches "
                               "it, e.g. http://prometheus-operated.monitoring.svc:9090")
         elif self.policy and self.target == "kubernetes":
             raise InvalidInputError("canary.prometheus_url", "is empty, and on the kubernetes target the canary's "

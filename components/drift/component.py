@@ -25,6 +25,8 @@ def drift(
     new_category_threshold: float = 0.01,
     min_rows: int = 100,
     window_hours: float = 0.0,
+    pushgateway_url: str = "",
+    endpoint_name: str = "",
 ) -> str:
     """Compares a window of rows (and predictions) with the reference profile stored in the model.
 
@@ -56,6 +58,10 @@ def drift(
         min_rows: Fewest usable rows (and values per feature) to decide on; fewer gives insufficient_data.
         window_hours: Only the payload log's files written in the last this many hours (by the time in their
             names; other files are left out); 0 for every file under window_uri.
+        pushgateway_url: A Prometheus Pushgateway that gets the drift gauges (job kubeline_drift, grouping key
+            model=endpoint_name: what the KubelineFeatureDrift alert of kubeline alerts selects; scrape it with
+            honor_labels: true); empty for none. An unreachable one is a warning, not a failure.
+        endpoint_name: The endpoint (InferenceService) whose traffic the window is; needed with pushgateway_url.
 
     Returns:
         The decision: "drift", "no_drift" or "insufficient_data".

@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kubeline import storage
+from kubeline.config import check_http_url
 from kubeline.errors import InvalidInputError
+from kubeline.serving.inference_service import check_name
 
 CORRECTIONS = ("bonferroni", "benjamini_hochberg")
 
@@ -31,6 +33,8 @@ class DriftConfig:
     new_category_threshold: float = 0.01
     min_rows: int = 100
     window_hours: float = 0.0
+    pushgateway_url: str = ""
+    endpoint_name: str = ""
 
     def __post_init__(self):
         storage.split_uri(self.window_uri, "window_uri")
@@ -58,6 +62,15 @@ class DriftConfig:
         if isinstance(self.min_rows, bool) or not isinstance(self.min_rows, int) or self.min_rows < 1:
             raise InvalidInputError("min_rows", f"{self.min_rows!r} is not a whole number of at least 1",
                                     "give the fewest rows a decision is made on, e.g. 100")
+        if self.pushgateway_url:
+            check_http_url(self.pushgateway_url, "pushgateway_url", "the Pushgateway's URL as this step reaches it, "
+                           "e.g. http://pushgateway.monitoring.svc:9091, or leave it empty")
+            if not self.endpoint_name:
+                raise InvalidInputError("endpoint_name", "is empty, and the drift gauges pushed to the Pushgateway "
+                                        "are grouped by the endpoint (the model label kubeline alerts selects)",
+                                        "give the endpoint (InferenceService) name whose traffic the window is")
+        if self.endpoint_name:
+            check_name(self.endpoint_name, "endpoint_name")
 
 
 CONFIG = DriftConfig

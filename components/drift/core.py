@@ -36,6 +36,7 @@ MIN_EXPECTED = 5  # chi-square's small-expected-count guard
 OTHER = "(other)"
 PREDICTED, PROBABILITIES = "predicted", "probabilities"
 PROMETHEUS_FILE = "drift.prom"
+PUSH_JOB = "kubeline_drift"  # the Pushgateway job the gauges go under, grouped by model=<endpoint>
 
 
 @dataclass
@@ -82,6 +83,8 @@ class DriftResult:
     model: str = ""
     window_sha256: str = ""  # the files read, so that the same window is known again (a retrain fires once for it)
     window_files: int = 0
+    pushed_to: str = ""  # the Pushgateway group the gauges replaced, when pushed
+    push_error: str = ""  # why they could not be pushed (the check itself stands)
 
 
 def read_window(uri: str, work_dir: str, since: datetime | None = None) -> tuple[pd.DataFrame, int, list[str]]:
@@ -419,7 +422,31 @@ def run(config: DriftConfig) -> DriftResult:
         digest = window_digest(files)
     result = check(window, reference, config, predictions, malformed, model)
     result.window_sha256, result.window_files = digest, len(files)
+    if config.pushgateway_url:
+        push_metrics(result, config.pushgateway_url, config.endpoint_name)
     return result
+
+
+def push_metrics(result: DriftResult, pushgateway_url: str, endpoint: str, timeout_s: float = 10.0) -> None:
+    """Replaces the endpoint's drift gauges on the Pushgateway (PUT to job PUSH_JOB, grouping key
+    model=<endpoint>: the Pushgateway adds both labels to every gauge, and Prometheus keeps them when it scrapes
+    the Pushgateway with honor_labels). A failure is recorded in ``push_error`` and printed, never raised: the
+    drift decision, and a retrain it calls for, do not depend on the gauges."""
+    import urllib.error
+    import urllib.request
+
+    group = f"{pushgateway_url.rstrip('/')}/metrics/job/{PUSH_JOB}/model/{endpoint}"
+    request = urllib.request.Request(group, data=prometheus_text(result).encode(), method="PUT",
+                                     headers={"Content-Type": "text/plain; version=0.0.4"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s):
+            result.pushed_to = group
+    except urllib.error.HTTPError as error:
+        result.push_error = f"the Pushgateway refused the gauges ({error.code}: {error.read()[:300]!r})"
+    except OSError as error:
+        result.push_error = f"the Pushgateway at {pushgateway_url} is unreachable ({error})"
+    if result.push_error:
+        print(f"drift: WARNING: {result.push_error}; the drift alert sees the previous gauges")
 
 
 def window_digest(files: list[str]) -> str:
