@@ -214,6 +214,32 @@ def served(uri: str, version: str) -> dict:
     return {"uri": uri, "version": version, "registry_version": 0, "content_sha256": digest}
 
 
+def wrapped_model(trained_model_dir: Path, out: Path, serve) -> Path:
+    """The trained model saved again at ``out`` behind ``serve(features, signature) -> outputs`` (a canary with an
+    injected fault: it fails, or is slow), with the trained model's assets (schema, profile)."""
+    import tensorflow as tf
+
+    from kubeline.saved_model import SIGNATURE
+
+    loaded = tf.saved_model.load(str(trained_model_dir))
+    specs = {name: tf.TensorSpec([None], spec.dtype, name=name)
+             for name, spec in loaded.signatures[SIGNATURE].structured_input_signature[1].items()}
+
+    class Wrapped(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.loaded = loaded
+
+        @tf.function(input_signature=[specs])
+        def serve(self, features):
+            return serve(features, self.loaded.signatures[SIGNATURE])
+
+    module = Wrapped()
+    tf.saved_model.save(module, str(out), signatures={SIGNATURE: module.serve})
+    shutil.copytree(trained_model_dir / "assets.extra", out / "assets.extra", dirs_exist_ok=True)
+    return out
+
+
 def push_model(model_dir, model_root, model_name, tracking_uri="", run_id=""):
     """The push core with a PushConfig, as the push step calls it."""
     from kubeline.components.push.config import PushConfig

@@ -45,7 +45,7 @@ class PipelineFailed(AssertionError):
 @dataclass
 class Task:
     name: str
-    state: str  # SUCCEEDED, FAILED, SKIPPED
+    state: str  # SUCCEEDED, FAILED, SKIPPED (a DAG, a loop or an iteration: RUNNING until its tasks are done)
     inputs: dict = field(default_factory=dict)
     parameters: dict = field(default_factory=dict)
     artifacts: dict = field(default_factory=dict)

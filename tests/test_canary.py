@@ -4,7 +4,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import prometheus_server, served
+from conftest import prometheus_server, served, wrapped_model
 
 from kubeline.canary import (
     FAIL,
@@ -419,32 +419,14 @@ def test_the_analysis_steps_settings_are_checked_before_watching(settings, field
 def failing_model(trained_model_dir: Path, out: Path) -> Path:
     """The trained model behind a signature that fails for birds of 4,500 g or more (about 40% of the penguins):
     a canary whose bug the smoke rows might miss, answering 5xx on live traffic."""
-    import shutil
-
     import tensorflow as tf
 
-    from kubeline.saved_model import SIGNATURE
+    def serve(features, signature):
+        check = tf.debugging.assert_less(features["body_mass_g"], 4500.0, message="injected failure")
+        with tf.control_dependencies([check]):
+            return {k: tf.identity(v) for k, v in signature(**features).items()}
 
-    loaded = tf.saved_model.load(str(trained_model_dir))
-    inner = loaded.signatures[SIGNATURE]
-    specs = {name: tf.TensorSpec([None], spec.dtype, name=name)
-             for name, spec in inner.structured_input_signature[1].items()}
-
-    class Failing(tf.Module):
-        def __init__(self):
-            super().__init__()
-            self.loaded = loaded
-
-        @tf.function(input_signature=[specs])
-        def serve(self, features):
-            check = tf.debugging.assert_less(features["body_mass_g"], 4500.0, message="injected failure")
-            with tf.control_dependencies([check]):
-                return {k: tf.identity(v) for k, v in self.loaded.signatures[SIGNATURE](**features).items()}
-
-    module = Failing()
-    tf.saved_model.save(module, str(out), signatures={SIGNATURE: module.serve})
-    shutil.copytree(trained_model_dir / "assets.extra", out / "assets.extra", dirs_exist_ok=True)
-    return out
+    return wrapped_model(trained_model_dir, out, serve)
 
 
 def test_the_analysis_step_fails_a_canary_that_answers_5xx_and_passes_a_good_one(

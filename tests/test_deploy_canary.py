@@ -2,11 +2,10 @@
 traffic steps on replayed test rows, judged on the server's own figures per version (kubeline/canary.py); a
 good one is promoted, a slow one (right answers, late) is rolled back at the first step, with the record saying
 why."""
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import push_model, served
+from conftest import push_model, served, wrapped_model
 
 from kubeline.components.deploy.config import DeployConfig
 from kubeline.components.deploy.core import deploy, load_inputs
@@ -28,32 +27,16 @@ def slow_model(trained_model_dir: Path, out: Path) -> Path:
     matrix products the outputs depend on): a canary that passes the smoke test and is slow."""
     import tensorflow as tf
 
-    from kubeline.saved_model import SIGNATURE
+    def serve(features, signature):
+        rows = tf.cast(tf.shape(features["year"])[0], tf.float32)  # not a constant: not folded away
+        work = tf.linalg.normalize(tf.fill([500, 500], rows) + tf.eye(500))[0]
+        for _ in range(40):
+            work = tf.linalg.normalize(tf.matmul(work, work))[0]
+        answer = dict(signature(**features))
+        answer["probabilities"] += 0.0 * tf.reduce_sum(work)  # the outputs need the work: it is not pruned
+        return answer
 
-    loaded = tf.saved_model.load(str(trained_model_dir))
-    inner = loaded.signatures[SIGNATURE]
-    specs = {name: tf.TensorSpec([None], spec.dtype, name=name)
-             for name, spec in inner.structured_input_signature[1].items()}
-
-    class Slow(tf.Module):
-        def __init__(self):
-            super().__init__()
-            self.loaded = loaded
-
-        @tf.function(input_signature=[specs])
-        def serve(self, features):
-            rows = tf.cast(tf.shape(features["year"])[0], tf.float32)  # not a constant: not folded away
-            work = tf.linalg.normalize(tf.fill([500, 500], rows) + tf.eye(500))[0]
-            for _ in range(40):
-                work = tf.linalg.normalize(tf.matmul(work, work))[0]
-            answer = dict(self.loaded.signatures[SIGNATURE](**features))
-            answer["probabilities"] += 0.0 * tf.reduce_sum(work)  # the outputs need the work: it is not pruned
-            return answer
-
-    module = Slow()
-    tf.saved_model.save(module, str(out), signatures={SIGNATURE: module.serve})
-    shutil.copytree(trained_model_dir / "assets.extra", out / "assets.extra", dirs_exist_ok=True)
-    return out
+    return wrapped_model(trained_model_dir, out, serve)
 
 
 @pytest.fixture(scope="module")
