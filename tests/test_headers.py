@@ -9,15 +9,12 @@ import pytest
 from test_local_run import run_cli
 
 
-def iris(frame):
-    """scikit-learn's iris: units in parentheses, plus a German header with umlauts and brackets."""
-    return frame.assign(**{"Blütenblatt-Fläche [cm²]": frame["petal length (cm)"] * frame["petal width (cm)"]})
-
-
 def wine(frame):
-    """scikit-learn's wine: a slash in a header, a leading digit and a Python keyword."""
+    """scikit-learn's wine: a slash in a header, a leading digit, a Python keyword, units in parentheses, and a
+    German header with umlauts, brackets and a superscript."""
     return frame.rename(columns={"od280/od315_of_diluted_wines": "OD280/OD315 of diluted wines",
-                                 "alcohol": "1st alcohol", "ash": "class"})
+                                 "alcohol": "1st alcohol", "ash": "class", "magnesium": "Magnesium (mg/L)"}).assign(
+        **{"Farbfläche [cm²]": frame["color_intensity"] * frame["hue"]})
 
 
 def breast_cancer(frame):
@@ -25,7 +22,7 @@ def breast_cancer(frame):
     return frame.assign(mean_radius=frame["mean radius"].round(0))
 
 
-DATASETS = {"iris": iris, "wine": wine, "breast_cancer": breast_cancer}
+DATASETS = {"wine": wine, "breast_cancer": breast_cancer}
 LABEL = "Diagnosis / Class (target)"
 
 
