@@ -309,7 +309,8 @@ def observe(policy: CanaryPolicy, source: FiguresSource, windows: int, sleep: Ca
 
 
 def _start_window(source: FiguresSource) -> None:
-    """Marks the start of a window; unreadable figures here only make the first window's judgement fail."""
+    """Marks the start of a window. When the figures cannot be read then, the next window that reads them starts
+    it instead (the sources return nothing until they have a start), which is judged too little traffic."""
     try:
         source.window()
     except ServiceUnavailableError:
@@ -356,8 +357,12 @@ class ServerMetrics:
         self.previous = None
 
     def window(self) -> tuple[Figures, Figures]:
+        """The figures since the previous call; the first call (or the first since a failed start) only starts
+        the window and returns nothing, as PrometheusFigures does."""
         current = totals(self._scrape(), self.model)
-        previous, self.previous = self.previous or {}, current
+        previous, self.previous = self.previous, current
+        if previous is None:
+            return Figures(), Figures()
         canary, stable = (_difference(current.get(v), previous.get(v)) for v in self.versions.values())
         return canary, stable
 

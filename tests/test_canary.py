@@ -218,12 +218,16 @@ def test_unreadable_figures_are_inconclusive_and_never_promote(tmp_path):
 
     from kubeline.canary import UNAVAILABLE, PrometheusFigures, ServerMetrics
 
+    served = []  # the /metrics texts the server answers, in turn (None: a 503); 503 once they are used up
+
     class Starting(BaseHTTPRequestHandler):
         def do_GET(self):
-            self.send_response(503)
-            self.send_header("Content-Length", "19")
+            text = served.pop(0) if served else None
+            status, body = (503, b"Service Unavailable") if text is None else (200, text.encode())
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(b"Service Unavailable")
+            self.wfile.write(body)
 
         def log_message(self, *args):
             pass
@@ -246,6 +250,18 @@ def test_unreadable_figures_are_inconclusive_and_never_promote(tmp_path):
         observed = observe(policy, PrometheusFigures(closed, "m", "2", "1"), 3, sleep=lambda s: None,
                            log=lambda line: None)
         assert observed["outcome"] == INCONCLUSIVE and UNAVAILABLE in observed["reason"]
+        # A server that cannot answer at the step's start, then does: its counters since it started are not the
+        # window's. The first reading starts the window (too little traffic); the next one is judged.
+        def counters(stable: int, canary: int) -> str:
+            return "".join(f'kubeline_requests_total{{model="m",version="{v}",protocol="v1",status="200"}} {n}\n'
+                           for v, n in (("1", stable), ("2", canary)))
+
+        served.extend([None, counters(5000, 4000), counters(5100, 4090)])  # the start refused, then two readings
+        record, calls, _ = run(CanaryPolicy(steps=[10, 100]), ServerMetrics(busy, "m", "2", "1"))
+        assert calls == [("shift", 10), ("promote",)], record
+        assert [w["decision"] for w in record["windows"]] == [INCONCLUSIVE, PASS]
+        assert record["windows"][0]["reason"].startswith("too little traffic: canary 0, stable 0")
+        assert (record["windows"][1]["canary"]["requests"], record["windows"][1]["stable"]["requests"]) == (90, 100)
     finally:
         starting.shutdown()
         starting.server_close()

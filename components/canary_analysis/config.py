@@ -25,7 +25,7 @@ class CanaryAnalysisConfig:
 
     def __post_init__(self):
         check_http_url(self.figures_url, "figures_url",
-                          "Prometheus' URL (source prometheus) or the model server's (source server)")
+                       "Prometheus' URL (source prometheus) or the model server's (source server)")
         if self.source not in SOURCES:
             raise InvalidInputError("source", f"unknown source '{self.source}'", f"use one of {list(SOURCES)}")
         for name in ("model", "canary_version", "stable_version"):

@@ -55,7 +55,7 @@ class DeployConfig:
         self.prometheus_url = self.canary.get("prometheus_url", "")
         if self.prometheus_url:
             check_http_url(self.prometheus_url, "canary.prometheus_url", "Prometheus' URL as this step reaches "
-                              "it, e.g. http://prometheus-operated.monitoring.svc:9090")
+                           "it, e.g. http://prometheus-operated.monitoring.svc:9090")
         elif self.policy and self.target == "kubernetes":
             raise InvalidInputError("canary.prometheus_url", "is empty, and on the kubernetes target the canary's "
                                     "figures come from Prometheus", "give Prometheus' URL as the deploy step's pod "
