@@ -524,13 +524,16 @@ def test_a_standard_mode_canary_without_the_gateway_api_is_refused_before_anythi
         tmp_path, model_servers, monkeypatch, inputs, prometheus):
     schema, expected = inputs
     api = make_api(tmp_path, model_servers, monkeypatch, "Standard")
-    try:
-        deploy(release(1), expected, schema, config(), kubeconfig=api.kubeconfig_path, log=lambda line: None)
+    canary = {**CANARY, "prometheus_url": prometheus}
+    try:  # a first version has no canary: the setting does not stand in its way
+        first = deploy(release(1), expected, schema, config(canary=canary), kubeconfig=api.kubeconfig_path,
+                       log=lambda line: None)
+        assert first.action == "created"
         writes = api.writes()
         with pytest.raises(InvalidInputError, match=r"^canary: in Standard mode KServe splits traffic .* "
                                                     r"kserve/inferenceservice-config has no ingress.enableGatewayApi"):
-            deploy(release(2), expected, schema, config(canary={**CANARY, "prometheus_url": prometheus}),
-                   kubeconfig=api.kubeconfig_path, log=lambda line: None)
+            deploy(release(2), expected, schema, config(canary=canary), kubeconfig=api.kubeconfig_path,
+                   log=lambda line: None)
         assert api.writes() == writes
     finally:
         api.controller.stop()

@@ -115,8 +115,6 @@ def deploy(release: Release, expected: smoke.Expected, schema: Schema, config: D
                                   kubeconfig, log)
     else:
         target = LocalTarget(config)
-    if config.policy:
-        target.check_traffic_split()
     current = target.current()
     if current and not current.get("nothing") and as_s3_uri(current["uri"]) == as_s3_uri(release.uri) \
             and not current["canary"]:
@@ -138,6 +136,8 @@ def deploy(release: Release, expected: smoke.Expected, schema: Schema, config: D
         _champion(release, config, log)
         return DeployResult("created", target.endpoint(), release.served(), smoke=asdict(result))
     previous = {k: v for k, v in current.items() if k != "canary"}
+    if config.policy:
+        target.check_traffic_split()  # before the canary is put up
     if current["canary"]:
         log(f"deploy: a canary left by an earlier deploy is replaced; version {previous.get('version')} serves")
     promoted, record = False, None
