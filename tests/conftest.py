@@ -81,17 +81,49 @@ class BackgroundServer:
         self.process = None
 
 
+def binary(*names: str, install: str) -> str:
+    """The first of ``names`` on the PATH; a test without it fails saying how to install it (``install``)."""
+    found = next((shutil.which(name) for name in names if shutil.which(name)), None)
+    assert found, install
+    return found
+
+
 def prometheus_server(cwd: Path, config: dict) -> BackgroundServer:
     """A real Prometheus (Debian's package, as make installs it) on 127.0.0.1 with ``config``, started and ready."""
     import yaml
 
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus is not installed: run `make` as root on Debian, or `apt-get install -y prometheus`"
+    prometheus = binary("prometheus", install="prometheus is not installed: run `make` as root on Debian, or "
+                                              "`apt-get install -y prometheus`")
     (cwd / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
-    command = [binary, f"--config.file={cwd / 'prometheus.yml'}", f"--storage.tsdb.path={cwd / 'tsdb'}",
+    command = [prometheus, f"--config.file={cwd / 'prometheus.yml'}", f"--storage.tsdb.path={cwd / 'tsdb'}",
                f"--web.listen-address=127.0.0.1:{port}"]
     return BackgroundServer(command, port, cwd, ready_path="/-/ready").start()
+
+
+def get_json(url: str) -> dict:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def wait_until(what: str, check, timeout: float):
+    """``check()``'s first truthy answer, asked every 0.2 s; fails naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.2)
+
+
+def firing_alerts(prometheus_api: str, alertname: str) -> list:
+    """The alerts named ``alertname`` that Prometheus' API (``.../api/v1``) reports firing."""
+    return [a for a in get_json(f"{prometheus_api}/alerts")["data"]["alerts"]
+            if a["labels"]["alertname"] == alertname and a["state"] == "firing"]
 
 
 def gcs_emulator(cwd: Path, in_memory: bool = True) -> BackgroundServer:

@@ -246,25 +246,20 @@ def test_the_gauges_reach_a_real_pushgateway_and_the_drift_alert_fires_in_a_real
     """The drift step PUTs its gauges to the Pushgateway (job kubeline_drift, grouping key model=<endpoint>);
     Prometheus scrapes it with honor_labels, and KubelineFeatureDrift (kubeline alerts, drift: true) fires for the
     feature that moved; the next check replaces the group, so the score follows the latest window."""
-    import shutil
-    import time
-    import urllib.request
-
     import yaml
-    from conftest import BackgroundServer, free_port, prometheus_server
+    from conftest import BackgroundServer, binary, firing_alerts, free_port, get_json, prometheus_server, wait_until
 
     from kubeline import alerting
 
-    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
-    assert binary, "the Pushgateway is not installed: run `make` as root on Debian, or apt-get install " \
-                   "prometheus-pushgateway"
+    pushgateway = binary("prometheus-pushgateway", "pushgateway", install="the Pushgateway is not installed: run "
+                         "`make` as root on Debian, or apt-get install prometheus-pushgateway")
     profile.save(reference, tmp_path / "profile.json")
     rows(1_000, seed=3, shift=0.5).to_csv(tmp_path / "moved.csv", index=False)
     rows(1_000, seed=2).to_csv(tmp_path / "same.csv", index=False)
     (tmp_path / "pgw").mkdir()
     (tmp_path / "prom").mkdir()
     port = free_port()
-    gateway = BackgroundServer([binary, f"--web.listen-address=127.0.0.1:{port}"], port, tmp_path / "pgw",
+    gateway = BackgroundServer([pushgateway, f"--web.listen-address=127.0.0.1:{port}"], port, tmp_path / "pgw",
                                ready_path="/-/ready").start()
     url = f"http://127.0.0.1:{port}"
     rules = alerting.from_dict({"name": "penguins", "namespace": "team-a", "runbook_url": "https://example.com/ops",
@@ -281,35 +276,23 @@ def test_the_gauges_reach_a_real_pushgateway_and_the_drift_alert_fires_in_a_real
         return run(DriftConfig(window_uri=str(tmp_path / name), model_uri="", profile_uri=str(tmp_path / "profile.json"),
                                pushgateway_url=url, endpoint_name="penguins"))
 
-    def get(address: str) -> dict:
-        with urllib.request.urlopen(address, timeout=10) as response:
-            return json.loads(response.read())
-
     def firing() -> list:
-        return [a for a in get(f"{api}/alerts")["data"]["alerts"]
-                if a["labels"]["alertname"] == "KubelineFeatureDrift" and a["state"] == "firing"]
-
-    def wait(check, timeout: float = 30.0):
-        deadline = time.monotonic() + timeout
-        while not (found := check()):
-            assert time.monotonic() < deadline, "not within the time"
-            time.sleep(0.25)
-        return found
+        return firing_alerts(api, "KubelineFeatureDrift")
 
     try:
         moved = check_window("moved.csv")
         assert moved.decision == "drift" and not moved.push_error
         assert moved.pushed_to == f"{url}/metrics/job/kubeline_drift/model/penguins"
-        alerts = wait(firing)
+        alerts = wait_until("KubelineFeatureDrift firing", firing, 30)
         assert {a["labels"]["feature"] for a in alerts} == {"x1"}
         assert alerts[0]["labels"]["severity"] == "warning" and alerts[0]["labels"]["namespace"] == "team-a"
-        scores = get(f'{api}/query?query=kubeline_drift_score{{model="penguins",job="kubeline_drift"}}')
+        scores = get_json(f'{api}/query?query=kubeline_drift_score{{model="penguins",job="kubeline_drift"}}')
         assert {r["metric"]["feature"] for r in scores["data"]["result"]} == {"x1", "x2", "Color Name"}
 
         same = check_window("same.csv")  # the same endpoint's next check replaces its gauges
         assert same.decision == "no_drift" and same.pushed_to == moved.pushed_to
-        wait(lambda: not firing())
-        decision = get(f'{api}/query?query=kubeline_drift_decision{{model="penguins",decision="no_drift"}}')
+        wait_until("KubelineFeatureDrift resolved", lambda: not firing(), 30)
+        decision = get_json(f'{api}/query?query=kubeline_drift_decision{{model="penguins",decision="no_drift"}}')
         assert [r["value"][1] for r in decision["data"]["result"]] == ["1"]
     finally:
         prometheus.stop()

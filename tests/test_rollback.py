@@ -23,7 +23,16 @@ from pathlib import Path
 import pytest
 import test_deploy_kubernetes as on_kserve
 import yaml
-from conftest import BackgroundServer, free_port, prometheus_server, served
+from conftest import (
+    BackgroundServer,
+    binary,
+    firing_alerts,
+    free_port,
+    get_json,
+    prometheus_server,
+    served,
+    wait_until,
+)
 from test_deploy_kubernetes import STORAGE, champion, config, release
 
 from kubeline import alert_webhook, alerting, registry
@@ -321,29 +330,6 @@ def test_repeated_notifications_of_an_alert_roll_back_once(webhook, pushed_versi
 
 
 # -- end to end: Prometheus, Alertmanager, the receiver --------------------------------------------------------------
-def binary(*names: str, install: str) -> str:
-    found = next((shutil.which(name) for name in names if shutil.which(name)), None)
-    assert found, install
-    return found
-
-
-def get_json(url: str) -> dict:
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def wait(what: str, check, timeout: float):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
-        time.sleep(0.2)
-
-
 def test_the_example_configs_pass_amtool_and_promtool(tmp_path):
     amtool = binary("amtool", install=INSTALL)
     result = subprocess.run([amtool, "check-config", str(EXAMPLES / "alertmanager.yml")], capture_output=True,
@@ -410,7 +396,8 @@ def test_a_firing_alert_rolls_back_through_prometheus_and_alertmanager(kubeline_
         (tmp_path / "prom").mkdir()
         processes.append(prometheus_server(tmp_path / "prom", prom_config))
         api = f"http://127.0.0.1:{processes[-1].port}/api/v1"
-        wait("Prometheus scraping the model server", lambda: get_json(f"{api}/query?query=up")["data"]["result"], 30)
+        wait_until("Prometheus scraping the model server",
+                   lambda: get_json(f"{api}/query?query=up")["data"]["result"], 30)
 
         def traffic():
             while not stop_traffic.is_set():
@@ -418,14 +405,13 @@ def test_a_firing_alert_rolls_back_through_prometheus_and_alertmanager(kubeline_
                 time.sleep(0.02)
 
         threading.Thread(target=traffic, daemon=True).start()
-        firing = wait("ModelDegradation firing in Prometheus", lambda: [
-            a for a in get_json(f"{api}/alerts")["data"]["alerts"]
-            if a["labels"]["alertname"] == "ModelDegradation" and a["state"] == "firing"], 45)
+        firing = wait_until("ModelDegradation firing in Prometheus",
+                            lambda: firing_alerts(api, "ModelDegradation"), 45)
         stop_traffic.set()  # before the rollback: version 1 gets no requests, so no alert of its own
         assert {(a["labels"]["version"], a["labels"]["endpoint"], a["labels"]["action"]) for a in firing} == {
             ("2", "penguins", "rollback")}
-        wait("the rollback", lambda: local.get("penguins")["stable"]["version"] == "1", 30)
-        wait("a repeated notification", lambda: len(receiver.answers) >= 2, 20)
+        wait_until("the rollback", lambda: local.get("penguins")["stable"]["version"] == "1", 30)
+        wait_until("a repeated notification", lambda: len(receiver.answers) >= 2, 20)
 
         state = local.get("penguins")
         assert local.check(state) == [] and predict(state, "penguins") == "1"
