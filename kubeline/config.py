@@ -45,3 +45,13 @@ def check_http_url(url: str, field_name: str, what: str) -> str:
     if not isinstance(url, str) or not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
         raise InvalidInputError(field_name, f"{url!r} is not an http(s) URL", f"give {what}")
     return url
+
+
+def from_mapping(cls, settings, field_name: str):
+    """A settings dataclass from a mapping of its fields; something else, or a key that is not a field, is refused
+    naming ``field_name``."""
+    known = sorted(f.name for f in fields(cls))
+    unknown = sorted(set(settings) - set(known)) if isinstance(settings, dict) else settings
+    if unknown or not isinstance(settings, dict):
+        raise InvalidInputError(field_name, f"unknown settings {unknown}", f"use only {known}")
+    return cls(**settings)

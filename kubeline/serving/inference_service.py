@@ -23,9 +23,10 @@ enforces, so a bad object fails here before anything is sent.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from kubeline import storage
+from kubeline.config import from_mapping
 from kubeline.errors import InvalidInputError
 from kubeline.runtime import own_namespace
 from kubeline.storage import as_s3_uri
@@ -152,11 +153,7 @@ class ServiceSettings:
 
     @classmethod
     def from_dict(cls, settings: dict) -> "ServiceSettings":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise InvalidInputError("service", f"unknown settings {unknown}", f"use only {sorted(known)}")
-        return cls(**settings)
+        return from_mapping(cls, settings, "service")
 
 
 def check_name(name: str, field_name: str = "name") -> None:

@@ -28,13 +28,14 @@ import tempfile
 import threading
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
 
 from kubeline import storage
+from kubeline.config import from_mapping
 from kubeline.errors import InvalidInputError
 from kubeline.serving import metrics
 
@@ -85,11 +86,7 @@ class LogSettings:
     @classmethod
     def from_dict(cls, settings: dict, field: str) -> "LogSettings":
         """The settings a step is given as a mapping of these fields (``field`` names the setting in errors)."""
-        known = [f.name for f in fields(cls)]
-        if not isinstance(settings, dict) or set(settings) - set(known):
-            unknown = sorted(set(settings) - set(known)) if isinstance(settings, dict) else settings
-            raise InvalidInputError(field, f"unknown settings {unknown}", f"use only {known}")
-        return cls(**settings)
+        return from_mapping(cls, settings, field)
 
     def args(self) -> list[str]:
         """The server's command-line flags for these settings."""
