@@ -265,9 +265,9 @@ def replay_and_wait(folder: Path, *changes: str) -> None:
 
 def test_the_drift_demo_shifted_traffic_retrains_and_rolls_out_a_new_version(penguin_run, kubeline_home, tmp_path):
     """The demonstration of docs/operations.md: the endpoint logs what it serves; the penguins as they are give
-    no drift; heavier birds from a new island are drift, and kubeline monitor --local repeats the run that trained
-    the serving version (its recorded arguments, the overrides replacing some): a new version, canaried on the
-    same endpoint and promoted."""
+    no drift (the deploys' own smoke requests left out); heavier birds from a new island are drift, and kubeline
+    monitor --local repeats the run that trained the serving version (its recorded arguments, the overrides
+    replacing some): a new version, canaried on the same endpoint and promoted."""
     from kubeline import registry
     from kubeline.serving import local
 
@@ -284,6 +284,8 @@ def test_the_drift_demo_shifted_traffic_retrains_and_rolls_out_a_new_version(pen
     quiet = run_cli(*monitor)
     assert quiet.returncode == 0 and "drift: no_drift" in quiet.stdout, quiet.stdout[-3000:] + quiet.stderr[-3000:]
     assert "retrain: skipped: the window's decision is no_drift" in quiet.stdout
+    # the deploy steps' smoke requests (the test split, twice per deploy) are not the endpoint's traffic
+    assert "rows of kubeline's own requests (deploy smoke tests, canary replays) left out" in quiet.stdout
 
     replay_and_wait(log, "--shift", "body_mass_g=800", "--replace", "island=Atlantis")
     result = run_cli(*monitor)

@@ -14,13 +14,15 @@ from prometheus_client import REGISTRY
 from kubeline.components.drift.config import DriftConfig
 from kubeline.components.drift.core import run as drift_run
 from kubeline.errors import InvalidInputError
-from kubeline.serving import local, payload_log
+from kubeline.serving import local, payload_log, replay, smoke
 from kubeline.serving import server as model_server
+from kubeline.serving.client import OWN_REQUEST_PREFIX, predict_url
 from kubeline.serving.payload_log import LogSettings, PayloadLogger
 
 ROW = {"island": "Biscoe", "bill_length_mm": 49.1, "bill_depth_mm": 15.0, "flipper_length_mm": 222.0,
        "body_mass_g": 5300.0, "sex": "male", "year": 2008.0}
 CLASSES = ("Adelie", "Chinstrap", "Gentoo")
+OWN_REPLAYED = 60
 
 
 def call(state, path, body, headers=None) -> tuple[int, str, dict]:
@@ -65,6 +67,12 @@ def logged(kubeline_home, pushed_versions, penguin_splits, tmp_path_factory):
             "v2 with id": call(state, "/v2/models/logged/infer", v2([ROW]), {"X-Request-Id": "client-id-2"}),
             "v2": call(state, "/v2/models/logged/infer", v2([ROW, ROW, ROW])),
             "400": call(state, "/v1/models/logged:predict", b"{instances:", {"X-Request-Id": "bad-1"})}
+    # kubeline's own requests, as a deploy sends them: a smoke request and a canary replay (of rows that would be
+    # drift: a new island, heavy birds)
+    url = f"http://127.0.0.1:{state['port']}"
+    assert smoke.post(predict_url(url, "logged"), {"instances": [ROW]})[0] == 200
+    assert replay.replay(url, "logged", [{**ROW, "island": "Atlantis", "body_mass_g": 9000.0}], rate=200,
+                         duration_s=OWN_REPLAYED / 200, own=True).statuses == {200: OWN_REPLAYED}
     test = pd.read_parquet(penguin_splits[1]["test.parquet"]).drop(columns="species")
     instances = [{k: None if pd.isna(v) else v for k, v in row.items()} for row in test.to_dict("records")]
     for start in range(0, len(instances), 5):
@@ -79,12 +87,22 @@ def test_request_ids_are_kept_or_made_and_returned(logged):
     assert sent["400"][:2] == (400, "bad-1")
     made = [sent["v1"][1], sent["v2"][1]]
     assert all(len(i) == 32 for i in made) and made[0] != made[1]
-    assert set(rows.request_id) == {response[1] for response in sent.values()}
+    theirs = rows[~rows.request_id.str.startswith(OWN_REQUEST_PREFIX)]
+    assert set(theirs.request_id) == {response[1] for response in sent.values()}
+
+
+def test_kubelines_own_requests_are_logged_under_marked_ids(logged):
+    """The deploy step's smoke requests and canary replay carry request ids the drift check knows."""
+    _, _, rows, _ = logged
+    own = rows[rows.request_id.str.startswith(OWN_REQUEST_PREFIX)]
+    kinds = own.request_id.str.removeprefix(OWN_REQUEST_PREFIX).str.split("-").str[0]
+    assert kinds.value_counts().to_dict() == {"replay": OWN_REPLAYED, "smoke": 1}
+    assert own.request_id.nunique() == len(own) and set(own.status) == {200}
 
 
 def test_every_row_is_written_by_a_clean_stop(logged):
     sent, _, rows, test_rows = logged
-    assert len(rows) == 2 + 1 + 1 + 3 + 1 + test_rows
+    assert len(rows) == 2 + 1 + 1 + 3 + 1 + 1 + OWN_REPLAYED + test_rows
     counts = rows.groupby("request_id").size()
     assert counts["client-id-1"] == 2 and counts[sent["v2"][1]] == 3 and counts["bad-1"] == 1
 
@@ -123,11 +141,16 @@ def test_files_rotate_by_size_and_appear_whole(logged):
 
 
 def test_the_drift_check_reads_the_logged_folder_as_its_window(logged, pushed_versions, evaluated_model):
-    _, folder, _, _ = logged
+    """Every served request is in the window; kubeline's own requests and refused ones are left out and counted."""
+    _, folder, rows, _ = logged
     result = drift_run(DriftConfig(window_uri=str(folder), model_uri=pushed_versions[1],
                                    evaluation_uri=str(evaluated_model), min_rows=20))
     checked = {f.feature: f for f in result.features}
-    assert result.decision == "no_drift", result.reasons
+    assert result.decision == "no_drift", result.reasons  # the replayed Atlantis birds would be drift
+    assert (result.own_rows, result.refused_rows) == (1 + OWN_REPLAYED, 1)
+    assert f"{1 + OWN_REPLAYED} rows of kubeline's own requests (deploy smoke tests, canary replays) left out" in (
+        result.reasons) and "1 rows of refused requests (no features) left out" in result.reasons
+    assert result.rows == len(rows) - 1 - OWN_REPLAYED - 1 and not result.unknown_columns
     assert {"island", "bill_length_mm", "sex", "prediction: class", "prediction: confidence"} <= set(checked)
     assert all("no such column" not in f.reason for f in result.features)
 

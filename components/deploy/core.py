@@ -202,7 +202,7 @@ def _analyze(target: LocalTarget | KubernetesTarget, release: Release, previous:
     rows = random.Random(0).sample(expected.instances, len(expected.instances))
     sender = threading.Thread(target=replay.replay, daemon=True, kwargs=dict(
         base_url=url, model_name=config.name, rows=rows, rate=config.replay_rate or 1.0, duration_s=24 * 3600,
-        stop=stop, host=host)) if config.replay_rate else None
+        stop=stop, host=host, own=True)) if config.replay_rate else None
     if sender:
         log(f"deploy: replaying {len(expected.instances)} test rows at {config.replay_rate}/s to {url} during the "
             "analysis")

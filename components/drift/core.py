@@ -29,6 +29,7 @@ from kubeline.components.drift.config import DriftConfig
 from kubeline.errors import InvalidInputError
 from kubeline.schema import NUMERIC
 from kubeline.serving import payload_log
+from kubeline.serving.client import OWN_REQUEST_PREFIX
 
 DRIFT, NO_DRIFT, INSUFFICIENT = "drift", "no_drift", "insufficient_data"
 WINDOW_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
@@ -83,6 +84,8 @@ class DriftResult:
     model: str = ""
     window_sha256: str = ""  # the files read, so that the same window is known again (a retrain fires once for it)
     window_files: int = 0
+    own_rows: int = 0  # rows of kubeline's own requests (smoke tests, canary replays), left out
+    refused_rows: int = 0  # rows of refused requests, left out
     pushed_to: str = ""  # the Pushgateway group the gauges replaced, when pushed
     push_error: str = ""  # why they could not be pushed (the check itself stands)
 
@@ -190,10 +193,10 @@ def reference_for(config: DriftConfig, work_dir: str) -> tuple[dict, dict, str]:
 
 def conform(window: pd.DataFrame, reference: dict) -> tuple[pd.DataFrame, int, list[str]]:
     """The window's features typed under model input names; rows with a value of the wrong type are dropped and
-    counted; columns that are neither features, the label nor predictions are listed."""
+    counted; columns that are neither features, the label, predictions nor the payload log's own are listed."""
     schema = profile.schema_of(reference)
     known = {*schema.columns, *schema.columns.values(), PREDICTED, PROBABILITIES,
-             *(f"p_{c}" for c in schema.classes)}
+             *(f"p_{c}" for c in schema.classes), *payload_log.ROW_COLUMNS}
     unknown = sorted(str(c) for c in window.columns if c not in known)
     typed = profile.typed_columns(window, schema)
     bad = pd.Series(False, index=window.index)
@@ -347,6 +350,7 @@ def check(window: pd.DataFrame, reference: dict, config: DriftConfig, prediction
           malformed: int = 0, model: str = "") -> DriftResult:
     """Compares ``window`` (either column naming) with ``reference``; ``malformed`` lines were skipped on reading."""
     schema = profile.schema_of(reference)
+    window, own, refused = served_traffic(window)
     typed, bad, unknown = conform(window, reference)
     rows = len(typed)
     features: list[FeatureDrift] = []
@@ -398,10 +402,28 @@ def check(window: pd.DataFrame, reference: dict, config: DriftConfig, prediction
         head = f"{decision}: {rows} rows compared with a reference of {reference['rows']} training rows"
     extras = [f"{bad + malformed} rows did not match the schema and were skipped "
               f"({bad} with wrong types, {malformed} malformed)"] if bad + malformed else []
+    if own:
+        extras.append(f"{own} rows of kubeline's own requests (deploy smoke tests, canary replays) left out")
+    if refused:
+        extras.append(f"{refused} rows of refused requests (no features) left out")
     if unknown:
         extras.append(f"unknown columns ignored: {unknown}")
     return DriftResult(decision, [head, *extras, *(f.reason for f in features)], rows, bad + malformed, unknown,
-                       features, model)
+                       features, model, own_rows=own, refused_rows=refused)
+
+
+def served_traffic(window: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
+    """A payload log window without two kinds of rows, and how many of each were left out: kubeline's own requests
+    (their request ids start with OWN_REQUEST_PREFIX: a deploy's smoke test and canary replay send test rows, not
+    the endpoint's traffic) and refused requests (a status other than 200: a row without features). Other windows
+    (no request_id and status columns) come back whole."""
+    if not {"request_id", "status"} <= set(window.columns):
+        return window, 0, 0
+    own = window["request_id"].astype(str).str.startswith(OWN_REQUEST_PREFIX).to_numpy()
+    refused = ~own & (pd.to_numeric(window["status"], errors="coerce").fillna(200) != 200).to_numpy()
+    if not (own.any() or refused.any()):
+        return window, 0, 0
+    return window[~(own | refused)].reset_index(drop=True), int(own.sum()), int(refused.sum())
 
 
 def describe(test: StatTest, result: FeatureDrift) -> str:

@@ -4,13 +4,25 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+import uuid
 
 CONTROL_TOKEN_ENV = "KUBELINE_CONTROL_TOKEN"  # the server's environment variable for the deployment's token
+# The request ids of kubeline's own requests (a deploy's smoke test and canary replay): the drift check leaves
+# their logged rows out, since they are test rows, not the endpoint's traffic.
+OWN_REQUEST_PREFIX = "kubeline-own-"
 
 
 def predict_url(base_url: str, model_name: str) -> str:
     """The V1 predict URL of a model on a server."""
     return f"{base_url}/v1/models/{model_name}:predict"
+
+
+def own_request_headers(kind: str) -> dict:
+    """Headers that mark one request of kubeline's own (``kind``: smoke, replay) with a new request id: the id
+    kubeline's server logs (X-Request-Id) and the one KServe's payload logger gives the request's CloudEvents (it
+    takes Ce-Id when sent: kserve/kserve pkg/logger/handler.go, getOrCreateID)."""
+    request_id = f"{OWN_REQUEST_PREFIX}{kind}-{uuid.uuid4().hex}"
+    return {"X-Request-Id": request_id, "Ce-Id": request_id}
 
 
 def request(method: str, url: str, body: dict | None = None, timeout: float = 30.0,

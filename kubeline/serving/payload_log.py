@@ -44,6 +44,9 @@ CE_REQUEST = "org.kubeflow.serving.inference.request"  # kserve pkg/logger/worke
 CE_RESPONSE = "org.kubeflow.serving.inference.response"
 TIME_FORMAT = "%Y%m%dT%H%M%S.%f"  # a file's name starts with the time it was written, then "-"
 FILE_TIME = re.compile(r"^(\d{8}T\d{6}\.\d{6})-")
+# Each row's columns besides the features and predictions (see rows_of).
+ROW_COLUMNS = ("timestamp", "request_id", "model", "model_version", "protocol", "status", "latency_ms", "instance",
+               "error")
 # The model and prediction that answered the request in flight, set by ServedModel.postprocess in its context.
 SERVED: ContextVar[tuple | None] = ContextVar("kubeline_served_prediction", default=None)
 log = logging.getLogger(__name__)

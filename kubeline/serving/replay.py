@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from kubeline import storage
 from kubeline.errors import InvalidInputError
-from kubeline.serving.client import predict_url, request
+from kubeline.serving.client import own_request_headers, predict_url, request
 
 
 @dataclass
@@ -73,21 +73,23 @@ def read_rows(data_uri: str, features: list[str], shift: dict | None = None,
 
 def replay(base_url: str, model_name: str, rows: list[dict], rate: float, duration_s: float,
            concurrency: int = 4, timeout_s: float = 10.0, stop: threading.Event | None = None,
-           host: str = "") -> ReplayResult:
+           host: str = "", own: bool = False) -> ReplayResult:
     """Sends ``rows`` (repeated as needed) as V1 requests at ``rate`` per second for ``duration_s`` seconds, or
-    until ``stop`` is set; ``host``: a Host header (an ingress that routes by host name), none when empty."""
+    until ``stop`` is set; ``host``: a Host header (an ingress that routes by host name), none when empty; ``own``:
+    each request marked as kubeline's own (a deploy's canary replay, left out of drift windows)."""
     if not rate > 0:
         raise InvalidInputError("--rate", f"{rate}", "give requests per second > 0")
     if not duration_s > 0:
         raise InvalidInputError("--duration", f"{duration_s}", "give seconds > 0")
     url, total = predict_url(base_url, model_name), max(1, int(rate * duration_s))
-    headers = {"Host": host} if host else None
+    headers = {"Host": host} if host else {}
     statuses, latencies, lock = Counter(), [], threading.Lock()
 
     def send(row: dict) -> None:
         started = time.perf_counter()
         try:
-            status = request("POST", url, {"instances": [row]}, timeout=timeout_s, headers=headers)[0]
+            marked = {**own_request_headers("replay"), **headers} if own else headers
+            status = request("POST", url, {"instances": [row]}, timeout=timeout_s, headers=marked)[0]
         except OSError:
             status = 0
         with lock:

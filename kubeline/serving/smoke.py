@@ -14,7 +14,7 @@ import numpy as np
 
 from kubeline.artifacts import PREDICTIONS_FILE
 from kubeline.schema import NUMERIC, Schema
-from kubeline.serving.client import predict_url, request
+from kubeline.serving.client import own_request_headers, predict_url, request
 
 
 @dataclass
@@ -72,9 +72,11 @@ def _served_v2(response: dict, classes: list[str]) -> tuple[list[str], np.ndarra
 
 
 def post(url: str, body: dict, host: str = "", timeout: float = 30.0) -> tuple[int, dict]:
-    """POSTs JSON; with ``host``, as the ``Host`` header (an ingress routes by it: kserve/kserve
-    test/e2e/common/utils.py sends ``{"Host": host}`` to the ingress address). Connection and DNS errors raise."""
-    return request("POST", url, body, timeout, headers={"Host": host} if host else None)
+    """POSTs JSON as a request of kubeline's own (left out of drift windows); with ``host``, as the ``Host`` header
+    (an ingress routes by it: kserve/kserve test/e2e/common/utils.py sends ``{"Host": host}`` to the ingress
+    address). Connection and DNS errors raise."""
+    headers = {**own_request_headers("smoke"), **({"Host": host} if host else {})}
+    return request("POST", url, body, timeout, headers=headers)
 
 
 def check(base_url: str, model_name: str, expected: Expected, schema: Schema, tolerance: float = 1e-5,
