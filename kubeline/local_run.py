@@ -1,6 +1,7 @@
 """Run the training pipeline on this machine with kfp.local and summarise where everything is."""
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import os
@@ -26,6 +27,18 @@ def penguins_csv() -> Path:
     import palmerpenguins
 
     return Path(palmerpenguins.__file__).parent / "data" / "penguins.csv"
+
+
+def run_once(pipeline):
+    """A copy of ``pipeline`` whose steps are not retried. The compiled pipeline retries steps a cluster may fail
+    for a passing reason (a node going away, a storage hiccup); kfp.local honours that too, and would run a local
+    mistake (a bad module file, bad data) three times, with 90 s of backoff, before it is shown."""
+    once = copy.deepcopy(pipeline)
+    spec = once.pipeline_spec
+    for dag in [spec.root.dag, *(c.dag for c in spec.components.values() if c.HasField("dag"))]:
+        for task in dag.tasks.values():
+            task.ClearField("retry_policy")
+    return once
 
 
 def git_commit() -> str:
@@ -118,7 +131,7 @@ def run_local(output_dir: str | Path, data_uri: str = "", label: str = "", overr
     started = time.time()
     before = set(pipeline_root.glob(f"{PIPELINE_NAME}-*"))
     arguments = {"data_uri": data_uri, "label": label, "model_root": model_root, **overrides}
-    task = training_pipeline(**arguments)
+    task = run_once(training_pipeline)(**arguments)
     run_dir = max(set(pipeline_root.glob(f"{PIPELINE_NAME}-*")) - before, key=lambda p: p.stat().st_mtime)
     summary = summarize(task.outputs, run_dir, data_uri, label, time.time() - started, overrides["tracking_uri"],
                         overrides.get("model_name", pipeline_parameters()["model_name"]))

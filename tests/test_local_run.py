@@ -79,6 +79,23 @@ def test_a_failing_step_shows_its_last_lines_and_where_its_log_is(penguin_run, t
     assert "The last lines of step 'transform':" in result.stderr
     assert "preprocessing_fn does not return the label 'species'" in result.stderr
     assert f"Its whole log: {out / 'logs' / 'transform.log'}" in result.stderr
+    transform_log = (out / "logs" / "transform.log").read_text()  # each attempt appends to it
+    assert transform_log.count("Task 'transform' finished with status FAILURE") == 1  # run once, never retried
+
+
+def test_a_local_run_runs_each_step_once_and_leaves_the_pipelines_retries_alone():
+    """kfp.local honours retry policies (kfp/local/orchestrator/task_executor.py); a local run drops them on a
+    copy, and the pipeline that is compiled keeps them."""
+    from kubeline.local_run import run_once
+    from kubeline.pipelines.training import training_pipeline
+
+    def retried(pipeline) -> set[str]:
+        spec = pipeline.pipeline_spec
+        dags = [spec.root.dag, *(c.dag for c in spec.components.values() if c.HasField("dag"))]
+        return {name for dag in dags for name, task in dag.tasks.items() if task.HasField("retry_policy")}
+
+    assert run_once(training_pipeline) is not training_pipeline and not retried(run_once(training_pipeline))
+    assert {"ingest", "transform", "train", "push", "model-card"} <= retried(training_pipeline)
 
 
 def test_the_pushed_version_has_a_model_card_that_validates_and_names_its_lineage(penguin_run):
