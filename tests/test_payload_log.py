@@ -256,3 +256,32 @@ def test_kserve_cloudevents_payload_logs_read_into_rows(tmp_path):
     assert (c.island, c.predicted, c.latency_ms) == ("Biscoe", "Gentoo", pytest.approx(5.0))
     refused = rows.loc["refused"].iloc[0]
     assert pd.isna(refused.status) and pd.isna(refused.predicted)
+
+
+def test_the_drift_check_reads_kserves_cloudevents_payload_log_as_its_window(trained_model, pushed_versions,
+                                                                            evaluated_model, tmp_path):
+    """A predictor logging with KServe's logger: the drift step reads its events (a request and its response in
+    different files, as the blob-store logger writes them) into rows, and leaves out the deploy's smoke requests
+    (KServe takes their Ce-Id as the event id) and requests without a response."""
+    from kubeline.saved_model import load_schema
+
+    expected = smoke.expected_predictions(evaluated_model, load_schema(trained_model[1]), 1000)
+    served = []
+    for i, (row, label, probabilities) in enumerate(zip(expected.instances, expected.labels, expected.probabilities)):
+        response = {"model_version": "1", "predictions": [
+            {"label": label, "probabilities": dict(zip(expected.classes, map(float, probabilities)))}]}
+        served.append((f"served-{i}", {"instances": [row]}, response))
+    atlantis = {"instances": [{**ROW, "island": "Atlantis", "body_mass_g": 9000.0}] * 20}
+    smoke_response = {"model_version": "1", "predictions": [
+        {"label": "Gentoo", "probabilities": dict.fromkeys(CLASSES, 1 / 3)}] * 20}
+    own = [(f"{OWN_REQUEST_PREFIX}smoke-{uuid.uuid4().hex}", atlantis, smoke_response) for _ in range(3)]
+    folder = tmp_path / "kserve-log"
+    folder.mkdir()
+    for request_id, request, response in [*served, *own, ("refused", {"instances": "nope"}, None)]:
+        for number, event in enumerate(kserve_events(request_id, request, response)):
+            (folder / f"{request_id}-{number}.json").write_text(json.dumps(event))
+    result = drift_run(DriftConfig(window_uri=str(folder), model_uri=pushed_versions[1],
+                                   evaluation_uri=str(evaluated_model), min_rows=20))
+    assert result.decision == "no_drift", result.reasons  # 60 Atlantis birds would be drift
+    assert (result.rows, result.own_rows, result.refused_rows) == (len(served), 60, 1)
+    assert not result.unknown_columns and all("no such column" not in f.reason for f in result.features)

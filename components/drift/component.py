@@ -37,6 +37,8 @@ def drift(
         window_uri: The rows to check: a .csv, .parquet, .pq or .jsonl file, or a folder or object prefix holding
             them (local path, file://, gs://, s3:// or minio://). Columns by original or model input name; with
             a predicted column, p_<class> columns or a probabilities list column, predictions are checked too.
+            A payload log (kubeline's, or KServe's CloudEvents) is read without kubeline's own requests (deploy
+            smoke tests, canary replays) and refused ones.
         model_uri: The model whose reference profile is used: a storage URI, a local folder, or models:/NAME@ALIAS
             or models:/NAME/VERSION (stored versions are verified against their manifest).
         drift_result: drift.json (decision, reasons, every test) and drift.prom (Prometheus text format).

@@ -92,8 +92,9 @@ class DriftResult:
 
 def read_window(uri: str, work_dir: str, since: datetime | None = None) -> tuple[pd.DataFrame, int, list[str]]:
     """The rows of one file or of every CSV/Parquet/JSONL file under a prefix or folder (with ``since``: only the
-    payload logger's files written since then); the count of malformed lines skipped (CSV rows with the wrong field
-    count, JSONL lines that are not objects); the files read."""
+    payload logger's files written since then), KServe's CloudEvents payload logs paired into the payload log's
+    rows; the count of malformed lines skipped (CSV rows with the wrong field count, JSONL lines that are not
+    objects); the files read."""
     scheme, path = storage.split_uri(uri, "window_uri")
 
     def in_window(name: str) -> bool:
@@ -121,11 +122,13 @@ def read_window(uri: str, work_dir: str, since: datetime | None = None) -> tuple
         raise InvalidInputError("window_uri", f"'{uri}' holds no .csv, .parquet, .pq, .jsonl or .json file{recent}",
                                 "point at a window file or a prefix holding them" +
                                 (", or widen window_hours" if since else ""))
-    frames, bad = [], 0
+    frames, bad, events = [], 0, []
     for local in files:
-        frame, skipped = read_file(local, window_format(local))
+        frame, skipped, found = read_file(local, window_format(local))
         frames.append(frame)
-        bad += skipped
+        bad, events = bad + skipped, events + found
+    if events:  # paired across files: KServe's logger may write a request and its response apart
+        frames.append(pd.DataFrame.from_records(payload_log.cloudevent_rows(events)))
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0], bad, [str(f) for f in files]
 
 
@@ -133,31 +136,23 @@ def window_format(path: Path) -> str:
     return WINDOW_SUFFIXES.get(path.suffix.lower(), "")
 
 
-def read_file(local: Path, kind: str) -> tuple[pd.DataFrame, int]:
+def read_file(local: Path, kind: str) -> tuple[pd.DataFrame, int, list[dict]]:
+    """A window file's rows, how many were malformed, and the KServe inference CloudEvents it holds (a file of
+    KServe's payload logger: its rows come from pairing every file's events)."""
     if local.stat().st_size == 0:
-        return pd.DataFrame(), 0
+        return pd.DataFrame(), 0, []
     try:
         if kind == "parquet":
-            return pd.read_parquet(local), 0
+            return pd.read_parquet(local), 0, []
         if kind == "jsonl":
-            rows, bad = [], 0
-            with open(local, encoding="utf-8") as handle:
-                for line in handle:
-                    if line.strip():
-                        try:
-                            row = json.loads(line)
-                        except ValueError:
-                            row = None
-                        if isinstance(row, dict):
-                            rows.append(row)
-                        else:
-                            bad += 1
-            return pd.DataFrame.from_records(rows), bad
+            records, bad = payload_log.json_records(local.read_bytes())
+            rows, events = payload_log.split_events(records)
+            return pd.DataFrame.from_records(rows), bad, events
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             frame = pd.read_csv(local, on_bad_lines="warn", low_memory=False)
         bad = sum(str(w.message).count("Skipping line") for w in caught)
-        return frame, bad
+        return frame, bad, []
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as err:
         raise InvalidInputError("window_uri", f"'{local.name}' is not a readable {kind} file ({err})",
                                 "write the window as CSV with a header, Parquet, or JSON lines") from None
@@ -415,12 +410,12 @@ def check(window: pd.DataFrame, reference: dict, config: DriftConfig, prediction
 def served_traffic(window: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
     """A payload log window without two kinds of rows, and how many of each were left out: kubeline's own requests
     (their request ids start with OWN_REQUEST_PREFIX: a deploy's smoke test and canary replay send test rows, not
-    the endpoint's traffic) and refused requests (a status other than 200: a row without features). Other windows
-    (no request_id and status columns) come back whole."""
+    the endpoint's traffic) and refused requests (no status 200, so no prediction; KServe's logger logs a response
+    only for a 200). Other windows (no request_id and status columns) come back whole."""
     if not {"request_id", "status"} <= set(window.columns):
         return window, 0, 0
     own = window["request_id"].astype(str).str.startswith(OWN_REQUEST_PREFIX).to_numpy()
-    refused = ~own & (pd.to_numeric(window["status"], errors="coerce").fillna(200) != 200).to_numpy()
+    refused = ~own & (pd.to_numeric(window["status"], errors="coerce") != 200).to_numpy()
     if not (own.any() or refused.any()):
         return window, 0, 0
     return window[~(own | refused)].reset_index(drop=True), int(own.sum()), int(refused.sum())

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import collections
 import io
+import json
 import logging
 import os
 import re
@@ -268,14 +269,14 @@ def read(uri: str, work_dir: str | None = None):
     import pandas as pd
 
     with tempfile.TemporaryDirectory() as scratch:
-        frames, records = [], []
+        frames, rows, events = [], [], []
         for path in _files(uri, Path(work_dir or scratch)):
             if path.suffix == ".parquet":
                 frames.append(pd.read_parquet(path))
             else:
-                records += _json_records(path.read_bytes())
-    events = [e for e in map(_event, records) if e is not None]
-    rows = [r for r in records if _event(r) is None] + cloudevent_rows(events)
+                plain, found = split_events(json_records(path.read_bytes())[0])
+                rows, events = rows + plain, events + found
+    rows += cloudevent_rows(events)
     if rows:
         frames.append(pd.DataFrame.from_records(rows))
     if not frames:
@@ -301,15 +302,31 @@ def _files(uri: str, work_dir: Path) -> list[Path]:
     return files
 
 
-def _json_records(data: bytes) -> list[dict]:
-    """A file's JSON objects: one JSON value (an object or an array of them, as KServe's JSON marshaller writes)
-    or JSON lines."""
+def json_records(data: bytes) -> tuple[list[dict], int]:
+    """A file's JSON objects, from one JSON value (an object or an array of them, as KServe's JSON marshaller
+    writes) or JSON lines (NaN read as a number), and how many lines were not JSON objects."""
     try:
         value = orjson.loads(data)
         values = value if isinstance(value, list) else [value]
     except orjson.JSONDecodeError:
-        values = [orjson.loads(line) for line in data.splitlines() if line.strip()]
-    return [v for v in values if isinstance(v, dict)]
+        values = [_json_line(line) for line in data.splitlines() if line.strip()]
+    records = [v for v in values if isinstance(v, dict)]
+    return records, len(values) - len(records)
+
+
+def _json_line(line: bytes):
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+def split_events(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """A file's records as (rows, KServe inference CloudEvents to pair with ``cloudevent_rows``): a logger writes
+    one kind to a file, so its first record tells which."""
+    if not records or _event(records[0]) is None:
+        return records, []
+    return [], [e for e in map(_event, records) if e is not None]
 
 
 def _event(record: dict) -> dict | None:
