@@ -199,6 +199,17 @@ def test_writes_to_s3(s3, tmp_path):
     assert sorted(payload_log.read("s3://payload-logs/m").request_id) == ["r0", "r1", "r2"]
 
 
+@pytest.mark.parametrize("text, records, malformed", [
+    ('{"a": 1}\n{"a": NaN}\n{not json\n\n', 2, 1),  # JSON lines: NaN read, a bad line counted
+    (json.dumps([{"a": 1}, {"a": 2}, 3]), 2, 1),  # one array (KServe's JSON marshaller)
+    (json.dumps({"a": 1, "b": [1, 2]}, indent=2), 1, 0),  # one object over several lines
+    ("x\ny\nz\n", 0, 3), ("", 0, 0), ('[{"a": 1}, ', 0, 1)])
+def test_json_records_reads_lines_or_one_value_and_counts_what_is_not_an_object(text, records, malformed, tmp_path):
+    (tmp_path / "file.json").write_text(text)
+    found, bad = payload_log.json_records(tmp_path / "file.json")
+    assert (len(found), bad) == (records, malformed)
+
+
 def kserve_events(request_id: str, request: dict, response: dict | None) -> list[dict]:
     """The events KServe's logger sends for one request, as its worker builds them (kserve/kserve
     pkg/logger/worker.go ``sendHttpCloudEvent``: id, type, time, source, the extensions inferenceservicename,

@@ -145,7 +145,7 @@ def read_file(local: Path, kind: str) -> tuple[pd.DataFrame, int, list[dict]]:
         if kind == "parquet":
             return pd.read_parquet(local), 0, []
         if kind == "jsonl":
-            records, bad = payload_log.json_records(local.read_bytes())
+            records, bad = payload_log.json_records(local)
             rows, events = payload_log.split_events(records)
             return pd.DataFrame.from_records(rows), bad, events
         with warnings.catch_warnings(record=True) as caught:

@@ -274,7 +274,7 @@ def read(uri: str, work_dir: str | None = None):
             if path.suffix == ".parquet":
                 frames.append(pd.read_parquet(path))
             else:
-                plain, found = split_events(json_records(path.read_bytes())[0])
+                plain, found = split_events(json_records(path)[0])
                 rows, events = rows + plain, events + found
     rows += cloudevent_rows(events)
     if rows:
@@ -302,23 +302,31 @@ def _files(uri: str, work_dir: Path) -> list[Path]:
     return files
 
 
-def json_records(data: bytes) -> tuple[list[dict], int]:
-    """A file's JSON objects, from one JSON value (an object or an array of them, as KServe's JSON marshaller
-    writes) or JSON lines (NaN read as a number), and how many lines were not JSON objects."""
-    try:
-        value = orjson.loads(data)
-        values = value if isinstance(value, list) else [value]
-    except orjson.JSONDecodeError:
-        values = [_json_line(line) for line in data.splitlines() if line.strip()]
+def json_records(path: Path) -> tuple[list[dict], int]:
+    """A file's JSON objects, from JSON lines (NaN read as a number) or one JSON value (an object or an array of
+    them, as KServe's JSON marshaller writes), and how many lines were not JSON objects. Read line by line: a
+    whole file in memory only for one JSON value."""
+    with open(path, "rb") as handle:
+        array = handle.read(4096).lstrip()[:1] == b"["
+        handle.seek(0)
+        values = [] if array else [_json_value(line) for line in handle if line.strip()]
+        if array or (values and not any(isinstance(v, dict) for v in values)):  # one value over several lines?
+            handle.seek(0)
+            value = _json_value(handle.read())
+            if array or value is not None:
+                values = value if isinstance(value, list) else [value]
     records = [v for v in values if isinstance(v, dict)]
     return records, len(values) - len(records)
 
 
-def _json_line(line: bytes):
+def _json_value(data: bytes):
     try:
-        return json.loads(line)
-    except ValueError:
-        return None
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(data)  # NaN and Infinity, which orjson refuses
+        except ValueError:
+            return None
 
 
 def split_events(records: list[dict]) -> tuple[list[dict], list[dict]]:
