@@ -149,7 +149,7 @@ def test_the_drift_check_reads_the_logged_folder_as_its_window(logged, pushed_ve
     assert result.decision == "no_drift", result.reasons  # the replayed Atlantis birds would be drift
     assert (result.own_rows, result.refused_rows) == (1 + OWN_REPLAYED, 1)
     assert f"{1 + OWN_REPLAYED} rows of kubeline's own requests (deploy smoke tests, canary replays) left out" in (
-        result.reasons) and "1 rows of refused requests (no features) left out" in result.reasons
+        result.reasons) and "1 rows of requests without a status 200 (refused, no prediction) left out" in result.reasons
     assert result.rows == len(rows) - 1 - OWN_REPLAYED - 1 and not result.unknown_columns
     assert {"island", "bill_length_mm", "sex", "prediction: class", "prediction: confidence"} <= set(checked)
     assert all("no such column" not in f.reason for f in result.features)

@@ -85,7 +85,7 @@ class DriftResult:
     window_sha256: str = ""  # the files read, so that the same window is known again (a retrain fires once for it)
     window_files: int = 0
     own_rows: int = 0  # rows of kubeline's own requests (smoke tests, canary replays), left out
-    refused_rows: int = 0  # rows of refused requests, left out
+    refused_rows: int = 0  # rows of requests without a status 200 (refused, unanswered), left out
     pushed_to: str = ""  # the Pushgateway group the gauges replaced, when pushed
     push_error: str = ""  # why they could not be pushed (the check itself stands)
 
@@ -400,7 +400,7 @@ def check(window: pd.DataFrame, reference: dict, config: DriftConfig, prediction
     if own:
         extras.append(f"{own} rows of kubeline's own requests (deploy smoke tests, canary replays) left out")
     if refused:
-        extras.append(f"{refused} rows of refused requests (no features) left out")
+        extras.append(f"{refused} rows of requests without a status 200 (refused, no prediction) left out")
     if unknown:
         extras.append(f"unknown columns ignored: {unknown}")
     return DriftResult(decision, [head, *extras, *(f.reason for f in features)], rows, bad + malformed, unknown,
