@@ -126,7 +126,8 @@ def read_window(uri: str, work_dir: str, since: datetime | None = None) -> tuple
     for local in files:
         frame, skipped, found = read_file(local, window_format(local))
         frames.append(frame)
-        bad, events = bad + skipped, events + found
+        bad += skipped
+        events.extend(found)
     if events:  # paired across files: KServe's logger may write a request and its response apart
         frames.append(pd.DataFrame.from_records(payload_log.cloudevent_rows(events)))
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0], bad, [str(f) for f in files]

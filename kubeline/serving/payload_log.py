@@ -275,7 +275,8 @@ def read(uri: str, work_dir: str | None = None):
                 frames.append(pd.read_parquet(path))
             else:
                 plain, found = split_events(json_records(path)[0])
-                rows, events = rows + plain, events + found
+                rows.extend(plain)
+                events.extend(found)
     rows += cloudevent_rows(events)
     if rows:
         frames.append(pd.DataFrame.from_records(rows))
