@@ -3,8 +3,8 @@
 The import package is ``kubeline``. The repository's top-level folders map into it, so the
 folder layout shows the architecture while nothing shadows the real ``kserve`` SDK:
 
-    kubeline/     -> kubeline             contracts at the bottom (schema, storage, model store, saved model,
-                                          training, artifacts, registry, kube, serving), the CLI on top
+    kubeline/     -> kubeline             one folder per layer: core (contracts), cluster, serving, operate,
+                                          cli (docs/architecture.md#layers)
     katib/        -> kubeline.katib       Katib Experiment builder, cluster runner, local tuner
     components/   -> kubeline.components  one folder per component (component.py, config.py, core.py)
     pipelines/    -> kubeline.pipelines   pipeline definitions; compiled/ holds the committed YAML
@@ -25,6 +25,7 @@ PACKAGE_DIRS = {
     "kubeline.pipelines": "pipelines",
     "kubeline.katib": "katib",  # Katib's SDK imports as kubeflow.katib: nothing is shadowed
 }
+LAYERS = ["core", "cluster", "serving", "operate", "cli"]  # kubeline/<layer>/, bottom up: docs/architecture.md
 COMPONENTS = ["fingerprint", "ingest", "transform", "tune", "train", "evaluate", "track", "push", "deploy",
               "batch_predict", "drift", "retrain", "model_card", "rollback",
               "canary_analysis"]
@@ -80,9 +81,10 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
     package_dir=PACKAGE_DIRS,
-    packages=[*PACKAGE_DIRS, "kubeline.serving", *(f"kubeline.components.{name}" for name in COMPONENTS)],
-    package_data={"kubeline": ["schemas/*.json"], "kubeline.pipelines": ["compiled/*.yaml"],
-                  "kubeline.components": ["*/README.md"]},
+    packages=[*PACKAGE_DIRS, *(f"kubeline.{layer}" for layer in LAYERS),
+              *(f"kubeline.components.{name}" for name in COMPONENTS)],
+    package_data={"kubeline.pipelines": ["compiled/*.yaml"],
+                  "kubeline.components": ["*/README.md", "model_card/schemas/*.json"]},
     install_requires=CORE,
     extras_require={
         "data": DATA,
@@ -94,5 +96,5 @@ setup(
         "gpu": GPU,
         "dev": DEV,
     },
-    entry_points={"console_scripts": ["kubeline=kubeline.cli:main"]},
+    entry_points={"console_scripts": ["kubeline=kubeline.cli.main:main"]},
 )

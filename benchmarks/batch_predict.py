@@ -42,7 +42,7 @@ NOISE = 0.05
 def penguin_rows(rows: int, path: Path, seed: int = 0) -> None:
     import pandas as pd
 
-    from kubeline.local_run import penguins_csv
+    from kubeline.cli.local_run import penguins_csv
 
     rng = np.random.default_rng(seed)
     base = pd.read_csv(penguins_csv())
@@ -56,8 +56,8 @@ def server_check(model_uri: str, output: Path, sample: int, work_dir: Path) -> d
     """The batch's predictions for ``sample`` random scored rows against the model server's V1 answers."""
     import pandas as pd
 
-    from kubeline.saved_model import load_schema
-    from kubeline.schema import NUMERIC
+    from kubeline.core.saved_model import load_schema
+    from kubeline.core.schema import NUMERIC
     from kubeline.serving import local
     from kubeline.serving.client import predict_url, request
     from kubeline.serving.served_model import MAX_ROWS_PER_REQUEST

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kubeline import profile
 from kubeline.components.drift.config import DriftConfig
 from kubeline.components.drift.core import run
-from kubeline.schema import CATEGORICAL, NUMERIC, Feature, Schema
+from kubeline.core import profile
+from kubeline.core.schema import CATEGORICAL, NUMERIC, Feature, Schema
 
 NUMERIC_FEATURES, CATEGORICAL_FEATURES = 8, 4
 

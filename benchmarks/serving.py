@@ -42,8 +42,8 @@ def wrk(url: str, concurrency: int, seconds: int, work_dir: Path) -> dict:
 def in_process(model_dir: str, seconds: float) -> dict:
     import tensorflow as tf
 
-    from kubeline.saved_model import load_schema
-    from kubeline.schema import NUMERIC
+    from kubeline.core.saved_model import load_schema
+    from kubeline.core.schema import NUMERIC
     from kubeline.serving.served_model import packed_predictor
 
     schema = load_schema(model_dir)

@@ -6,9 +6,11 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from kubeline import kube, progress
-from kubeline.errors import InvalidInputError, OperationFailedError
-from kubeline.katib.experiment import GROUP, PLURAL, VERSION, validate
+from kubeline.cluster import kube
+from kubeline.core import progress
+from kubeline.core.errors import InvalidInputError, OperationFailedError
+from kubeline.katib.api import GROUP, PLURAL, VERSION
+from kubeline.katib.validation import validate
 
 # The hash of the spec kubeline sent. Katib's defaulting webhook adds fields to the stored spec (metricStrategies,
 # resumePolicy, the Job's conditions, distributions: experiment_defaults.go) and drops empty ones, so a retried

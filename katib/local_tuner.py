@@ -29,8 +29,10 @@ import warnings
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from kubeline import progress
-from kubeline.katib.experiment import PLACEHOLDER, grid_values, hyperband_eta, validate
+from kubeline.core import progress
+from kubeline.katib.api import PLACEHOLDER
+from kubeline.katib.suggestions import grid_values, hyperband_eta
+from kubeline.katib.validation import validate
 
 METRIC_LINE = re.compile(r"^\s*([\w|-]+)\s*=\s*([+-]?\d*\.?\d+(?:[eE][+-]?\d+)?)\s*$")
 LOG_TAIL_LINES = 20

@@ -16,9 +16,9 @@ from typing import Iterator, NamedTuple
 
 from google.protobuf import json_format
 
-from kubeline import k8s_rules
-from kubeline.config import from_inputs
-from kubeline.errors import InvalidInputError
+from kubeline.cluster import k8s_rules
+from kubeline.core.config import from_inputs
+from kubeline.core.errors import InvalidInputError
 
 # A pod-spec field fed by a parameter names it as a channel.
 CHANNEL = re.compile(r"^\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}$")

@@ -1,10 +1,10 @@
 """The batch prediction pipeline: score a large input with a pushed model, in one step or fanned out over shards."""
 from kfp import dsl
 
-from kubeline import storage
 from kubeline.components import BatchPredictOp, DriftOp
 from kubeline.components.batch_predict.config import ALL, FINISH, PLAN, SHARD, BatchPredictConfig
-from kubeline.config import defaults
+from kubeline.core import storage
+from kubeline.core.config import defaults
 from kubeline.pipelines.training import sized, with_object_store
 
 PIPELINE_NAME = "kubeline-batch-prediction"

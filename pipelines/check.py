@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from kubeline.errors import InvalidInputError
+from kubeline.core.errors import InvalidInputError
 from kubeline.pipelines import arguments, backend_rules
 from kubeline.pipelines.compile import compile_all
 
@@ -84,9 +84,9 @@ def emitted_objects(pipeline) -> list[tuple[str, dict]]:
     placeholders): ``(step, object)`` pairs."""
     from kubeline.components.deploy.config import DeployConfig
     from kubeline.components.tune.config import TuneConfig
-    from kubeline.config import from_inputs
+    from kubeline.core.config import from_inputs
+    from kubeline.core.training import TRIAL_INPUTS
     from kubeline.serving.inference_service import build
-    from kubeline.training import TRIAL_INPUTS
 
     emitted = []
     for step in arguments.steps(pipeline.pipeline_spec, {}):
@@ -107,7 +107,7 @@ def emitted_objects(pipeline) -> list[tuple[str, dict]]:
 
 def schema_problems(pipeline, crds_dir: str | Path) -> list[str]:
     """Where the objects the pipeline's steps would create break the upstream schemas in ``crds_dir``."""
-    from kubeline import crds
+    from kubeline.cluster import crds
 
     try:
         objects = emitted_objects(pipeline)

@@ -2,11 +2,11 @@
 and start the training pipeline again when the data has moved."""
 from kfp import dsl
 
-from kubeline import storage
 from kubeline.components import DriftOp, RetrainOp
 from kubeline.components.drift.config import DriftConfig
 from kubeline.components.retrain.config import RetrainConfig
-from kubeline.config import defaults
+from kubeline.core import storage
+from kubeline.core.config import defaults
 from kubeline.pipelines.training import sized, with_object_store
 
 PIPELINE_NAME = "kubeline-monitoring"

@@ -5,8 +5,7 @@ from typing import NamedTuple
 from kfp import dsl, kubernetes
 from kfp.dsl import Artifact, Markdown, Model
 
-from kubeline import images, storage
-from kubeline.artifacts import PASS
+from kubeline.cluster import images
 from kubeline.components import (
     DeployOp,
     EvaluateOp,
@@ -28,7 +27,9 @@ from kubeline.components.track.config import TrackConfig
 from kubeline.components.train.config import TrainConfig
 from kubeline.components.transform.config import TransformConfig
 from kubeline.components.tune.config import TuneConfig
-from kubeline.config import defaults
+from kubeline.core import storage
+from kubeline.core.artifacts import PASS
+from kubeline.core.config import defaults
 
 TrainingOutputs = NamedTuple("TrainingOutputs", schema=Artifact, statistics=Artifact, statistics_report=Markdown,
                              transform_graph=Artifact, tuning=Artifact, model=Model, evaluation=Artifact,

@@ -228,7 +228,7 @@ def bucket(gcs, request):
 
 @pytest.fixture(scope="session")
 def penguins_csv(tmp_path_factory) -> Path:
-    from kubeline.local_run import penguins_csv as shipped
+    from kubeline.cli.local_run import penguins_csv as shipped
 
     path = tmp_path_factory.mktemp("data") / "penguins.csv"
     shutil.copyfile(shipped(), path)
@@ -240,7 +240,7 @@ def served(uri: str, version: str) -> dict:
     recorded at push."""
     import json
 
-    from kubeline.model_store import MANIFEST
+    from kubeline.core.model_store import MANIFEST
 
     digest = json.loads((Path(uri.removeprefix("file://")) / MANIFEST).read_text())["content_sha256"]
     return {"uri": uri, "version": version, "registry_version": 0, "content_sha256": digest}
@@ -251,7 +251,7 @@ def wrapped_model(trained_model_dir: Path, out: Path, serve) -> Path:
     injected fault: it fails, or is slow), with the trained model's assets (schema, profile)."""
     import tensorflow as tf
 
-    from kubeline.saved_model import SIGNATURE
+    from kubeline.core.saved_model import SIGNATURE
 
     loaded = tf.saved_model.load(str(trained_model_dir))
     specs = {name: tf.TensorSpec([None], spec.dtype, name=name)
@@ -322,7 +322,7 @@ def transformed(tmp_path_factory, penguin_splits):
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory, transformed, penguin_splits):
     from kubeline.components.train.core import train
-    from kubeline.training import DEFAULT_SEED, HParams
+    from kubeline.core.training import DEFAULT_SEED, HParams
 
     _, dirs = transformed
     model_dir = tmp_path_factory.mktemp("model") / "model"
@@ -350,7 +350,7 @@ def pushed_versions(tmp_path_factory, trained_model):
     import json
     import shutil
 
-    from kubeline.saved_model import METADATA_FILE
+    from kubeline.core.saved_model import METADATA_FILE
 
     root = tmp_path_factory.mktemp("models")
     first = push_model(trained_model[1], f"file://{root}", "penguins")

@@ -14,16 +14,16 @@ def _require(path: Path) -> Path:
 
 
 def katib_experiment_validator():
-    """Katib's v1beta1.Experiment OpenAPI definition (kubeline.crds)."""
-    from kubeline import crds
+    """Katib's v1beta1.Experiment OpenAPI definition (kubeline.cluster.crds)."""
+    from kubeline.cluster import crds
 
     _require(CRDS / crds.KATIB_OPENAPI)
     return crds.katib_experiment_validator(CRDS)
 
 
 def crd_validator(file_name: str):
-    """The openAPIV3Schema of a CRD file under kserve/ (its storage version; kubeline.crds)."""
-    from kubeline import crds
+    """The openAPIV3Schema of a CRD file under kserve/ (its storage version; kubeline.cluster.crds)."""
+    from kubeline.cluster import crds
 
     _require(CRDS / "kserve" / file_name)
     return crds.crd_validator(CRDS, f"kserve/{file_name}")

@@ -1,4 +1,4 @@
-"""Alerting and dashboards from one endpoint config (kubeline.alerting), checked by the real tools: Prometheus' own
+"""Alerting and dashboards from one endpoint config (kubeline.operate.alerting), checked by the real tools: Prometheus' own
 rule checker and rule unit tests (promtool check rules / promtool test rules, prometheus/prometheus cmd/promtool,
 documented in "Unit testing for rules", docs/configuration/unit_testing_rules.md), the prometheus-operator CRD
 schemas, and a live model server's /metrics. promtool missing fails these tests with how to install it."""
@@ -12,9 +12,11 @@ import pytest
 import yaml
 from crds import CRDS
 
-from kubeline import alerting, cli
-from kubeline.crds import crd_validator, problems
-from kubeline.errors import InvalidInputError
+from kubeline.cli.main import main as cli
+from kubeline.cluster.crds import crd_validator, problems
+from kubeline.core import metric_names
+from kubeline.core.errors import InvalidInputError
+from kubeline.operate import alerting
 from kubeline.serving import local
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,16 +193,16 @@ def test_the_dashboard_and_rules_select_only_what_a_real_model_server_exports(co
     rules = [r["expr"] for g in alerting.rule_groups(config) for r in g["rules"]]
     for expr in queries + rules:
         names = alerting.metric_names(expr)
-        assert names and names <= set(exported) | recorded | {alerting.DRIFT_SCORE}, (expr, names)
+        assert names and names <= set(exported) | recorded | {metric_names.DRIFT_SCORE}, (expr, names)
         grouped = {label.strip() for clause in re.findall(r"\bby \(([^)]*)\)", expr) for label in clause.split(",")}
         target_labels = {"namespace", "le", "feature"}  # added by Prometheus' PodMonitor relabelling, buckets, drift
         assert grouped - target_labels <= set().union(*(exported[n] for n in names & set(exported))), expr
-    assert exported[f"{alerting.REQUESTS}_total"] >= {"model", "version", "protocol", "status"}
-    assert alerting.EXPORTED <= set(exported)  # every metric an extra alert or a canary query may select
-    for counter in (alerting.FEATURE_VALUES, alerting.FEATURE_VALUE_SUM, alerting.FEATURE_MISSING,
-                    alerting.FEATURE_UNKNOWN):
+    assert exported[f"{metric_names.REQUESTS}_total"] >= {"model", "version", "protocol", "status"}
+    assert metric_names.EXPORTED <= set(exported)  # every metric an extra alert or a canary query may select
+    for counter in (metric_names.FEATURE_VALUES, metric_names.FEATURE_VALUE_SUM, metric_names.FEATURE_MISSING,
+                    metric_names.FEATURE_UNKNOWN):
         assert exported[f"{counter}_total"] >= {"model", "version", "feature"}
-    assert exported[f"{alerting.CONFIDENCE}_bucket"] >= {"model", "version", "le"}
+    assert exported[f"{metric_names.CONFIDENCE}_bucket"] >= {"model", "version", "le"}
     rule_file = tmp_path / "queries.yaml"
     rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [
         {"record": f"panel_{i}", "expr": q.replace("$__rate_interval", "5m")} for i, q in enumerate(queries)]}]}))

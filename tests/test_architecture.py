@@ -1,13 +1,18 @@
-"""Imports point one way: contracts (kubeline/) at the bottom, then katib/, components, pipelines, CLI on top.
+"""Imports point one way: each folder of the import package may import only the folders below it.
 
-Every import counts, function-level ones included (a lazy import is still an arrow). Layers, bottom up:
+Every import counts, function-level ones included (a lazy import is still an arrow). The layers, bottom up, one
+folder each (docs/architecture.md#layers):
 
-    contracts   kubeline.*  (errors, schema, storage, model store, saved model, training, artifacts, registry,
-                kube, images, serving) except the top modules
-    katib       kubeline.katib.*              imports contracts
-    components  kubeline.components.<name>.*  imports contracts and katib, never another component
-    pipelines   kubeline.pipelines.*          imports components
-    top         kubeline.cli, kubeline.local_run, kubeline.monitor
+    kubeline/core/       contracts: errors, settings, schema, storage, stored versions, registry, profiles
+    kubeline/cluster/    Kubernetes, the KFP API, the upstream CRDs, images, pod runtime
+    kubeline/serving/    the model server, the KServe rollout, local endpoints, smoke tests and replays
+    katib/               kubeline.katib: the Katib Experiment builder, its rules, the cluster runner, local tuner
+    kubeline/operate/    canary analysis, rollback, alerting, the alert webhook
+    components/          kubeline.components.<name>: never another component
+    pipelines/           kubeline.pipelines
+    kubeline/cli/        the CLI, the local runner, its display, local monitoring: may import everything
+
+``kubeline`` itself (the package version) may be imported from anywhere and imports nothing.
 """
 import ast
 import re
@@ -16,8 +21,19 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ["contracts", "katib", "components", "pipelines", "top"]
-TOP = {"kubeline.cli", "kubeline.local_run", "kubeline.monitor"}
+BELOW = {  # folder -> the folders it may import besides itself
+    "kubeline.core": [],
+    "kubeline.cluster": ["kubeline.core"],
+    "kubeline.serving": ["kubeline.core", "kubeline.cluster"],
+    "kubeline.katib": ["kubeline.core", "kubeline.cluster"],
+    "kubeline.operate": ["kubeline.core", "kubeline.cluster", "kubeline.serving"],
+    "kubeline.components": ["kubeline.core", "kubeline.cluster", "kubeline.serving", "kubeline.katib",
+                            "kubeline.operate"],
+    "kubeline.pipelines": ["kubeline.core", "kubeline.cluster", "kubeline.serving", "kubeline.katib",
+                           "kubeline.operate", "kubeline.components"],
+    "kubeline.cli": ["kubeline.core", "kubeline.cluster", "kubeline.serving", "kubeline.katib", "kubeline.operate",
+                     "kubeline.components", "kubeline.pipelines"],
+}
 
 
 def package_dirs() -> dict[str, str]:
@@ -54,14 +70,11 @@ def imports_of(path: Path, known: set[str]) -> set[str]:
     return targets
 
 
-def layer(module: str) -> str:
-    if module in TOP:
-        return "top"
-    for prefix, name in (("kubeline.katib", "katib"), ("kubeline.components", "components"),
-                         ("kubeline.pipelines", "pipelines")):
-        if module == prefix or module.startswith(f"{prefix}."):
-            return name
-    return "contracts"
+def folder(module: str) -> str:
+    """The layer folder a module sits in: ``kubeline`` for the package itself, "" for a module outside every one."""
+    if module == "kubeline":
+        return module
+    return next((name for name in BELOW if module == name or module.startswith(f"{name}.")), "")
 
 
 def component_of(module: str) -> str:
@@ -78,11 +91,13 @@ def wrong_arrows(edges: dict[str, set[str]]) -> list[str]:
     problems = []
     for source, targets in sorted(edges.items()):
         for target in sorted(targets):
-            if LAYERS.index(layer(target)) > LAYERS.index(layer(source)):
-                problems.append(f"{source} ({layer(source)}) imports {target} ({layer(target)})")
-            elif (layer(source) == layer(target) == "components" and component_of(source)
-                  and component_of(target) and component_of(source) != component_of(target)):
-                problems.append(f"{source} imports another component's {target}")
+            here, there = folder(source), folder(target)
+            if there in ("kubeline", here) or there in BELOW.get(here, ()):
+                if (here == there == "kubeline.components" and component_of(source) and component_of(target)
+                        and component_of(source) != component_of(target)):
+                    problems.append(f"{source} imports another component's {target}")
+                continue
+            problems.append(f"{source} ({here or 'no layer'}) imports {target} ({there}), which is not below it")
     return problems
 
 
@@ -117,10 +132,13 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return groups
 
 
-def test_the_walk_sees_every_layer_and_function_level_imports():
+def test_every_module_sits_in_a_layer_folder_and_every_folder_is_a_layer():
     edges = graph()
-    assert {layer(m) for m in edges} == set(LAYERS)
-    assert "kubeline.local_run" in edges["kubeline.cli"]  # imported inside a function
+    assert [m for m in edges if not folder(m)] == []
+    assert {folder(m) for m in edges} == {"kubeline", *BELOW}
+    subpackages = {f"kubeline.{p.parent.name}" for p in (REPO_ROOT / "kubeline").glob("*/__init__.py")}
+    assert subpackages == {name for name in BELOW if package_dirs().get(name) is None}
+    assert "kubeline.cli.local_run" in edges["kubeline.cli.main"]  # imported inside a function
 
 
 def test_every_import_points_down():
@@ -132,13 +150,25 @@ def test_no_import_cycles():
 
 
 @pytest.mark.parametrize("edges, expected", [
-    ({"kubeline.registry": {"kubeline.components.push.core"}},
-     ["kubeline.registry (contracts) imports kubeline.components.push.core (components)"]),
-    ({"kubeline.katib.experiment": {"kubeline.components.train.core"}},
-     ["kubeline.katib.experiment (katib) imports kubeline.components.train.core (components)"]),
+    ({"kubeline.core.registry": {"kubeline.components.push.core"}},
+     ["kubeline.core.registry (kubeline.core) imports kubeline.components.push.core (kubeline.components), "
+      "which is not below it"]),
+    ({"kubeline.serving.metrics": {"kubeline.operate.alerting"}},
+     ["kubeline.serving.metrics (kubeline.serving) imports kubeline.operate.alerting (kubeline.operate), "
+      "which is not below it"]),
+    ({"kubeline.katib.experiment": {"kubeline.serving.server"}},
+     ["kubeline.katib.experiment (kubeline.katib) imports kubeline.serving.server (kubeline.serving), "
+      "which is not below it"]),
+    ({"kubeline.operate.rollback": {"kubeline.cli.local_run"}},
+     ["kubeline.operate.rollback (kubeline.operate) imports kubeline.cli.local_run (kubeline.cli), "
+      "which is not below it"]),
     ({"kubeline.components.train.core": {"kubeline.components.transform.core"}},
      ["kubeline.components.train.core imports another component's kubeline.components.transform.core"]),
-    ({"kubeline.components.tune.core": {"kubeline.katib.experiment", "kubeline.errors"}}, []),
+    ({"kubeline.stray": {"kubeline.core.errors"}},
+     ["kubeline.stray (no layer) imports kubeline.core.errors (kubeline.core), which is not below it"]),
+    ({"kubeline.components.tune.core": {"kubeline.katib.experiment", "kubeline.core.errors", "kubeline"},
+      "kubeline.cli.monitor": {"kubeline.components.drift.core", "kubeline.pipelines.training"},
+      "kubeline.components.model_card.config": {"kubeline.components.model_card.core"}}, []),
 ])
 def test_the_checks_catch_what_they_should(edges, expected):
     assert wrong_arrows(edges) == expected

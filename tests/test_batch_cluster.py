@@ -16,9 +16,9 @@ from kfp import compiler, dsl
 from kfp_cluster import Cluster, PipelineFailed, PipelineRun
 from test_cluster_run import KEYS, cluster_env
 
-from kubeline import storage
 from kubeline.components.batch_predict import core
 from kubeline.components.batch_predict.config import BatchPredictConfig
+from kubeline.core import storage
 from kubeline.pipelines import batch_prediction
 
 REPO = Path(__file__).resolve().parents[1]

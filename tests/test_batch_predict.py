@@ -17,10 +17,10 @@ import pytest
 import yaml
 from conftest import push_model
 
-from kubeline import artifacts, model_store, storage
 from kubeline.components.batch_predict import core
 from kubeline.components.batch_predict.config import BatchPredictConfig
-from kubeline.errors import InvalidInputError, OperationFailedError
+from kubeline.core import artifacts, model_store, storage
+from kubeline.core.errors import InvalidInputError, OperationFailedError
 from kubeline.pipelines.compile import COMPILED_DIR
 
 PROBABILITIES = ["p_Adelie", "p_Chinstrap", "p_Gentoo"]
@@ -39,7 +39,7 @@ def version(tmp_path_factory, trained_model, evaluated_model):
 
 @pytest.fixture(scope="module")
 def model(trained_model):
-    from kubeline.saved_model import load_model
+    from kubeline.core.saved_model import load_model
 
     return load_model(trained_model[1])
 
@@ -52,7 +52,7 @@ def run(data_uri, model_uri, output_uri, tmp_path, **settings):
 
 def expected(model, frame: pd.DataFrame) -> np.ndarray:
     """The model's own call on the rows (the penguin columns are their model input names)."""
-    from kubeline.saved_model import predict_probabilities
+    from kubeline.core.saved_model import predict_probabilities
 
     serve, schema = model
     return predict_probabilities(serve, schema, frame)

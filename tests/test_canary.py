@@ -1,4 +1,4 @@
-"""Canary analysis (kubeline/canary.py): the policy's checks, the statistics with known answers, and the walk
+"""Canary analysis (kubeline/operate/canary.py): the policy's checks, the statistics with known answers, and the walk
 through the traffic steps to promotion, rollback, or the inconclusive policy."""
 import math
 from pathlib import Path
@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from conftest import prometheus_server, served, wrapped_model
 
-from kubeline.canary import (
+from kubeline.core.errors import InvalidInputError
+from kubeline.operate.canary import (
     FAIL,
     INCONCLUSIVE,
     PASS,
@@ -24,7 +25,6 @@ from kubeline.canary import (
     same_classes_p,
     worse_error_rate_p,
 )
-from kubeline.errors import InvalidInputError
 
 FAST = [(0.005, 0), (0.01, 600), (0.02, 980), (0.05, 1000), (math.inf, 1000)]  # p50 ~8 ms, p99 ~ 25 ms
 SLOW = [(0.05, 0), (0.1, 500), (0.25, 990), (0.5, 1000), (math.inf, 1000)]  # p50 100 ms, p99 ~ 250 ms
@@ -216,7 +216,7 @@ def test_unreadable_figures_are_inconclusive_and_never_promote(tmp_path):
 
     from conftest import free_port
 
-    from kubeline.canary import UNAVAILABLE, PrometheusFigures, ServerMetrics
+    from kubeline.operate.canary import UNAVAILABLE, PrometheusFigures, ServerMetrics
 
     served = []  # the /metrics texts the server answers, in turn (None: a 503); 503 once they are used up
 
@@ -270,7 +270,7 @@ def test_unreadable_figures_are_inconclusive_and_never_promote(tmp_path):
 def test_figures_come_from_the_servers_own_metrics_per_version():
     """kubeline_requests_total / _request_latency_seconds_bucket / _predictions_total as the server exports them
     (kubeline/serving/metrics.py), summed over protocols; 5xx are errors, 4xx are the client's."""
-    from kubeline.canary import totals
+    from kubeline.operate.canary import totals
 
     text = "\n".join([
         "# TYPE kubeline_requests_total counter",
@@ -299,7 +299,7 @@ def test_a_live_canary_walks_the_steps_on_real_traffic_and_an_idle_one_is_rolled
     """A real model server with two versions, rows replayed at a steady rate, the figures from its /metrics."""
     import threading
 
-    from kubeline.canary import ServerMetrics
+    from kubeline.operate.canary import ServerMetrics
     from kubeline.serving import local, replay
 
     stable, canary = served(pushed_versions[1], "1"), served(pushed_versions[2], "2")
@@ -330,7 +330,7 @@ def test_a_live_canary_walks_the_steps_on_real_traffic_and_an_idle_one_is_rolled
         assert local.get("canary-live")["stable"]["version"] == "2" and local.get("canary-live")["canary"] is None
 
         # The replay command: the features named by the server's V2 metadata, at the rate asked.
-        from kubeline import cli
+        from kubeline.cli.main import main as cli
 
         assert cli.main(["replay", "canary-live", "--data", penguin_splits[1]["test.parquet"], "--rate", "40",
                          "--duration", "1"]) == 0
@@ -343,7 +343,7 @@ def test_a_live_canary_walks_the_steps_on_real_traffic_and_an_idle_one_is_rolled
 
 def test_query_templates_are_parsed_by_prometheus_and_held_to_the_servers_metrics():
     """promtool is Prometheus' own parser (cmd/promtool); tests/test_alerting.py says how it is installed."""
-    from kubeline.canary import PROMETHEUS_QUERIES, check_queries
+    from kubeline.operate.canary import PROMETHEUS_QUERIES, check_queries
 
     assert check_queries({}) == PROMETHEUS_QUERIES
     with pytest.raises(InvalidInputError, match=r"^canary.queries.requests: .* is not PromQL"):
@@ -360,7 +360,7 @@ def test_the_same_decisions_from_a_real_prometheus_scraping_the_server(kubeline_
                                                                       tmp_path):
     import threading
 
-    from kubeline.canary import PrometheusFigures
+    from kubeline.operate.canary import PrometheusFigures
     from kubeline.serving import local, replay
 
     stable, canary = served(pushed_versions[1], "1"), served(pushed_versions[2], "2")

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import textwrap
 
-from kubeline import cli
+from kubeline.cli.main import main as cli
 from kubeline.pipelines import PIPELINES
 from kubeline.pipelines.compile import COMPILED_DIR
 
@@ -25,7 +25,7 @@ USER_PIPELINES = textwrap.dedent('''\
 
 
 def run_check(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "kubeline.cli", "check", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kubeline.cli.main", "check", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=120)
 
 
@@ -53,7 +53,7 @@ def test_a_users_pipeline_is_found_compiled_and_held_to_the_backend(tmp_path):
     (tmp_path / "user_pipelines.py").write_text(USER_PIPELINES)
     compiled = tmp_path / "compiled"
     env_cwd = str(tmp_path)
-    made = subprocess.run([sys.executable, "-m", "kubeline.cli", "compile", "user_pipelines", "--out-dir",
+    made = subprocess.run([sys.executable, "-m", "kubeline.cli.main", "compile", "user_pipelines", "--out-dir",
                            str(compiled)], capture_output=True, text=True, cwd=env_cwd, timeout=120)
     assert made.returncode == 0, made.stderr
     assert (compiled / "greeting.yaml").is_file()
@@ -119,7 +119,7 @@ def test_a_pod_spec_parameter_inside_a_sub_dag_is_reported_not_crashed_on(tmp_pa
     (backend/src/v2/driver/resolve.go: "parent DAG does not have input parameter")."""
     (tmp_path / "sub_dag_pipelines.py").write_text(SUB_DAG_POD_SPEC)
     compiled = tmp_path / "compiled"
-    made = subprocess.run([sys.executable, "-m", "kubeline.cli", "compile", "sub_dag_pipelines", "--out-dir",
+    made = subprocess.run([sys.executable, "-m", "kubeline.cli.main", "compile", "sub_dag_pipelines", "--out-dir",
                            str(compiled)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert made.returncode == 0, made.stderr
     result = run_check("sub_dag_pipelines", "--compiled-dir", str(compiled), cwd=tmp_path)

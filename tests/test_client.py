@@ -1,4 +1,4 @@
-"""`kubeline submit`, `kubeline schedule` and kubeline.client, through the real kfp.Client, against a fake of the
+"""`kubeline submit`, `kubeline schedule` and kubeline.cluster.kfp_client, through the real kfp.Client, against a fake of the
 KFP v2beta1 API (tests/fake_kfp_api.py). The server rules the tests lean on are kubeflow/pipelines 2.17.0's, in
 backend/src/apiserver/ (named where used); the fake's own tests at the end hold it to them."""
 import json
@@ -13,9 +13,9 @@ import yaml
 from fake_kfp_api import FakeKfpApi, parse_cron
 from kfp_server_api import ApiException
 
-from kubeline.cli import main
-from kubeline.client import KubelineClient, PipelinePackage, kfp_cron
-from kubeline.errors import InvalidInputError
+from kubeline.cli.main import main
+from kubeline.cluster.kfp_client import KubelineClient, PipelinePackage, kfp_cron
+from kubeline.core.errors import InvalidInputError
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "compiled" / "training_pipeline.yaml"
 DATA = "gs://bucket/penguins.csv"
@@ -345,7 +345,7 @@ def test_the_fake_keeps_pipeline_names_unique_and_refuses_unknown_fields(kfp_api
 
 
 def test_importing_the_client_imports_no_tensorflow_or_kserve():
-    code = ("import sys, kubeline.client\n"
+    code = ("import sys, kubeline.cluster.kfp_client\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'kserve', 'apache_beam', "
             "'mlflow', 'pandas'}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

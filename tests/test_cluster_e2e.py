@@ -109,10 +109,10 @@ def test_every_version_is_exact_and_every_download_names_one():
 
 
 def test_images_built_are_exactly_the_images_the_pipeline_and_runtime_name():
-    from kubeline import images
+    from kubeline.cluster import images
 
     built = plan(images.DEFAULT_IMAGE_REGISTRY)["images"]
-    # With the default registry: the committed YAML, the ServingRuntime and kubeline.images name the same images.
+    # With the default registry: the committed YAML, the ServingRuntime and kubeline.cluster.images name the same images.
     assert {entry["ref"] for entry in built.values()} == {images.DATA, images.TF, images.TF_GPU, images.SERVING}
     assert compiled_images(COMPILED) | {serving_runtime_image()} == {entry["ref"] for entry in built.values()}
     for flavor, entry in built.items():
@@ -133,12 +133,12 @@ def test_pipeline_is_compiled_for_the_registry_the_images_are_loaded_under(tmp_p
     assert all(ref.startswith(registry + "/") for ref in loaded)
     assert planned["servingruntime"] == planned["images"]["serving"]["ref"]
     text = SCRIPT.read_text()
-    compiles = [line for line in text.splitlines() if "kubeline.cli compile" in line or "kubeline compile" in line]
+    compiles = [line for line in text.splitlines() if "kubeline.cli.main compile" in line or "kubeline compile" in line]
     assert len(compiles) == 1 and 'KUBELINE_IMAGE_REGISTRY="$REGISTRY" ' in compiles[0], \
         f"the script must compile once, with KUBELINE_IMAGE_REGISTRY=\"$REGISTRY\": {compiles}"
     assert 'printf \'%s/kubeline-%s:%s\\n\' "$REGISTRY"' in text, "image_ref must tag images under $REGISTRY"
     # Compiling as the script does names only images it loads (the tune step's trials use kubeline-tf, loaded too).
-    subprocess.run([sys.executable, "-m", "kubeline.cli", "compile", "--out-dir", str(tmp_path)], cwd=tmp_path,
+    subprocess.run([sys.executable, "-m", "kubeline.cli.main", "compile", "--out-dir", str(tmp_path)], cwd=tmp_path,
                    env={**os.environ, "KUBELINE_IMAGE_REGISTRY": registry}, check=True, capture_output=True,
                    timeout=120)
     named = compiled_images(tmp_path / "training_pipeline.yaml")

@@ -6,8 +6,8 @@ from dataclasses import MISSING
 import pytest
 
 from kubeline import components
-from kubeline.config import default_of, exposed_fields
-from kubeline.errors import InvalidInputError
+from kubeline.core.config import default_of, exposed_fields
+from kubeline.core.errors import InvalidInputError
 from kubeline.pipelines import training_pipeline
 from kubeline.pipelines.arguments import check, steps
 
@@ -36,7 +36,7 @@ def test_component_defaults_are_its_configs(name):
 
 def test_pipeline_defaults_come_from_the_configs():
     from kubeline.components.deploy.config import DeployConfig
-    from kubeline.config import defaults
+    from kubeline.core.config import defaults
 
     pipeline = training_pipeline.component_spec.inputs
     assert pipeline["deploy_canary_percent"].default == defaults(DeployConfig).canary_percent == 20

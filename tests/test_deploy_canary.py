@@ -1,5 +1,5 @@
 """The deploy step with a canary policy on the local target: after the smoke test, the new version walks the
-traffic steps on replayed test rows, judged on the server's own figures per version (kubeline/canary.py); a
+traffic steps on replayed test rows, judged on the server's own figures per version (kubeline/operate/canary.py); a
 good one is promoted, a slow one (right answers, late) is rolled back at the first step, with the record saying
 why."""
 from pathlib import Path
@@ -9,7 +9,7 @@ from conftest import push_model, served, wrapped_model
 
 from kubeline.components.deploy.config import DeployConfig
 from kubeline.components.deploy.core import deploy, load_inputs
-from kubeline.errors import InvalidInputError, OperationFailedError
+from kubeline.core.errors import InvalidInputError, OperationFailedError
 from kubeline.serving import local
 from kubeline.serving.kserve_target import Release
 
@@ -53,8 +53,8 @@ def test_a_good_canary_is_promoted_step_by_step_with_its_record(endpoint, pushed
     """The record also goes into the MLflow run that registered the version (an SQLite registry here)."""
     import json
 
-    from kubeline import registry
     from kubeline.components.deploy.core import CANARY_RECORD
+    from kubeline.core import registry
 
     schema, expected = endpoint
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -13,7 +13,7 @@ from fake_kube import FakeKubernetes
 
 from kubeline.components.deploy.config import DeployConfig
 from kubeline.components.deploy.core import deploy, load_inputs
-from kubeline.errors import InvalidInputError, OperationFailedError
+from kubeline.core.errors import InvalidInputError, OperationFailedError
 from kubeline.serving import smoke
 from kubeline.serving.inference_service import (
     CONTENT_DIGEST_ENV,
@@ -71,7 +71,8 @@ def test_serving_runtime_manifest():
     runtime = yaml.safe_load((REPO / "kserve" / "servingruntime.yaml").read_text())
     errors = list(crd_validator("serving.kserve.io_servingruntimes.yaml").iter_errors(runtime))
     assert not errors, errors[0].message
-    from kubeline import __version__, images
+    from kubeline import __version__
+    from kubeline.cluster import images
 
     container = runtime["spec"]["containers"][0]
     assert container["image"] == images.SERVING and container["image"].endswith(f":{__version__}")
@@ -189,7 +190,7 @@ def kserve_api(request, tmp_path, model_servers, monkeypatch):
 @pytest.fixture
 def registry_uri(tmp_path):
     """An MLflow SQLite registry with versions 1 and 2 of penguins (sources: the stored versions)."""
-    from kubeline import registry
+    from kubeline.core import registry
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = registry.client(uri)
@@ -200,7 +201,7 @@ def registry_uri(tmp_path):
 
 
 def champion(registry_uri) -> str:
-    from kubeline import registry
+    from kubeline.core import registry
 
     return str(registry.client(registry_uri).get_model_version_by_alias("penguins", "champion").version)
 
@@ -434,7 +435,7 @@ def test_a_bad_content_digest_is_refused_before_anything_is_sent(kserve_api, inp
 
 def test_the_service_goes_to_the_steps_own_namespace_unless_one_is_given(tmp_path, monkeypatch):
     """Multi-user Kubeflow runs a pipeline's pods in the user's profile, which is where they may create objects."""
-    from kubeline import runtime
+    from kubeline.cluster import runtime
 
     namespace_file = tmp_path / "namespace"
     namespace_file.write_text("profile-alice")

@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubeline import profile
 from kubeline.components.drift.config import DriftConfig
 from kubeline.components.drift.core import (
     StatTest,
@@ -18,8 +17,9 @@ from kubeline.components.drift.core import (
     run,
     write,
 )
-from kubeline.errors import InvalidInputError
-from kubeline.schema import Feature, Schema
+from kubeline.core import profile
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.schema import Feature, Schema
 
 SCHEMA = Schema("y", ["a", "b"], [Feature("x1", "numeric"), Feature("x2", "numeric"),
                                   Feature("color", "categorical", domain=["b", "g", "r"], column="Color Name")])
@@ -215,7 +215,7 @@ def test_a_model_without_a_profile_names_the_fix(trained_model, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(trained_model[1], old)
     (old / profile.PROFILE_FILE).unlink()
-    with pytest.raises(InvalidInputError, match="model_uri: the model .* python -m kubeline.profile"):
+    with pytest.raises(InvalidInputError, match="model_uri: the model .* python -m kubeline.core.profile"):
         run(DriftConfig(window_uri="w.csv", model_uri=str(old)))
 
 
@@ -234,7 +234,7 @@ def test_component_defaults_are_its_configs():
     from dataclasses import MISSING
 
     from kubeline.components.drift.component import drift
-    from kubeline.config import default_of, exposed_fields
+    from kubeline.core.config import default_of, exposed_fields
 
     inputs = {key: spec.default if spec.optional else MISSING for key, spec in drift.component_spec.inputs.items()
               if not spec.type.startswith("system.")}
@@ -249,7 +249,7 @@ def test_the_gauges_reach_a_real_pushgateway_and_the_drift_alert_fires_in_a_real
     import yaml
     from conftest import BackgroundServer, binary, firing_alerts, free_port, get_json, prometheus_server, wait_until
 
-    from kubeline import alerting
+    from kubeline.operate import alerting
 
     pushgateway = binary("prometheus-pushgateway", "pushgateway", install="the Pushgateway is not installed: run "
                          "`make` as root on Debian, or apt-get install prometheus-pushgateway")

@@ -16,7 +16,7 @@ from kubeline.components.evaluate.core import (
     roc_points,
     write,
 )
-from kubeline.errors import InvalidInputError
+from kubeline.core.errors import InvalidInputError
 
 
 def test_metrics_on_known_predictions():

@@ -44,7 +44,7 @@ def post(url, body):
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_a_csv_with_awkward_headers_runs_and_is_served_under_its_original_names(name, tmp_path, kubeline_home):
-    from kubeline.schema import Schema
+    from kubeline.core.schema import Schema
 
     frame = awkward_csv(name, tmp_path / f"{name}.csv")
     model_name = f"headers_{name}"

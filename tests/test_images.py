@@ -1,4 +1,4 @@
-"""The images users build (`make images`, `.ci/images`): two tags per image, the tags kubeline/images.py names,
+"""The images users build (`make images`, `.ci/images`): two tags per image, the tags kubeline/cluster/images.py names,
 base images pinned by digest through the Dockerfiles' ARGs, a non-root user in every image.
 
 There is no docker engine here: the plan is read from `make images DRY_RUN=1`, and a copy of the script runs in a
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from lock import locked_versions
 
-from kubeline import images
+from kubeline.cluster import images
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILES = ["components/Dockerfile", "kserve/Dockerfile"]
@@ -99,7 +99,7 @@ def test_every_image_runs_as_a_non_root_user():
 def scratch(tmp_path):
     """A copy of what .ci/images reads, committed in a scratch repository, and a fake docker on PATH."""
     repo = tmp_path / "repo"
-    for path in [".gitignore", ".ci/images", "kubeline/__init__.py", "kubeline/images.py", *DOCKERFILES]:
+    for path in [".gitignore", ".ci/images", "kubeline/__init__.py", "kubeline/cluster/images.py", *DOCKERFILES]:
         (repo / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / path, repo / path)
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.test", "-c", "commit.gpgsign=false"]

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from conftest import ingest_into
 
-from kubeline.errors import InvalidInputError
-from kubeline.schema import Schema
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.schema import Schema
 
 
 def test_penguins_schema_statistics_and_split(penguin_splits, penguins_csv):
@@ -227,7 +227,7 @@ def test_awkward_headers_keep_their_names_beside_safe_model_input_names(tmp_path
 
 
 def test_model_input_names_are_stable_and_do_not_collide():
-    from kubeline.schema import model_input_names
+    from kubeline.core.schema import model_input_names
 
     columns = ["Mean Radius", "mean_radius", "mean radius", "x", "lambda", "Ünïcödé", "Größe"]
     names = model_input_names(columns)
@@ -242,7 +242,7 @@ def test_model_input_names_are_stable_and_do_not_collide():
 
 
 def test_a_schema_refuses_a_name_that_cannot_be_a_model_input_or_is_used_twice():
-    from kubeline.schema import CATEGORICAL, Feature
+    from kubeline.core.schema import CATEGORICAL, Feature
 
     with pytest.raises(InvalidInputError, match="schema name 'year \\(c\\)': cannot be a model input name"):
         Schema("y", ["a", "b"], [Feature("year (c)", CATEGORICAL, domain=["x"])])

@@ -16,20 +16,20 @@ import pytest
 import yaml
 from crds import CRDS, katib_experiment_validator
 
-from kubeline import images, k8s_rules
-from kubeline.errors import InvalidInputError
-from kubeline.katib import experiment as katib
-from kubeline.katib.experiment import (
+from kubeline.cluster import images, k8s_rules
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.training import TRIAL_MODULE, trial_args
+from kubeline.katib import validation
+from kubeline.katib.experiment import Parameter, build_experiment, default_parameters
+from kubeline.katib.suggestions import (
     ALGORITHM_SETTINGS,
     EARLY_STOPPING_SETTINGS,
-    Parameter,
-    build_experiment,
-    default_parameters,
+    SERVICE_OF,
+    grid_size,
     grid_values,
     hyperband_parallel_trials,
-    validate,
 )
-from kubeline.training import TRIAL_MODULE, trial_args
+from kubeline.katib.validation import validate
 
 TRIAL_ARGS = ["--transformed-train=gs://b/t/train", "--transformed-validation=gs://b/t/eval",
               "--transform-graph=gs://b/t/graph"]
@@ -94,7 +94,7 @@ COUNTS = {"hyperband": {"parallel_trials": 9, "max_trials": 13}}  # hyperband st
 
 
 def test_the_settings_table_covers_every_algorithm_and_setting():
-    assert sorted(SETTINGS) == sorted(ALGORITHM_SETTINGS) == sorted(katib.SERVICE_OF)
+    assert sorted(SETTINGS) == sorted(ALGORITHM_SETTINGS) == sorted(SERVICE_OF)
     for algorithm, settings in SETTINGS.items():
         assert set(settings) == set(ALGORITHM_SETTINGS[algorithm]), algorithm
     assert "n_startup_trials" not in ALGORITHM_SETTINGS["tpe"] and "gamma" in ALGORITHM_SETTINGS["tpe"]  # hyperopt
@@ -173,12 +173,12 @@ def test_the_trial_job_is_what_a_cluster_needs(experiment_schema, monkeypatch):
 def test_the_hand_checked_kubernetes_fields_are_the_openapi_types():
     """validate() cannot read the schema (it is not shipped), so it holds the fields of the types the webhook
     converts a Job trial into; they must be the io.k8s.api.core.v1 definitions in Katib's OpenAPI document."""
-    assert katib.POD_SPEC_FIELDS == schema_properties("io.k8s.api.core.v1.PodSpec")
-    assert katib.CONTAINER_FIELDS == schema_properties("io.k8s.api.core.v1.Container")
-    assert katib.POD_TEMPLATE_FIELDS == schema_properties("io.k8s.api.core.v1.PodTemplateSpec")
+    assert validation.POD_SPEC_FIELDS == schema_properties("io.k8s.api.core.v1.PodSpec")
+    assert validation.CONTAINER_FIELDS == schema_properties("io.k8s.api.core.v1.Container")
+    assert validation.POD_TEMPLATE_FIELDS == schema_properties("io.k8s.api.core.v1.PodTemplateSpec")
     assert k8s_rules.TOLERATION_FIELDS == schema_properties("io.k8s.api.core.v1.Toleration")
-    assert katib.ENV_FIELDS == schema_properties("io.k8s.api.core.v1.EnvVar")
-    assert katib.RESOURCE_FIELDS == schema_properties("io.k8s.api.core.v1.ResourceRequirements")
+    assert validation.ENV_FIELDS == schema_properties("io.k8s.api.core.v1.EnvVar")
+    assert validation.RESOURCE_FIELDS == schema_properties("io.k8s.api.core.v1.ResourceRequirements")
     assert {"name", "key", "optional"} == schema_properties("io.k8s.api.core.v1.SecretKeySelector")
     document = json.loads((CRDS / "katib" / "openapi-swagger.json").read_text())["components"]["schemas"]
     toleration = document["io.k8s.api.core.v1.Toleration"]["properties"]
@@ -216,7 +216,7 @@ def test_grid_points_are_katibs(experiment_schema):
         points = points[:-1] if points[-1] > high else points
         parameter = {"name": "x", "parameterType": "double",
                      "feasibleSpace": {"min": str(low), "max": str(high), "step": str(step)}}
-        assert grid_values(parameter) == list(points) and katib.grid_size(parameter) == len(points)
+        assert grid_values(parameter) == list(points) and grid_size(parameter) == len(points)
     assert grid_values({"name": "n", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "7", "step": "3"}}) \
         == [1, 4, 7]
     grid = example("grid.yaml")  # 9 x 5 points

@@ -1,4 +1,4 @@
-"""The compiled pipelines obey what KFP's v2 driver and launcher do (kubeline/pipelines/backend_rules.py names the
+"""The compiled pipelines obey what KFP's v2 driver and launcher do (pipelines/backend_rules.py names the
 upstream code of each rule), and each rule catches what it is for."""
 import copy
 

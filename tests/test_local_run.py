@@ -45,7 +45,7 @@ def test_penguin_run_passes_the_gate_and_lists_every_output(penguin_run):
     assert (pushed["storage_version"], pushed["registry_version"], pushed["alias"]) == (1, 1, "challenger")
     tracking_uri = f"sqlite:///{out / 'mlflow.db'}"
     assert summary["tracking"]["uri"] == tracking_uri and summary["tracking"]["mlflow_run_id"]
-    from kubeline import registry
+    from kubeline.core import registry
 
     assert registry.resolve("models:/penguins@challenger", tracking_uri) == pushed["uri"]
     assert "gate: PASS" in result.stdout and "registered: models:/penguins/1 (alias challenger)" in result.stdout
@@ -53,7 +53,7 @@ def test_penguin_run_passes_the_gate_and_lists_every_output(penguin_run):
 
 def test_the_run_shows_one_line_per_step_and_files_each_steps_log(penguin_run):
     """kfp.local's executor JSON, TensorFlow's start-up lines and the trials' epochs go to logs/<step>.log; the
-    terminal gets a line per step (kfp.local's own task lines, kubeline/run_display.py) and the summary."""
+    terminal gets a line per step (kfp.local's own task lines, kubeline/cli/run_display.py) and the summary."""
     out, result, _ = penguin_run
     before_summary = result.stdout.split("=" * 72)[0].strip().splitlines()
     assert len(before_summary) < 60, "\n".join(before_summary)
@@ -86,7 +86,7 @@ def test_a_failing_step_shows_its_last_lines_and_where_its_log_is(penguin_run, t
 def test_a_local_run_runs_each_step_once_and_leaves_the_pipelines_retries_alone():
     """kfp.local honours retry policies (kfp/local/orchestrator/task_executor.py); a local run drops them on a
     copy, and the pipeline that is compiled keeps them."""
-    from kubeline.local_run import run_once
+    from kubeline.cli.local_run import run_once
     from kubeline.pipelines.training import training_pipeline
 
     def retried(pipeline) -> set[str]:
@@ -99,8 +99,9 @@ def test_a_local_run_runs_each_step_once_and_leaves_the_pipelines_retries_alone(
 
 
 def test_the_pushed_version_has_a_model_card_that_validates_and_names_its_lineage(penguin_run):
-    from kubeline import model_card, registry
-    from kubeline.model_store import MANIFEST
+    from kubeline.components.model_card import core as model_card
+    from kubeline.core import registry
+    from kubeline.core.model_store import MANIFEST
 
     out, result, summary = penguin_run
     assert f"model card: {summary['model_card']}" in result.stdout
@@ -121,7 +122,7 @@ def test_the_pushed_version_has_a_model_card_that_validates_and_names_its_lineag
 def test_the_run_ends_with_a_live_endpoint_serving_the_pushed_version(penguin_run):
     import urllib.request
 
-    from kubeline import registry
+    from kubeline.core import registry
     from kubeline.serving import local
 
     out, result, summary = penguin_run
@@ -170,7 +171,7 @@ def test_tuning_reports_its_trials_and_the_tuned_model_is_at_least_as_good(pengu
     assert untuned["deployment"]["action"] == "promoted" and untuned["deployment"]["serving_version"] == "2"
     assert "canary with 20% of traffic next to version 1" in (out / "logs" / "deploy.log").read_text()
     assert untuned["deployment"]["endpoint"] == tuned["deployment"]["endpoint"]  # same endpoint, new version
-    from kubeline import registry
+    from kubeline.core import registry
 
     assert registry.resolve("models:/penguins@champion", untuned["tracking"]["uri"]) == untuned["pushed_model"]["uri"]
 
@@ -178,7 +179,7 @@ def test_tuning_reports_its_trials_and_the_tuned_model_is_at_least_as_good(pengu
 def test_saved_model_predicts_species_from_raw_values(penguin_run):
     import tensorflow as tf
 
-    from kubeline.model_store import verify
+    from kubeline.core.model_store import verify
 
     out, _, _ = penguin_run
     pushed_dir = out / "models" / "penguins" / "1"
@@ -237,8 +238,8 @@ def test_cli_refuses_bad_options_before_running(args, expected, tmp_path):
 def test_run_against_tracking_server_and_gcs(penguin_run, mlflow_tracking, bucket, tmp_path):
     import os
 
-    from kubeline import registry
-    from kubeline.model_store import MANIFEST
+    from kubeline.core import registry
+    from kubeline.core.model_store import MANIFEST
 
     out, _, _ = penguin_run
     env_cmd = ["run", "--local", "--output-dir", str(out), "--cache", "--model-root", f"gs://{bucket.name}/models",
@@ -285,7 +286,7 @@ def test_the_drift_demo_shifted_traffic_retrains_and_rolls_out_a_new_version(pen
     no drift (the deploys' own smoke requests left out); heavier birds from a new island are drift, and kubeline
     monitor --local repeats the run that trained the serving version (its recorded arguments, the overrides
     replacing some): a new version, canaried on the same endpoint and promoted."""
-    from kubeline import registry
+    from kubeline.core import registry
     from kubeline.serving import local
 
     out, _, summary = penguin_run

@@ -1,15 +1,15 @@
 """The local tuner runs real training trials in parallel processes, as Katib would on a cluster, refusing what
-Katib refuses (it validates with kubeline.katib.experiment.validate) and configuring each sampler as Katib's
+Katib refuses (it validates with kubeline.katib.validation.validate) and configuring each sampler as Katib's
 suggestion service does (pkg/suggestion/v1beta1/{hyperopt,optuna,skopt,hyperband}, goptuna)."""
 import sys
 
 import pytest
 
-from kubeline.errors import InvalidInputError
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.training import TRIAL_MODULE
+from kubeline.core.training import trial_args as flags
 from kubeline.katib.experiment import Parameter, build_experiment
 from kubeline.katib.local_tuner import MedianStop, TrialResult, optuna_sampler, search, trial_command, tune
-from kubeline.training import TRIAL_MODULE
-from kubeline.training import trial_args as flags
 
 
 def trial_args(dirs, train_suffix=""):

@@ -40,10 +40,10 @@ def rules(role: dict) -> dict:
 def custom_object_calls() -> dict:
     """Every custom-object call in the package's code, by the (group, plural) it names: the module's own resource,
     or Knative's revisions where the call names them."""
-    from kubeline.katib import experiment
+    from kubeline.katib import api as katib_api
     from kubeline.serving import inference_service
 
-    resources = {"katib/cluster.py": (experiment.GROUP, experiment.PLURAL),
+    resources = {"katib/cluster.py": (katib_api.GROUP, katib_api.PLURAL),
                  "kubeline/serving/kserve_target.py": (inference_service.GROUP, inference_service.PLURAL)}
     calls = {}
     for folder in ("kubeline", "katib", "components", "pipelines"):

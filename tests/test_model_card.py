@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 
-from kubeline import artifacts, model_card, registry
-from kubeline.errors import InvalidInputError, ServiceUnavailableError
-from kubeline.model_store import MANIFEST
+from kubeline.components.model_card import core as model_card
+from kubeline.core import artifacts, registry
+from kubeline.core.errors import InvalidInputError, ServiceUnavailableError
+from kubeline.core.model_store import MANIFEST
 
 
 def tuning_report() -> dict:
@@ -258,7 +259,7 @@ def test_the_component_runs_under_kfp_local(registered, penguin_splits, tmp_path
 
 
 def test_kubeline_model_card_writes_a_versions_card_and_attaches_it(registered, tmp_path, capsys):
-    from kubeline.cli import main
+    from kubeline.cli.main import main
 
     out = tmp_path / "card"
     assert main(["model-card", "penguins@champion", "--tracking-uri", registered["uri"], "--out-dir", str(out),

@@ -12,15 +12,15 @@ import pytest
 from conftest import push_model
 from fake_kfp_api import FakeKfpApi
 
-from kubeline import registry
-from kubeline.cli import main
-from kubeline.client import KubelineClient
+from kubeline.cli.main import main
+from kubeline.cli.monitor import start_local
+from kubeline.cluster.kfp_client import KubelineClient
 from kubeline.components.drift import core as drift
 from kubeline.components.drift.config import DriftConfig
 from kubeline.components.retrain import core as retrain
 from kubeline.components.retrain.config import RetrainConfig
-from kubeline.errors import InvalidInputError
-from kubeline.monitor import start_local
+from kubeline.core import registry
+from kubeline.core.errors import InvalidInputError
 from kubeline.serving.payload_log import TIME_FORMAT
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "compiled" / "training_pipeline.yaml"

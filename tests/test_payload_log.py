@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from kubeline.components.drift.config import DriftConfig
 from kubeline.components.drift.core import run as drift_run
-from kubeline.errors import InvalidInputError
+from kubeline.core.errors import InvalidInputError
 from kubeline.serving import local, payload_log, replay, smoke
 from kubeline.serving import server as model_server
 from kubeline.serving.client import OWN_REQUEST_PREFIX, predict_url
@@ -274,7 +274,7 @@ def test_the_drift_check_reads_kserves_cloudevents_payload_log_as_its_window(tra
     """A predictor logging with KServe's logger: the drift step reads its events (a request and its response in
     different files, as the blob-store logger writes them) into rows, and leaves out the deploy's smoke requests
     (KServe takes their Ce-Id as the event id) and requests without a response."""
-    from kubeline.saved_model import load_schema
+    from kubeline.core.saved_model import load_schema
 
     expected = smoke.expected_predictions(evaluated_model, load_schema(trained_model[1]), 1000)
     served = []

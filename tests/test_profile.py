@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kubeline import model_store, profile
-from kubeline.errors import InvalidInputError
-from kubeline.saved_model import load_schema
-from kubeline.schema import Feature, Schema
+from kubeline.core import model_store, profile
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.saved_model import load_schema
+from kubeline.core.schema import Feature, Schema
 
 SCHEMA = Schema("y", ["a", "b"], [Feature("size_cm", "numeric", column="Size (cm)"),
                                   Feature("color", "categorical", domain=["g", "r"])])
@@ -44,7 +44,7 @@ def test_profile_holds_bins_sample_moments_and_counts():
 def test_load_refuses_other_formats(tmp_path):
     path = tmp_path / "profile.json"
     path.write_text(json.dumps({"format_version": 99}))
-    with pytest.raises(InvalidInputError, match="not a profile of format 1.*python -m kubeline.profile"):
+    with pytest.raises(InvalidInputError, match="not a profile of format 1.*python -m kubeline.core.profile"):
         profile.load(path)
 
 
@@ -68,7 +68,7 @@ def test_an_old_model_is_refused_with_the_backfill_command(trained_model, pengui
     old = tmp_path / "old-model"
     shutil.copytree(trained_model[1], old)
     (old / profile.PROFILE_FILE).unlink()
-    with pytest.raises(InvalidInputError, match=r"old-model' has no reference profile.*python -m kubeline.profile"):
+    with pytest.raises(InvalidInputError, match=r"old-model' has no reference profile.*python -m kubeline.core.profile"):
         profile.load_from_model(old)
     out = tmp_path / "backfilled.json"
     assert profile.main([str(old), penguin_splits[1]["train.parquet"], str(out)]) == 0

@@ -4,10 +4,10 @@ import json
 import pytest
 from conftest import push_model
 
-from kubeline import model_store
 from kubeline.components.push.core import check_blessed
-from kubeline.errors import InvalidInputError
-from kubeline.model_store import MANIFEST, verify
+from kubeline.core import model_store
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.model_store import MANIFEST, verify
 
 
 def make_model(folder, content=b"graph"):

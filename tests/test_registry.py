@@ -4,13 +4,13 @@ import json
 import pytest
 from conftest import emulator_env, gcs_client, gcs_emulator, mlflow_server, push_model
 
-from kubeline import model_store, registry
 from kubeline.components.evaluate.config import EvaluateConfig
 from kubeline.components.evaluate.core import evaluate, fetch_baseline, write
 from kubeline.components.track.config import TrackConfig
 from kubeline.components.track.core import track
-from kubeline.errors import InvalidInputError, ServiceUnavailableError
-from kubeline.model_store import MANIFEST, MLMODEL
+from kubeline.core import model_store, registry
+from kubeline.core.errors import InvalidInputError, ServiceUnavailableError
+from kubeline.core.model_store import MANIFEST, MLMODEL
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_track_logs_params_metrics_lineage_and_reports_once_per_kfp_run(sqlite_u
     assert tags["kubeline.dataset_sha256"] == penguin_splits[0].digest and tags["kfp.run_id"] == "run-1"
     assert tags["kfp.pipeline_name"] == "kubeline-training"
     assert tags["kubeline.gate_decision"] == "pass" and tags["kubeline.version"]
-    assert "kubeline-tf-gpu:" in tags["kubeline.images"]
+    assert "kubeline-tf-gpu:" in tags["kubeline.cluster.images"]
     artifacts = {a.path for folder in ("data", "evaluation")
                  for a in registry.client(sqlite_uri).list_artifacts(run_id, folder)}
     assert artifacts == {"data/schema.json", "data/statistics.json", "data/statistics.md",

@@ -1,4 +1,4 @@
-"""Rollback on demand and on alert (kubeline/rollback.py, kubeline/alert_webhook.py).
+"""Rollback on demand and on alert (kubeline/operate/rollback.py, kubeline/operate/alert_webhook.py).
 
 A local endpoint, and InferenceServices in both of KServe's deployment modes (the fake API server and controller of
 tests/fake_kube.py and tests/fake_kserve.py, with real model servers behind them), go back to the version that
@@ -35,12 +35,13 @@ from conftest import (
 )
 from test_deploy_kubernetes import STORAGE, champion, config, release
 
-from kubeline import alert_webhook, alerting, registry
-from kubeline.cli import main
+from kubeline.cli.main import main
 from kubeline.components.deploy.config import DeployConfig
 from kubeline.components.deploy.core import deploy
-from kubeline.errors import InvalidInputError
-from kubeline.rollback import RollbackConfig, rollback
+from kubeline.core import registry
+from kubeline.core.errors import InvalidInputError
+from kubeline.operate import alert_webhook, alerting
+from kubeline.operate.rollback import RollbackConfig, rollback
 from kubeline.serving import local
 from kubeline.serving.kserve_target import HISTORY, KubernetesTarget, Release
 

@@ -16,8 +16,8 @@ from conftest import served
 
 from kubeline.components.deploy.config import DeployConfig
 from kubeline.components.deploy.core import deploy, load_inputs
-from kubeline.errors import InvalidInputError, OperationFailedError
-from kubeline.model_store import MANIFEST, build_manifest
+from kubeline.core.errors import InvalidInputError, OperationFailedError
+from kubeline.core.model_store import MANIFEST, build_manifest
 from kubeline.serving import local, smoke
 from kubeline.serving import server as model_server
 from kubeline.serving.kserve_target import Release

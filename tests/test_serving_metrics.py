@@ -8,16 +8,16 @@ import pytest
 from conftest import served
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubeline import alerting
-from kubeline.saved_model import load_schema
+from kubeline.core import metric_names
+from kubeline.core.saved_model import load_schema
 from kubeline.serving import local
 
 ROW = {"island": "Biscoe", "bill_length_mm": 49.0, "bill_depth_mm": 15.0, "flipper_length_mm": 222.0,
        "body_mass_g": 5300.0, "sex": "male", "year": 2008.0}
 CATEGORICAL = {"island", "sex"}
-COUNTERS = {name: f"{name}_total" for name in (alerting.FEATURE_VALUES, alerting.FEATURE_VALUE_SUM,
-                                               alerting.FEATURE_MISSING, alerting.FEATURE_UNKNOWN)}
-BUCKETS = f"{alerting.CONFIDENCE}_bucket"
+COUNTERS = {name: f"{name}_total" for name in (metric_names.FEATURE_VALUES, metric_names.FEATURE_VALUE_SUM,
+                                               metric_names.FEATURE_MISSING, metric_names.FEATURE_UNKNOWN)}
+BUCKETS = f"{metric_names.CONFIDENCE}_bucket"
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def scrape(state) -> dict:
         for sample in family.samples:
             labels = sample.labels
             if labels.get("model") == "penguins" and (sample.name in COUNTERS.values() or
-                                                      sample.name.startswith(alerting.CONFIDENCE)):
+                                                      sample.name.startswith(metric_names.CONFIDENCE)):
                 key = (sample.name, labels["version"], labels.get("feature", labels.get("le")), labels.get("sign"))
                 found[key] = sample.value
     return found
@@ -93,19 +93,19 @@ def expected(version: str, rows: list[dict], confidences: list[float], domains: 
     for column in ROW:
         values = [row[column] for row in rows]
         present = [v for v in values if v not in (None, "")]
-        found[COUNTERS[alerting.FEATURE_VALUES], version, column, None] = len(present)
-        found[COUNTERS[alerting.FEATURE_MISSING], version, column, None] = len(values) - len(present)
+        found[COUNTERS[metric_names.FEATURE_VALUES], version, column, None] = len(present)
+        found[COUNTERS[metric_names.FEATURE_MISSING], version, column, None] = len(values) - len(present)
         if column in CATEGORICAL:
-            found[COUNTERS[alerting.FEATURE_UNKNOWN], version, column, None] = sum(
+            found[COUNTERS[metric_names.FEATURE_UNKNOWN], version, column, None] = sum(
                 v not in domains[column] for v in present)
         else:
-            found[COUNTERS[alerting.FEATURE_VALUE_SUM], version, column, "positive"] = sum(v for v in present if v > 0)
-            found[COUNTERS[alerting.FEATURE_VALUE_SUM], version, column, "negative"] = -sum(v for v in present if v < 0)
-    for bound in alerting.CONFIDENCE_BUCKETS:
+            found[COUNTERS[metric_names.FEATURE_VALUE_SUM], version, column, "positive"] = sum(v for v in present if v > 0)
+            found[COUNTERS[metric_names.FEATURE_VALUE_SUM], version, column, "negative"] = -sum(v for v in present if v < 0)
+    for bound in metric_names.CONFIDENCE_BUCKETS:
         found[BUCKETS, version, repr(bound), None] = sum(c <= bound for c in confidences)
-    found[BUCKETS, version, "+Inf", None] = found[f"{alerting.CONFIDENCE}_count", version, None, None] = len(
+    found[BUCKETS, version, "+Inf", None] = found[f"{metric_names.CONFIDENCE}_count", version, None, None] = len(
         confidences)
-    found[f"{alerting.CONFIDENCE}_sum", version, None, None] = sum(confidences)
+    found[f"{metric_names.CONFIDENCE}_sum", version, None, None] = sum(confidences)
     return {key: value for key, value in found.items() if value}
 
 
@@ -126,16 +126,16 @@ def test_feature_counters_and_confidence_count_the_rows_each_version_served(serv
             **expected("2", canary_v1 + canary_v2, confidences["2"], domains)}
     assert changed == want
     # the same, spelled out for a few series
-    values, missing, unknown, sums = (COUNTERS[n] for n in (alerting.FEATURE_VALUES, alerting.FEATURE_MISSING,
-                                                            alerting.FEATURE_UNKNOWN, alerting.FEATURE_VALUE_SUM))
+    values, missing, unknown, sums = (COUNTERS[n] for n in (metric_names.FEATURE_VALUES, metric_names.FEATURE_MISSING,
+                                                            metric_names.FEATURE_UNKNOWN, metric_names.FEATURE_VALUE_SUM))
     assert changed[values, "1", "bill_length_mm", None] == 2 and changed[missing, "1", "bill_length_mm", None] == 1
     assert changed[missing, "1", "sex", None] == 1 and changed[missing, "2", "sex", None] == 1
     assert changed[unknown, "1", "island", None] == 1 and changed[unknown, "2", "island", None] == 1
     assert changed[sums, "1", "bill_depth_mm", "positive"] == 30.0
     assert changed[sums, "1", "bill_depth_mm", "negative"] == 1.5
     assert changed[sums, "2", "body_mass_g", "positive"] == 3 * 5300.0
-    assert changed[f"{alerting.CONFIDENCE}_count", "1", None, None] == 3
-    assert changed[f"{alerting.CONFIDENCE}_count", "2", None, None] == 3
+    assert changed[f"{metric_names.CONFIDENCE}_count", "1", None, None] == 3
+    assert changed[f"{metric_names.CONFIDENCE}_count", "2", None, None] == 3
 
 
 def test_rows_of_concurrent_requests_folded_into_one_model_call_are_each_counted(server):
@@ -145,11 +145,11 @@ def test_rows_of_concurrent_requests_folded_into_one_model_call_are_each_counted
             lambda i: v1(server, "penguins-stable", [{**ROW, "bill_length_mm": 40.0 + i % 10}]), range(200))
             for c in found]
     changed = increase(before, scrape(server))
-    assert changed[COUNTERS[alerting.FEATURE_VALUES], "1", "bill_length_mm", None] == 200
-    assert changed[COUNTERS[alerting.FEATURE_VALUE_SUM], "1", "bill_length_mm", "positive"] == 200 * 40.0 + 20 * 45
-    assert changed[COUNTERS[alerting.FEATURE_VALUES], "1", "island", None] == 200
-    assert changed[f"{alerting.CONFIDENCE}_count", "1", None, None] == 200
-    assert changed[f"{alerting.CONFIDENCE}_sum", "1", None, None] == sum(confidences)
+    assert changed[COUNTERS[metric_names.FEATURE_VALUES], "1", "bill_length_mm", None] == 200
+    assert changed[COUNTERS[metric_names.FEATURE_VALUE_SUM], "1", "bill_length_mm", "positive"] == 200 * 40.0 + 20 * 45
+    assert changed[COUNTERS[metric_names.FEATURE_VALUES], "1", "island", None] == 200
+    assert changed[f"{metric_names.CONFIDENCE}_count", "1", None, None] == 200
+    assert changed[f"{metric_names.CONFIDENCE}_sum", "1", None, None] == sum(confidences)
 
 
 def test_only_the_schema_s_features_have_series_and_refused_requests_count_nothing(server):
@@ -164,11 +164,11 @@ def test_only_the_schema_s_features_have_series_and_refused_requests_count_nothi
                 for name in COUNTERS.values()}
     numeric = set(ROW) - CATEGORICAL
     assert features == {
-        COUNTERS[alerting.FEATURE_VALUES]: {(v, f) for v in versions for f in ROW},
-        COUNTERS[alerting.FEATURE_MISSING]: {(v, f) for v in versions for f in ROW},
-        COUNTERS[alerting.FEATURE_VALUE_SUM]: {(v, f) for v in versions for f in numeric},
-        COUNTERS[alerting.FEATURE_UNKNOWN]: {(v, f) for v in versions for f in CATEGORICAL}}
-    assert {sign for (n, _, _, sign) in after if n == COUNTERS[alerting.FEATURE_VALUE_SUM]} == {"positive", "negative"}
+        COUNTERS[metric_names.FEATURE_VALUES]: {(v, f) for v in versions for f in ROW},
+        COUNTERS[metric_names.FEATURE_MISSING]: {(v, f) for v in versions for f in ROW},
+        COUNTERS[metric_names.FEATURE_VALUE_SUM]: {(v, f) for v in versions for f in numeric},
+        COUNTERS[metric_names.FEATURE_UNKNOWN]: {(v, f) for v in versions for f in CATEGORICAL}}
+    assert {sign for (n, _, _, sign) in after if n == COUNTERS[metric_names.FEATURE_VALUE_SUM]} == {"positive", "negative"}
 
 
 def test_a_version_s_series_are_there_at_zero_from_its_load(server, pushed_versions):
@@ -178,6 +178,6 @@ def test_a_version_s_series_are_there_at_zero_from_its_load(server, pushed_versi
         third = {key: value for key, value in scrape(server).items() if key[1] == "3"}
         assert set(third.values()) == {0}
         assert len(third) == 2 * len(ROW) + 2 * (len(ROW) - len(CATEGORICAL)) + len(CATEGORICAL) + len(
-            alerting.CONFIDENCE_BUCKETS) + 3
+            metric_names.CONFIDENCE_BUCKETS) + 3
     finally:
         local.set_rollout(server, served(pushed_versions[1], "1"), served(pushed_versions[2], "2"), 50)

@@ -7,9 +7,9 @@ import time
 import pytest
 from conftest import ingest_into, push_model, s3_env, s3_server
 
-from kubeline import model_store, storage
-from kubeline.errors import InvalidInputError, ServiceUnavailableError
-from kubeline.model_store import MANIFEST
+from kubeline.core import model_store, storage
+from kubeline.core.errors import InvalidInputError, ServiceUnavailableError
+from kubeline.core.model_store import MANIFEST
 
 
 @pytest.fixture

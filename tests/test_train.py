@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from kubeline.errors import InvalidInputError
-from kubeline.saved_model import METADATA_FILE
-from kubeline.training import DEFAULT_SEED, HParams
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.saved_model import METADATA_FILE
+from kubeline.core.training import DEFAULT_SEED, HParams
 
 RAW_ROWS = {
     "island": ["Biscoe", "Dream", "Torgersen", ""],

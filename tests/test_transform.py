@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from kubeline.components.transform.core import COMPLETION_MARKER, run_isolated
-from kubeline.errors import InvalidInputError
+from kubeline.core.errors import InvalidInputError
 
 
 def read_examples(data_dir):

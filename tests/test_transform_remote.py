@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import free_port, wait_for_port
 
-from kubeline.errors import InvalidInputError
+from kubeline.core.errors import InvalidInputError
 
 SITE_PACKAGES = next(p for p in sys.path if p.endswith("site-packages") and Path(p, "apache_beam").is_dir())
 
@@ -269,8 +269,8 @@ def test_worker_wheel_carries_the_transform_code(tmp_path):
     wheel = worker_wheel(tmp_path)
     assert wheel.name == f"kubeline-{__version__}-py3-none-any.whl"
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("kubeline/__init__.py", "kubeline/schema.py", "kubeline/storage.py", "kubeline/errors.py",
-                   "kubeline/artifacts.py", "kubeline/components/__init__.py",
+    for module in ("kubeline/__init__.py", "kubeline/core/schema.py", "kubeline/core/storage.py", "kubeline/core/errors.py",
+                   "kubeline/core/artifacts.py", "kubeline/components/__init__.py",
                    "kubeline/components/transform/core.py", "kubeline/components/transform/config.py"):
         assert module in names
     assert f"kubeline-{__version__}.dist-info/RECORD" in names and not any("__pycache__" in n for n in names)

@@ -13,10 +13,10 @@ from crds import CRDS, katib_experiment_validator
 from fake_katib import JOB_FAILED, JOB_SUCCEEDED, katib_defaulter
 from fake_kube import FakeKubernetes
 
-from kubeline import images
+from kubeline.cluster import images
 from kubeline.components.tune.config import TuneConfig
 from kubeline.components.tune.core import tune
-from kubeline.errors import InvalidInputError, OperationFailedError
+from kubeline.core.errors import InvalidInputError, OperationFailedError
 from kubeline.katib.cluster import SPEC_HASH, spec_hash
 
 DATA = {"transformed_train": "gs://b/run/train", "transformed_validation": "gs://b/run/eval",
@@ -309,7 +309,7 @@ def test_experiment_names_follow_the_run_and_fit_katib():
 
 
 def test_the_api_server_refuses_an_object_that_breaks_the_schema(katib):
-    from kubeline import kube
+    from kubeline.cluster import kube
 
     experiment = config().experiment(DATA)
     experiment["spec"]["parallelTrialCount"] = "two"
@@ -323,7 +323,7 @@ def test_the_api_server_refuses_an_object_that_breaks_the_schema(katib):
 
 def test_the_experiment_goes_to_the_steps_own_namespace_unless_one_is_given(tmp_path, monkeypatch):
     """In a pod: the service account's namespace (multi-user Kubeflow's profile); elsewhere the kubeconfig's."""
-    from kubeline import runtime
+    from kubeline.cluster import runtime
 
     kubeconfig = tmp_path / "config"
     kubeconfig.write_text("current-context: b\ncontexts:\n- {name: a, context: {namespace: team-a}}\n"

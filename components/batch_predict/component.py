@@ -3,7 +3,7 @@ from typing import NamedTuple
 
 from kfp import dsl
 
-from kubeline import images
+from kubeline.cluster import images
 
 
 @dsl.component(base_image=images.TF, install_kfp_package=False)
@@ -52,7 +52,7 @@ def batch_predict(
 
     from kubeline.components.batch_predict.config import CONFIG
     from kubeline.components.batch_predict.core import run
-    from kubeline.config import from_inputs
+    from kubeline.core.config import from_inputs
 
     config = from_inputs(CONFIG, locals())
     with tempfile.TemporaryDirectory() as work_dir:

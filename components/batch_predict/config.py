@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kubeline import registry, storage
-from kubeline.errors import InvalidInputError
-from kubeline.runtime import refuse_in_pod
+from kubeline.cluster.runtime import refuse_in_pod
+from kubeline.core import registry, storage
+from kubeline.core.errors import InvalidInputError
 
 # What one step does: the whole job, or a part of the job a pipeline fans out.
 ALL, PLAN, SHARD, FINISH = "all", "plan", "shard", "finish"

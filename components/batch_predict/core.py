@@ -29,11 +29,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kubeline import artifacts, model_store, registry, storage
 from kubeline.components.batch_predict.config import FINISH, PLAN, SHARD, BatchPredictConfig
-from kubeline.errors import InvalidInputError, OperationFailedError
-from kubeline.saved_model import load_schema
-from kubeline.schema import NUMERIC, Schema
+from kubeline.core import artifacts, model_store, registry, storage
+from kubeline.core.errors import InvalidInputError, OperationFailedError
+from kubeline.core.saved_model import load_schema
+from kubeline.core.schema import NUMERIC, Schema
 
 CSV_DELIMITERS = {".csv": ",", ".tsv": "\t"}
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -351,7 +351,7 @@ def score_chunk(table: pa.Table, schema: Schema, serve, score_unknown_categories
                 start: int) -> tuple[pa.Table, pa.Table]:
     """The scored rows (the input columns, numeric features as the numbers scored, ``predicted`` and
     ``p_<class>``) and the dead-letter rows (the input columns as read, ``row`` in the file and ``reason``)."""
-    from kubeline.saved_model import predict_probabilities
+    from kubeline.core.saved_model import predict_probabilities
 
     inputs, reasons = check_rows(table, schema, score_unknown_categories)
     good = np.ones(table.num_rows, dtype=bool)
@@ -406,7 +406,7 @@ def done_shards(location: Location) -> set[str]:
 def score_shards(job: dict, todo: list[dict], copies: dict[str, Path], model: ModelVersion, location: Location,
                  work_dir: Path) -> list[dict]:
     """Scores ``todo`` (shards of the job, in order), reading each input file once from its first shard to do."""
-    from kubeline.saved_model import load_model
+    from kubeline.core.saved_model import load_model
 
     if not todo:
         return []

@@ -2,7 +2,7 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Markdown, Output
 
-from kubeline import images
+from kubeline.cluster import images
 
 
 @dsl.component(base_image=images.DATA, install_kfp_package=False)
@@ -23,7 +23,7 @@ def canary_analysis(
     Each window compares the two versions' error rates (an absolute ceiling and a one-sided two-proportion test),
     p50 and p99 latency (absolute and relative to the stable version, judged only with enough requests) and
     predicted classes (PSI, counted when a chi-square test says the difference is not chance), as the deploy step's
-    canary analysis does (kubeline.canary). Use it beside a rollout done by Argo Rollouts, Flagger or by hand.
+    canary analysis does (kubeline.operate.canary). Use it beside a rollout done by Argo Rollouts, Flagger or by hand.
 
     Args:
         figures_url: Prometheus' URL (source prometheus), or the model server's base URL for its /metrics (source
@@ -35,9 +35,9 @@ def canary_analysis(
         canary_report: The record as Markdown.
         source: "prometheus" (PromQL over its HTTP API) or "server" (the server's own /metrics, one replica).
         windows: Analysis windows, each policy.interval_s long.
-        policy: kubeline.canary.CanaryPolicy settings (interval_s, scrape_interval_s, min_requests, max_error_rate,
-            alpha, max_latency_p99_s, max_latency_ratio, latency_slack_s, max_prediction_psi, failure_limit,
-            inconclusive_limit); {} for the defaults.
+        policy: kubeline.operate.canary.CanaryPolicy settings (interval_s, scrape_interval_s, min_requests,
+            max_error_rate, alpha, max_latency_p99_s, max_latency_ratio, latency_slack_s, max_prediction_psi,
+            failure_limit, inconclusive_limit); {} for the defaults.
         queries: PromQL templates replacing the defaults (requests, errors, latency_buckets, classes) with
             {model}, {version} and {window} placeholders; source prometheus only.
 
@@ -47,9 +47,9 @@ def canary_analysis(
     import json
     from pathlib import Path
 
-    from kubeline import canary
     from kubeline.components.canary_analysis.config import CONFIG
-    from kubeline.config import from_inputs
+    from kubeline.core.config import from_inputs
+    from kubeline.operate import canary
 
     config = from_inputs(CONFIG, locals())
     figures = (canary.PrometheusFigures(figures_url, model, canary_version, stable_version, queries)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kubeline.canary import CanaryPolicy, check_queries
-from kubeline.config import check_http_url
-from kubeline.errors import InvalidInputError
+from kubeline.core.config import check_http_url
+from kubeline.core.errors import InvalidInputError
+from kubeline.operate.canary import CanaryPolicy, check_queries
 
 SOURCES = ("server", "prometheus")
 

@@ -4,7 +4,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Model, Output
 
-from kubeline import images
+from kubeline.cluster import images
 
 
 @dsl.component(base_image=images.DATA, install_kfp_package=False)
@@ -70,7 +70,7 @@ def deploy(
             memory, gpus, service_account, labels, smoke_ingress ("" for the cluster-local address, else the
             ingress URL, reached with the service's host as the Host header).
         tracking_uri: MLflow registry URI for the champion alias; empty for none.
-        canary: Metric-driven canary analysis after the smoke test (kubeline.canary.CanaryPolicy): steps
+        canary: Metric-driven canary analysis after the smoke test (kubeline.operate.canary.CanaryPolicy): steps
             (e.g. [10, 25, 50, 100]), interval_s, scrape_interval_s, min_requests, max_error_rate, alpha,
             max_latency_p99_s, max_latency_ratio, latency_slack_s, max_prediction_psi, failure_limit,
             inconclusive_limit, on_inconclusive; prometheus_url (where the figures come from; required on the
@@ -88,11 +88,11 @@ def deploy(
     from collections import namedtuple
     from pathlib import Path
 
-    from kubeline.canary import render_record
     from kubeline.components.deploy.config import CONFIG
     from kubeline.components.deploy.core import deploy as run_deploy
     from kubeline.components.deploy.core import load_inputs
-    from kubeline.config import from_inputs
+    from kubeline.core.config import from_inputs
+    from kubeline.operate.canary import render_record
     from kubeline.serving.kserve_target import Release
 
     config = from_inputs(CONFIG, locals())

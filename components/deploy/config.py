@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kubeline.canary import CanaryPolicy, check_queries
-from kubeline.config import check_http_url, internal
-from kubeline.errors import InvalidInputError
-from kubeline.runtime import refuse_in_pod
+from kubeline.cluster.runtime import refuse_in_pod
+from kubeline.core.config import check_http_url, internal
+from kubeline.core.errors import InvalidInputError
+from kubeline.operate.canary import CanaryPolicy, check_queries
 from kubeline.serving.inference_service import ServiceSettings, check_name
 
 TARGETS = ("local", "kubernetes")

@@ -4,7 +4,7 @@ or rolled back, on KServe (an InferenceService) or locally (the model server on 
 The rollout is the same on both targets: put the new version up (all traffic when nothing serves yet,
 ``canary_percent`` of it otherwise, or the first of the canary analysis' steps), wait until it is ready, send
 smoke requests (test rows) to it and compare with the offline predictions; with a canary policy, walk it through
-the traffic steps judged on live figures (kubeline.canary). Then promote (all traffic to it, registry alias
+the traffic steps judged on live figures (kubeline.operate.canary). Then promote (all traffic to it, registry alias
 ``champion``) or roll back (all traffic to the previous version, alias unchanged).
 """
 from __future__ import annotations
@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from kubeline import canary
 from kubeline.components.deploy.config import DeployConfig
-from kubeline.errors import OperationFailedError
-from kubeline.schema import Schema
+from kubeline.core.errors import OperationFailedError
+from kubeline.core.schema import Schema
+from kubeline.core.storage import as_s3_uri
+from kubeline.operate import canary
 from kubeline.serving import local, smoke
 from kubeline.serving.client import predict_url
 from kubeline.serving.inference_service import build, model_spec
 from kubeline.serving.kserve_target import KubernetesTarget, Release, RolloutFailed
-from kubeline.storage import as_s3_uri
 
 
 @dataclass
@@ -29,7 +29,7 @@ class DeployResult:
     endpoint: str
     serving: dict
     smoke: dict | None = None
-    canary: dict | None = None  # the canary analysis' record (kubeline.canary.roll_out), when one ran
+    canary: dict | None = None  # the canary analysis' record (kubeline.operate.canary.roll_out), when one ran
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -218,7 +218,7 @@ def _analyze(target: LocalTarget | KubernetesTarget, release: Release, previous:
         target.state = local.get(config.name)
     log(canary.render_record(record))
     if config.tracking_uri and release.registry_version:
-        from kubeline import registry
+        from kubeline.core import registry
 
         run_id = registry.log_to_version_run(config.tracking_uri, config.model_name, release.registry_version, record,
                                              CANARY_RECORD, {"kubeline.canary_outcome": record["outcome"]})
@@ -229,7 +229,7 @@ def _analyze(target: LocalTarget | KubernetesTarget, release: Release, previous:
 
 def _champion(release: Release, config: DeployConfig, log) -> None:
     if config.tracking_uri and release.registry_version:
-        from kubeline import registry
+        from kubeline.core import registry
 
         registry.promote(config.model_name, release.registry_version, config.tracking_uri)
         log(f"deploy: models:/{config.model_name}/{release.registry_version} is now @{registry.CHAMPION}")
@@ -237,7 +237,7 @@ def _champion(release: Release, config: DeployConfig, log) -> None:
 
 def load_inputs(model_dir: str, evaluation_dir: str, rows: int) -> tuple[Schema, smoke.Expected]:
     """The model's schema and the offline predictions the smoke test expects."""
-    from kubeline.saved_model import load_schema
+    from kubeline.core.saved_model import load_schema
 
     schema = load_schema(model_dir)
     return schema, smoke.expected_predictions(evaluation_dir, schema, rows)

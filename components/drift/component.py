@@ -2,7 +2,7 @@
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Markdown, Metrics, Output
 
-from kubeline import images
+from kubeline.cluster import images
 
 
 @dsl.component(base_image=images.DATA, install_kfp_package=False)
@@ -46,7 +46,7 @@ def drift(
         drift_html: The result as an HTML report with a picture per feature (reference vs window).
         metrics: PSI per feature, the window's rows and bad rows, and drift (1 or 0) for the KFP UI.
         tracking_uri: MLflow tracking URI, for models:/ URIs.
-        profile_uri: A profile JSON to use instead of the model's (one built by python -m kubeline.profile for a
+        profile_uri: A profile JSON to use instead of the model's (one built by python -m kubeline.core.profile for a
             model trained before profiles existed); empty for the model's.
         evaluation_uri: The model's evaluate output (folder or evaluation.json): its prediction_profile is the
             reference of prediction drift; empty for the one a pushed version carries (none: no prediction drift).
@@ -70,7 +70,7 @@ def drift(
     """
     from kubeline.components.drift.config import CONFIG
     from kubeline.components.drift.core import render_html, render_markdown, run, write
-    from kubeline.config import from_inputs
+    from kubeline.core.config import from_inputs
 
     result = run(from_inputs(CONFIG, locals()))
     write(result, drift_result.path)

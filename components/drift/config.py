@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kubeline import storage
-from kubeline.config import check_http_url
-from kubeline.errors import InvalidInputError
+from kubeline.core import storage
+from kubeline.core.config import check_http_url
+from kubeline.core.errors import InvalidInputError
 from kubeline.serving.inference_service import check_name
 
 CORRECTIONS = ("bonferroni", "benjamini_hochberg")

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kubeline import artifacts, model_store, profile, registry, storage
 from kubeline.components.drift.config import DriftConfig
-from kubeline.errors import InvalidInputError
-from kubeline.schema import NUMERIC
+from kubeline.core import artifacts, model_store, profile, registry, storage
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.schema import NUMERIC
 from kubeline.serving import payload_log
 from kubeline.serving.client import OWN_REQUEST_PREFIX
 

@@ -2,7 +2,7 @@
 from kfp import dsl
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output, OutputPath
 
-from kubeline import images
+from kubeline.cluster import images
 
 
 @dsl.component(base_image=images.TF, install_kfp_package=False)
@@ -71,7 +71,7 @@ def evaluate(
     from kubeline.components.evaluate.config import CONFIG
     from kubeline.components.evaluate.core import evaluate as run_evaluate
     from kubeline.components.evaluate.core import fetch_baseline, render_report, write
-    from kubeline.config import from_inputs
+    from kubeline.core.config import from_inputs
 
     config = from_inputs(CONFIG, locals())
     with tempfile.TemporaryDirectory() as work_dir:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kubeline.errors import InvalidInputError
+from kubeline.core.errors import InvalidInputError
 
 # Every metric is higher-is-better except these.
 LOWER_IS_BETTER = {"log_loss"}

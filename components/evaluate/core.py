@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kubeline import artifacts, model_store, profile, registry
 from kubeline.components.evaluate.config import LOWER_IS_BETTER, SLICE_METRICS, EvaluateConfig
-from kubeline.errors import InvalidInputError
-from kubeline.saved_model import load_model, predict_probabilities
+from kubeline.core import artifacts, model_store, profile, registry
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.saved_model import load_model, predict_probabilities
 
 MISSING_SLICE = "(missing)"
 MAX_ROC_POINTS = 200
@@ -249,7 +249,7 @@ def true_classes(frame: pd.DataFrame, schema) -> np.ndarray:
 
 
 def write(evaluation: Evaluation, out_dir: str) -> None:
-    """Writes the evaluation and its offline predictions (kept for parity checks): kubeline.artifacts' layout."""
+    """Writes the evaluation and its offline predictions (kept for parity checks): kubeline.core.artifacts' layout."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     body = {k: getattr(evaluation, k) for k in ("decision", "reasons", "metrics", "metrics_ci", "validation_metrics",

@@ -1,7 +1,7 @@
 """KFP component: a fingerprint of the data, so that caching follows its content and not its name."""
 from kfp import dsl
 
-from kubeline import images
+from kubeline.cluster import images
 
 
 @dsl.component(base_image=images.DATA, install_kfp_package=False)
@@ -18,9 +18,9 @@ def fingerprint(data_uri: str) -> str:
     Returns:
         The fingerprint, e.g. "etag=9b2cf535f27731c974343645a3985328 size=13478".
     """
-    from kubeline import storage
     from kubeline.components.fingerprint.config import CONFIG
-    from kubeline.config import from_inputs
+    from kubeline.core import storage
+    from kubeline.core.config import from_inputs
 
     config = from_inputs(CONFIG, locals())
     found = storage.fingerprint(config.data_uri, "data_uri")

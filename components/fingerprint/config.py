@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kubeline import storage
+from kubeline.core import storage
 
 
 @dataclass

@@ -4,7 +4,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Markdown, Output
 
-from kubeline import images
+from kubeline.cluster import images
 
 
 @dsl.component(base_image=images.DATA, install_kfp_package=False)
@@ -38,7 +38,7 @@ def ingest(
         schema: Schema JSON: feature kinds, domains, ranges, nullability, label classes.
         statistics: Per-feature statistics and the dataset digest (JSON).
         statistics_report: The statistics as a Markdown report.
-        profile: The training split's reference profile (JSON, kubeline.profile): bins, a sample and moments per
+        profile: The training split's reference profile (JSON, kubeline.core.profile): bins, a sample and moments per
             numeric feature, category counts, missing rates, class counts. The train step stores it in the model.
         schema_uri: A schema JSON to apply instead of inferring one (path or URI); empty to infer.
         validation_fraction: Share of rows for the validation split, in (0, 1); stratified by label.
@@ -58,8 +58,8 @@ def ingest(
 
     from kubeline.components.ingest.config import CONFIG
     from kubeline.components.ingest.core import ingest as run_ingest
-    from kubeline.config import from_inputs
-    from kubeline.profile import FORMAT_VERSION as PROFILE_FORMAT
+    from kubeline.core.config import from_inputs
+    from kubeline.core.profile import FORMAT_VERSION as PROFILE_FORMAT
 
     result = run_ingest(from_inputs(CONFIG, locals()), train_data.path, validation_data.path, test_data.path,
                         schema.path, statistics_report.path, statistics.path, profile.path)

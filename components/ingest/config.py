@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kubeline import storage
-from kubeline.errors import InvalidInputError
-from kubeline.training import DEFAULT_SEED
+from kubeline.core import storage
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.training import DEFAULT_SEED
 
 
 @dataclass

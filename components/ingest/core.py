@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kubeline import profile, storage
 from kubeline.components.ingest.config import IngestConfig
-from kubeline.errors import InvalidInputError
-from kubeline.schema import CATEGORICAL, NUMERIC, Feature, Schema, model_input_names
+from kubeline.core import profile, storage
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.schema import CATEGORICAL, NUMERIC, Feature, Schema, model_input_names
 
 CSV_SUFFIXES = (".csv", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -50,7 +50,7 @@ class IngestResult:
 def ingest(config: IngestConfig, train_path: str, validation_path: str, test_path: str, schema_path: str,
            report_path: str, statistics_path: str, profile_path: str) -> IngestResult:
     """Reads, validates and splits a dataset three ways; writes the splits (Parquet), schema, statistics, report and
-    the training split's reference profile (``kubeline.profile``: what drift checks compare with).
+    the training split's reference profile (``kubeline.core.profile``: what drift checks compare with).
 
     Nothing is written unless every check passes.
     """

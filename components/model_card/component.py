@@ -2,7 +2,7 @@
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Markdown, Output
 
-from kubeline import images
+from kubeline.cluster import images
 
 
 @dsl.component(base_image=images.DATA, install_kfp_package=False)
@@ -40,10 +40,10 @@ def model_card(
     import shutil
     from pathlib import Path
 
-    from kubeline import artifacts
-    from kubeline import model_card as cards
+    from kubeline.components.model_card import core as cards
     from kubeline.components.model_card.config import CONFIG
-    from kubeline.config import from_inputs
+    from kubeline.core import artifacts
+    from kubeline.core.config import from_inputs
 
     config = from_inputs(CONFIG, locals())
     made = cards.create(model_uri, config.tracking_uri, config.owners, artifacts.read_evaluation(evaluation.path),

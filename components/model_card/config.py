@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kubeline import model_card
-from kubeline.runtime import refuse_in_pod
+from kubeline.cluster.runtime import refuse_in_pod
+from kubeline.components.model_card import core as model_card
 
 
 @dataclass

@@ -4,7 +4,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Model
 
-from kubeline import images
+from kubeline.cluster import images
 
 
 @dsl.component(base_image=images.DATA, install_kfp_package=False)
@@ -43,7 +43,7 @@ def push(
 
     from kubeline.components.push.config import CONFIG
     from kubeline.components.push.core import push as run_push
-    from kubeline.config import from_inputs
+    from kubeline.core.config import from_inputs
 
     config = from_inputs(CONFIG, locals())
     result = run_push(model.path, config, run_id=run_id, evaluation_dir=evaluation.path)

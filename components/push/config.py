@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kubeline import storage
-from kubeline.errors import InvalidInputError
-from kubeline.runtime import refuse_in_pod
-from kubeline.schema import VALID_NAME
+from kubeline.cluster.runtime import refuse_in_pod
+from kubeline.core import storage
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.schema import VALID_NAME
 
 
 @dataclass

@@ -5,7 +5,7 @@ and the content digest), so whoever loads a version can see that it passed the g
 it). A registry version is created only after its stored version is complete, with ``source`` set to the
 storage URI, and aliased ``challenger``. Pushing the same model files again (a retried step, a rerun after a
 failure) registers nothing new: the registry version, or the finished stored version, that already holds
-the same content digest is reused. The store's format is ``kubeline.model_store``.
+the same content digest is reused. The store's format is ``kubeline.core.model_store``.
 """
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubeline import artifacts, model_store, registry
 from kubeline.components.push.config import PushConfig
-from kubeline.errors import InvalidInputError
-from kubeline.saved_model import load_schema
-from kubeline.schema import NUMERIC
+from kubeline.core import artifacts, model_store, registry
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.saved_model import load_schema
+from kubeline.core.schema import NUMERIC
 
 
 @dataclass

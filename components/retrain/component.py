@@ -2,7 +2,7 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Output
 
-from kubeline import images
+from kubeline.cluster import images
 
 
 @dsl.component(base_image=images.DATA, install_kfp_package=False)
@@ -44,7 +44,7 @@ def retrain(
 
     from kubeline.components.retrain.config import CONFIG
     from kubeline.components.retrain.core import run
-    from kubeline.config import from_inputs
+    from kubeline.core.config import from_inputs
 
     record = run(from_inputs(CONFIG, locals()), drift_result.path)
     with open(retrain_record.path, "w") as handle:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kubeline import storage
-from kubeline.config import internal
-from kubeline.errors import InvalidInputError
+from kubeline.core import storage
+from kubeline.core.config import internal
+from kubeline.core.errors import InvalidInputError
 
 TARGETS = ("kfp", "local")
 

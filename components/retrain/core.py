@@ -6,7 +6,7 @@ of the model fired more than ``cooldown_hours`` ago. Every decision is appended 
 (``retrain_ledger.json`` under ``state_uri``) with its reason. On ``kfp`` the new run repeats the version's KFP run
 (its ``kfp.run_id`` lineage tag): the same pipeline version and parameters through the KFP API; on ``local`` it
 repeats the arguments ``kubeline run --local`` recorded in the version's MLflow run, with kfp.local
-(``kubeline.monitor``: a step does not start a pipeline on its own machine).
+(``kubeline.cli.monitor``: a step does not start a pipeline on its own machine).
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from kubeline import artifacts, registry, storage
 from kubeline.components.retrain.config import RetrainConfig
-from kubeline.errors import InvalidInputError, ServiceUnavailableError
+from kubeline.core import artifacts, registry, storage
+from kubeline.core.errors import InvalidInputError, ServiceUnavailableError
 
 LEDGER_FILE = "retrain_ledger.json"
 LEDGER_ENTRIES = 1000  # the newest kept
@@ -97,7 +97,7 @@ def start_kfp(config: RetrainConfig, lineage: dict, run_name: str) -> tuple[str,
     """A run through the KFP API repeating the version's own run; (run id, its page)."""
     from kfp_server_api import ApiException
 
-    from kubeline.client import KubelineClient, api_message
+    from kubeline.cluster.kfp_client import KubelineClient, api_message
 
     run_id = lineage["tags"].get(registry.KFP_RUN_TAG)
     if not run_id:

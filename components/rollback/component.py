@@ -4,7 +4,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Artifact, Output
 
-from kubeline import images
+from kubeline.cluster import images
 
 
 @dsl.component(base_image=images.DATA, install_kfp_package=False)
@@ -45,8 +45,8 @@ def rollback(
     from pathlib import Path
 
     from kubeline.components.rollback.config import CONFIG
-    from kubeline.config import from_inputs
-    from kubeline.rollback import rollback as run_rollback
+    from kubeline.core.config import from_inputs
+    from kubeline.operate.rollback import rollback as run_rollback
 
     result = run_rollback(from_inputs(CONFIG, locals()))
     Path(rollback_record.path).write_text(result.to_json())

@@ -1,4 +1,4 @@
-"""The rollback step's settings (kubeline.rollback)."""
-from kubeline.rollback import RollbackConfig
+"""The rollback step's settings (kubeline.operate.rollback)."""
+from kubeline.operate.rollback import RollbackConfig
 
 CONFIG = RollbackConfig

@@ -2,7 +2,7 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Model
 
-from kubeline import images
+from kubeline.cluster import images
 
 
 @dsl.component(base_image=images.DATA, install_kfp_package=False)
@@ -40,7 +40,7 @@ def track(
         The MLflow run id, or "" when tracking is off.
     """
     from kubeline.components.track.config import CONFIG
-    from kubeline.config import from_inputs
+    from kubeline.core.config import from_inputs
 
     config = from_inputs(CONFIG, locals())
     if not config.tracking_uri:

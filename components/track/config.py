@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kubeline.errors import InvalidInputError
-from kubeline.runtime import refuse_in_pod
+from kubeline.cluster.runtime import refuse_in_pod
+from kubeline.core.errors import InvalidInputError
 
 TRACKING_SCHEMES = ("sqlite:///", "http://", "https://", "postgresql://", "mysql://", "databricks")
 

@@ -13,9 +13,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from kubeline import __version__, artifacts, images, registry
+from kubeline import __version__
+from kubeline.cluster import images
 from kubeline.components.track.config import TrackConfig
-from kubeline.saved_model import METADATA_FILE
+from kubeline.core import artifacts, registry
+from kubeline.core.saved_model import METADATA_FILE
 
 METRIC_NAME_UNSAFE = re.compile(r"[^\w\-. /]")
 
@@ -23,7 +25,7 @@ METRIC_NAME_UNSAFE = re.compile(r"[^\w\-. /]")
 def lineage_tags(dataset_sha256: str, kfp_pipeline_name: str, kfp_run_id: str, kfp_run_name: str) -> dict:
     tags = {"kubeline.dataset_sha256": dataset_sha256, "kfp.pipeline_name": kfp_pipeline_name,
             registry.KFP_RUN_TAG: kfp_run_id, "kfp.run_name": kfp_run_name, "kubeline.version": __version__,
-            "kubeline.images": ",".join(sorted({images.DATA, images.TF, images.TF_GPU}))}
+            "kubeline.cluster.images": ",".join(sorted({images.DATA, images.TF, images.TF_GPU}))}
     if os.environ.get("KUBELINE_GIT_COMMIT"):
         tags["kubeline.git_commit"] = os.environ["KUBELINE_GIT_COMMIT"]
     return tags

@@ -4,7 +4,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
-from kubeline import images
+from kubeline.cluster import images
 
 
 @dsl.component(base_image=images.TF_GPU, install_kfp_package=False)
@@ -57,8 +57,8 @@ def train(
 
     from kubeline.components.train.config import CONFIG
     from kubeline.components.train.core import train as run_train
-    from kubeline.config import from_inputs
-    from kubeline.training import metric_lines
+    from kubeline.core.config import from_inputs
+    from kubeline.core.training import metric_lines
 
     config = from_inputs(CONFIG, locals())
     hparams = config.hparams()

@@ -1,9 +1,9 @@
-"""The train step's settings: the hyperparameters (``kubeline.training.HParams``) and the seed."""
+"""The train step's settings: the hyperparameters (``kubeline.core.training.HParams``) and the seed."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from kubeline.training import DEFAULT_SEED, HParams
+from kubeline.core.training import DEFAULT_SEED, HParams
 
 
 @dataclass

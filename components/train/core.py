@@ -12,12 +12,12 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kubeline import profile, progress
-from kubeline.artifacts import RAW_SCHEMA_FILE, TRANSFORMED_SUFFIX
-from kubeline.errors import InvalidInputError
-from kubeline.saved_model import METADATA_FILE, SIGNATURE
-from kubeline.schema import NUMERIC, Schema
-from kubeline.training import HParams, metric_lines
+from kubeline.core import profile, progress
+from kubeline.core.artifacts import RAW_SCHEMA_FILE, TRANSFORMED_SUFFIX
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.saved_model import METADATA_FILE, SIGNATURE
+from kubeline.core.schema import NUMERIC, Schema
+from kubeline.core.training import HParams, metric_lines
 
 CACHE_LIMIT_BYTES = 256 << 20  # compressed transformed data cached in memory up to this size
 
@@ -106,8 +106,9 @@ def train(transformed_train_dir: str, transformed_validation_dir: str, transform
           hparams: HParams, seed: int, profile_path: str = "") -> TrainResult:
     """Fits the model (validating on the validation split) and exports the raw-feature SavedModel to ``model_dir``.
 
-    ``profile_path`` (the ingest step's reference profile) is stored in the model at ``kubeline.profile.PROFILE_FILE``
-    so every version carries what drift checks compare with; trials, which keep no model, pass none.
+    ``profile_path`` (the ingest step's reference profile) is stored in the model at
+    ``kubeline.core.profile.PROFILE_FILE`` so every version carries what drift checks compare with; trials, which
+    keep no model, pass none.
 
     Prints the validation metrics after every epoch as ``accuracy=…``/``loss=…`` lines (what Katib's
     StdOut collector and medianstop read). Katib trials run this same function, so the train step

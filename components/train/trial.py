@@ -3,7 +3,7 @@
     python -m kubeline.components.train.trial --transformed_train=URI --transformed_validation=URI \\
         --transform_graph=URI [--model_dir=PATH] --seed=42 --learning_rate=0.01 --hidden_units=32 ...
 
-The command line is the training contract's (``kubeline.training``: ``TRIAL_MODULE``, ``TRIAL_INPUTS``,
+The command line is the training contract's (``kubeline.core.training``: ``TRIAL_MODULE``, ``TRIAL_INPUTS``,
 ``trial_args``). URIs may be local paths or object-store prefixes (downloaded first). Metrics are printed as
 ``name=value`` lines, which Katib's StdOut metrics collector reads: the validation metrics after every
 epoch, then the final ones (the restored best epoch when early stopping).
@@ -15,9 +15,9 @@ import sys
 import tempfile
 from dataclasses import fields
 
-from kubeline import storage
 from kubeline.components.train.core import train
-from kubeline.training import DEFAULT_SEED, TRIAL_INPUTS, TRIAL_MODULE, HParams, metric_lines
+from kubeline.core import storage
+from kubeline.core.training import DEFAULT_SEED, TRIAL_INPUTS, TRIAL_MODULE, HParams, metric_lines
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

@@ -2,7 +2,7 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Output
 
-from kubeline import images
+from kubeline.cluster import images
 
 
 @dsl.component(base_image=images.TF, install_kfp_package=False)
@@ -37,10 +37,10 @@ def transform(
     import os
     import tempfile
 
-    from kubeline import storage
     from kubeline.components.transform.config import CONFIG
     from kubeline.components.transform.core import is_local_runner, remote_plan, run_isolated
-    from kubeline.config import from_inputs
+    from kubeline.core import storage
+    from kubeline.core.config import from_inputs
 
     config = from_inputs(CONFIG, locals())
     if is_local_runner(config.beam_runner):

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from kubeline import images, storage
-from kubeline.errors import InvalidInputError
+from kubeline.cluster import images
+from kubeline.core import storage
+from kubeline.core.errors import InvalidInputError
 
 # Beam's StandardOptions.LOCAL_RUNNERS: the job runs in (or beside) this process and sees its files.
 LOCAL_RUNNERS = ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner", "FnApiRunner", "PrismRunner",

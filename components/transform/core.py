@@ -27,11 +27,12 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from kubeline import __version__, storage
-from kubeline.artifacts import RAW_SCHEMA_FILE, TRANSFORMED_SUFFIX
+from kubeline import __version__
 from kubeline.components.transform.config import CONFIG, is_local_runner, option_value
-from kubeline.errors import InvalidInputError
-from kubeline.schema import NUMERIC, Schema
+from kubeline.core import storage
+from kubeline.core.artifacts import RAW_SCHEMA_FILE, TRANSFORMED_SUFFIX
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.schema import NUMERIC, Schema
 
 COMPLETION_MARKER = "_KUBELINE_TRANSFORM_DONE"
 TRANSFORMED_PREFIX = "part"
@@ -95,7 +96,7 @@ def remote_plan(runner: str, beam_pipeline_args: list[str], inputs: dict[str, st
 def worker_wheel(dest_dir: str | Path) -> Path:
     """A pure-Python wheel of the kubeline this process imports, for Beam's ``--extra_package``.
 
-    Workers unpickle functions of kubeline.components.transform.core and a kubeline.schema.Schema, so they need
+    Workers unpickle functions of kubeline.components.transform.core and a kubeline.core.schema.Schema, so they need
     kubeline; the wheel gives them exactly this code, with no dependencies (the worker image brings TensorFlow,
     tf.Transform and Beam). Built by hand (a zip with .dist-info), so no build tool or index is needed here.
     """

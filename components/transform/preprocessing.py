@@ -13,8 +13,8 @@ import importlib.util
 from pathlib import Path
 from typing import Callable
 
-from kubeline.errors import InvalidInputError
-from kubeline.schema import CATEGORICAL, NUMERIC, Schema
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.schema import CATEGORICAL, NUMERIC, Schema
 
 MISSING_SUFFIX = "_missing"
 

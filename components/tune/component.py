@@ -4,7 +4,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
-from kubeline import images
+from kubeline.cluster import images
 
 
 @dsl.component(base_image=images.TF, install_kfp_package=False)
@@ -107,7 +107,7 @@ def tune(
     from kubeline.components.tune.config import CONFIG
     from kubeline.components.tune.core import tune as run_tune
     from kubeline.components.tune.core import write_report
-    from kubeline.config import from_inputs
+    from kubeline.core.config import from_inputs
 
     config = from_inputs(CONFIG, locals())
     located = "uri" if target == "kubernetes" else "path"

@@ -4,12 +4,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields
 
-from kubeline import k8s_rules, runtime, storage
-from kubeline.config import internal
-from kubeline.errors import InvalidInputError
+from kubeline.cluster import k8s_rules, runtime
+from kubeline.core import storage
+from kubeline.core.config import internal
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.training import DEFAULT_SEED, TRIAL_INPUTS, HParams, trial_args
 from kubeline.katib import experiment as katib
-from kubeline.katib.experiment import ALGORITHM_SETTINGS, Parameter, build_experiment, default_parameters
-from kubeline.training import DEFAULT_SEED, TRIAL_INPUTS, HParams, trial_args
+from kubeline.katib.experiment import Parameter, build_experiment, default_parameters
+from kubeline.katib.suggestions import ALGORITHM_SETTINGS
 
 TARGETS = ("local", "kubernetes")
 HPARAMS = HParams()

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kubeline.components.tune.config import TuneConfig
-from kubeline.errors import OperationFailedError
+from kubeline.core.errors import OperationFailedError
 
 SKIPPED_OBJECTIVE = -1.0  # accuracy and loss are never negative; NaN is not JSON, and the launcher reads JSON
 

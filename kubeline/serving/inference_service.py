@@ -25,11 +25,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from kubeline import storage
-from kubeline.config import from_mapping
-from kubeline.errors import InvalidInputError
-from kubeline.runtime import own_namespace
-from kubeline.storage import as_s3_uri
+from kubeline.cluster.runtime import own_namespace
+from kubeline.core import storage
+from kubeline.core.config import from_mapping
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.storage import as_s3_uri
 
 GROUP, VERSION, PLURAL, KIND = "serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -63,10 +63,10 @@ def normalize_mode(mode: str, field_name: str = "service.deployment_mode") -> st
 class ServiceSettings:
     """How the InferenceService runs: the deploy step's ``service`` setting, one field per key.
 
-    ``namespace``: "" for the step's own (``kubeline.runtime.own_namespace``: its pod's, in multi-user Kubeflow the
-    profile's; elsewhere the kubeconfig's). ``deployment_mode``: "" (the existing InferenceService's mode, else the
-    cluster default from the ``inferenceservice-config`` ConfigMap in ``kserve_namespace``), "Standard" or
-    "Knative".
+    ``namespace``: "" for the step's own (``kubeline.cluster.runtime.own_namespace``: its pod's, in multi-user
+    Kubeflow the profile's; elsewhere the kubeconfig's). ``deployment_mode``: "" (the existing InferenceService's
+    mode, else the cluster default from the ``inferenceservice-config`` ConfigMap in ``kserve_namespace``),
+    "Standard" or "Knative".
     ``scale_metric``/``scale_target``: "" / 0 for the mode's default (concurrency in Knative, cpu in Standard;
     KServe's own target). ``smoke_ingress``: "" sends the smoke requests to the new version's cluster-local
     address; an ingress URL (``http://<gateway>[:port]``) sends them there with the version's host name as the

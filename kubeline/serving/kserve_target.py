@@ -1,5 +1,5 @@
 """An InferenceService rolled out through the Kubernetes API, shared by the deploy step (a new version up as a
-canary, then promoted or rolled back) and ``kubeline.rollback`` (the version before put back).
+canary, then promoted or rolled back) and ``kubeline.operate.rollback`` (the version before put back).
 """
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import json
 import re
 from dataclasses import dataclass
 
-from kubeline import kube
-from kubeline.errors import InvalidInputError, OperationFailedError
+from kubeline.cluster import kube
+from kubeline.core.errors import InvalidInputError, OperationFailedError
+from kubeline.core.storage import as_s3_uri
 from kubeline.serving.client import predict_url
 from kubeline.serving.inference_service import (
     CONTENT_DIGEST_ENV,
@@ -27,12 +28,11 @@ from kubeline.serving.inference_service import (
     check_webhook_rules,
     normalize_mode,
 )
-from kubeline.storage import as_s3_uri
 
 CONFIG_MAP = "inferenceservice-config"  # KServe's settings, in its namespace; key "deploy": defaultDeploymentMode
 KNATIVE_REVISIONS = ("serving.knative.dev", "v1")
 # A predictor annotation: the versions that served all traffic, oldest first, the predictor's own last (JSON list of
-# Release.served()), for kubeline.rollback. Written only with a change of the predictor's model, because KServe
+# Release.served()), for kubeline.operate.rollback. Written only with a change of the predictor's model, because KServe
 # copies annotations onto the pods: a change alone would be a new revision or a restart.
 HISTORY = "kubeline.io/version-history"
 HISTORY_LENGTH = 10
@@ -500,8 +500,8 @@ class KubernetesTarget:
 
 
 class KubernetesTraffic:
-    """An InferenceService's traffic as a canary rollout moves it (``kubeline.canary.Traffic``): the canary's share
-    at each step, then the canary promoted or rolled back."""
+    """An InferenceService's traffic as a canary rollout moves it (``kubeline.operate.canary.Traffic``): the
+    canary's share at each step, then the canary promoted or rolled back."""
 
     def __init__(self, target: KubernetesTarget, release: Release):
         self.target, self.release = target, release

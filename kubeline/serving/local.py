@@ -19,7 +19,7 @@ import time
 import urllib.error
 from pathlib import Path
 
-from kubeline.errors import OperationFailedError
+from kubeline.core.errors import OperationFailedError
 from kubeline.serving.client import CONTROL_TOKEN_ENV, request
 from kubeline.serving.payload_log import LogSettings
 
@@ -210,7 +210,7 @@ def stop(name: str) -> bool:
 
 
 class LocalTraffic:
-    """A local deployment's traffic as a canary rollout moves it (``kubeline.canary.Traffic``): the canary's
+    """A local deployment's traffic as a canary rollout moves it (``kubeline.operate.canary.Traffic``): the canary's
     share of the running server's requests, then the canary or the stable version alone."""
 
     def __init__(self, name: str, stable: dict, canary: dict):

@@ -1,5 +1,5 @@
 """Prometheus metrics of the model server, per model and version (served beside KServe's own on /metrics); their
-names are kubeline.alerting's, which the alerting rules and dashboards select.
+names are kubeline.core.metric_names', which the alerting rules and dashboards select.
 
 Requests, latency and predicted classes are counted per request. What each version sees and answers is counted from
 its model calls (``ServingStats``): per schema feature the values present, the sum of the numeric ones, the missing
@@ -14,9 +14,9 @@ from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
-from kubeline.alerting import BATCH_ROWS as BATCH_ROWS_NAME
-from kubeline.alerting import CONFIDENCE as CONFIDENCE_NAME
-from kubeline.alerting import (
+from kubeline.core.metric_names import BATCH_ROWS as BATCH_ROWS_NAME
+from kubeline.core.metric_names import CONFIDENCE as CONFIDENCE_NAME
+from kubeline.core.metric_names import (
     CONFIDENCE_BUCKETS,
     FEATURE_MISSING,
     FEATURE_UNKNOWN,
@@ -24,10 +24,10 @@ from kubeline.alerting import (
     FEATURE_VALUES,
     LATENCY_BUCKETS,
 )
-from kubeline.alerting import LATENCY as LATENCY_NAME
-from kubeline.alerting import PREDICTIONS as PREDICTIONS_NAME
-from kubeline.alerting import REQUESTS as REQUESTS_NAME
-from kubeline.schema import NUMERIC, Schema
+from kubeline.core.metric_names import LATENCY as LATENCY_NAME
+from kubeline.core.metric_names import PREDICTIONS as PREDICTIONS_NAME
+from kubeline.core.metric_names import REQUESTS as REQUESTS_NAME
+from kubeline.core.schema import NUMERIC, Schema
 
 REQUESTS = Counter(REQUESTS_NAME, "Inference requests by model, served version, protocol and HTTP status",
                    ["model", "version", "protocol", "status"])

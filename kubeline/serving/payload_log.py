@@ -35,9 +35,9 @@ from pathlib import Path
 
 import orjson
 
-from kubeline import storage
-from kubeline.config import from_mapping
-from kubeline.errors import InvalidInputError
+from kubeline.core import storage
+from kubeline.core.config import from_mapping
+from kubeline.core.errors import InvalidInputError
 from kubeline.serving import metrics
 
 FORMATS = ("jsonl", "parquet")

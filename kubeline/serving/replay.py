@@ -16,8 +16,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from kubeline import storage
-from kubeline.errors import InvalidInputError
+from kubeline.core import storage
+from kubeline.core.errors import InvalidInputError
 from kubeline.serving.client import own_request_headers, predict_url, request
 
 

@@ -19,9 +19,9 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from kserve import Model
-from kubeline.errors import InvalidInputError
-from kubeline.saved_model import SIGNATURE, load_schema
-from kubeline.schema import NUMERIC, Schema
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.saved_model import SIGNATURE, load_schema
+from kubeline.core.schema import NUMERIC, Schema
 from kubeline.serving import metrics, payload_log
 
 MAX_ROWS_PER_REQUEST = 1024

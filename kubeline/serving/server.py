@@ -40,8 +40,8 @@ import numpy as np
 import orjson
 
 from kserve import errors
-from kubeline import model_store, storage
-from kubeline.errors import InvalidInputError
+from kubeline.core import model_store, storage
+from kubeline.core.errors import InvalidInputError
 from kubeline.serving import metrics, payload_log
 from kubeline.serving.client import CONTROL_TOKEN_ENV
 from kubeline.serving.inference_service import CONTENT_DIGEST_ENV

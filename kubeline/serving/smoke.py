@@ -1,6 +1,6 @@
 """Smoke requests: rows of the test split sent to a live endpoint, compared with the offline predictions.
 
-The evaluate step writes its offline predictions (``kubeline.artifacts.PREDICTIONS_FILE``: raw features,
+The evaluate step writes its offline predictions (``kubeline.core.artifacts.PREDICTIONS_FILE``: raw features,
 the predicted label, ``p_<class>`` probabilities); a served model must give the same label and probabilities
 within ``tolerance``, in the V1 and V2 protocols.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kubeline.artifacts import PREDICTIONS_FILE
-from kubeline.schema import NUMERIC, Schema
+from kubeline.core.artifacts import PREDICTIONS_FILE
+from kubeline.core.schema import NUMERIC, Schema
 from kubeline.serving.client import own_request_headers, predict_url, request
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kubeline.errors import InvalidInputError
+from kubeline.core.errors import InvalidInputError
 
 
 def in_pod() -> bool:

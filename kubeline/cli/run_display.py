@@ -1,5 +1,5 @@
 """What ``kubeline run --local`` shows: one line per step with its state and time, a live line for the running
-step (trials or epochs, from ``kubeline.progress`` lines), and every log line in a file per step.
+step (trials or epochs, from ``kubeline.core.progress`` lines), and every log line in a file per step.
 
 kfp.local prints everything to this process's stdout: its own log lines ("Executing task 'ingest'", "Task
 'ingest' finished with status SUCCESS", cache hits) and each step's streamed output. ``StepLogs`` is that stdout
@@ -14,7 +14,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from kubeline import progress
+from kubeline.core import progress
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STARTED = re.compile(r"Executing task '([^']+)'")

@@ -9,9 +9,9 @@ import shutil
 import time
 from pathlib import Path
 
-from kubeline import registry, storage
-from kubeline.artifacts import read_evaluation
-from kubeline.errors import InvalidInputError
+from kubeline.core import registry, storage
+from kubeline.core.artifacts import read_evaluation
+from kubeline.core.errors import InvalidInputError
 from kubeline.pipelines.training import PIPELINE_NAME, training_pipeline
 
 PENGUINS_LABEL = "species"

@@ -7,7 +7,7 @@ import functools
 import json
 from pathlib import Path
 
-from kubeline.errors import InvalidInputError
+from kubeline.core.errors import InvalidInputError
 
 KATIB_OPENAPI = Path("katib") / "openapi-swagger.json"
 INFERENCE_SERVICE_CRD = Path("kserve") / "serving.kserve.io_inferenceservices.yaml"

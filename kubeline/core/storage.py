@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-from kubeline.errors import InvalidInputError, ServiceUnavailableError
+from kubeline.core.errors import InvalidInputError, ServiceUnavailableError
 
 OBJECT_SCHEMES = ("gs", "s3", "minio")
 SUPPORTED_SCHEMES = ("", "file", *OBJECT_SCHEMES)

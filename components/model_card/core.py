@@ -5,11 +5,11 @@ A card is gathered from the stored version (its verified manifest; its evaluatio
 to the run too; the schema and hyperparameters the train step stored; the reference profile), its registry version
 and aliases, and the MLflow run the version was registered from (lineage tags, the ingest statistics); the tuning
 report comes from the pipeline and is kept on the run beside the card. ``validate`` checks a card against the
-schema vendored in ``kubeline/schemas`` (model-card-toolkit itself is no dependency).
+schema vendored in ``schemas/`` beside this module (model-card-toolkit itself is no dependency).
 
 Notebook use::
 
-    from kubeline import model_card
+    from kubeline.components.model_card import core as model_card
     card = model_card.create("models:/penguins@champion", "sqlite:///runs/latest/mlflow.db")
     model_card.write(card, "card/")  # model_card.json, model_card.md, model_card.html
 """
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
-from kubeline import artifacts, model_store, profile, registry, storage
-from kubeline.errors import InvalidInputError
-from kubeline.schema import NUMERIC, Schema
+from kubeline.core import artifacts, model_store, profile, registry, storage
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.schema import NUMERIC, Schema
 
 SCHEMA_VERSION = "0.0.2"
 SCHEMA_PATH = Path(__file__).parent / "schemas" / f"model_card_v{SCHEMA_VERSION}.schema.json"
@@ -95,7 +95,7 @@ def create(model_uri: str, tracking_uri: str = "", owners=(), evaluation: dict |
 def gather(model_uri: str, tracking_uri: str, work_dir: str, evaluation: dict | None = None,
            statistics: dict | None = None, tuning: dict | None = None) -> Sources:
     """Reads the version's records (see ``create``); the stored files are verified against their manifest."""
-    from kubeline.saved_model import METADATA_FILE, load_schema
+    from kubeline.core.saved_model import METADATA_FILE, load_schema
 
     client = registry.client(tracking_uri) if tracking_uri or model_uri.startswith("models:/") else None
     version, source, expected = None, model_uri, ""
@@ -214,7 +214,7 @@ def documentation(sources: Sources) -> str:
     if sources.run:
         lines.append(f"- MLflow run: {sources.run['id']} ({sources.run['link']})")
     names = {"kfp.pipeline_name": "pipeline", "kubeline.version": "kubeline version",
-             "kubeline.git_commit": "git commit", "kubeline.images": "images"}
+             "kubeline.git_commit": "git commit", "kubeline.cluster.images": "images"}
     lines += [f"- {label}: {tags[tag]}" for tag, label in names.items() if tags.get(tag)]
     tuning = sources.tuning
     if tuning.get("trials"):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kubeline import storage
 from kubeline.components.drift import core as drift
 from kubeline.components.drift.config import DriftConfig
 from kubeline.components.retrain import core as retrain
 from kubeline.components.retrain.config import RetrainConfig
-from kubeline.errors import InvalidInputError
+from kubeline.core import storage
+from kubeline.core.errors import InvalidInputError
 
 
 def monitor(drift_config: DriftConfig, retrain_config: RetrainConfig) -> tuple[drift.DriftResult, dict, Path]:
@@ -32,8 +32,8 @@ def monitor(drift_config: DriftConfig, retrain_config: RetrainConfig) -> tuple[d
 def start_local(config: RetrainConfig, lineage: dict, run_name: str) -> tuple[str, str]:
     """The training pipeline with kfp.local, with the arguments the version's local run recorded (``overrides``
     replacing some), under ``<state_uri>/runs/``; (its MLflow run id, its summary file)."""
-    from kubeline import registry
-    from kubeline.local_run import run_local
+    from kubeline.cli.local_run import run_local
+    from kubeline.core import registry
 
     if lineage["arguments"] is None:
         raise InvalidInputError("model_uri", f"version {lineage['version']} of '{lineage['model']}' has no recorded "

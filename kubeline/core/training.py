@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from kubeline.errors import InvalidInputError
+from kubeline.core.errors import InvalidInputError
 
 DEFAULT_SEED = 42  # every seeded step of a run: the split, each trial, training, the search
 TRIAL_MODULE = "kubeline.components.train.trial"

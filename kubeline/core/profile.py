@@ -7,7 +7,7 @@ two-sample KS test), mean, std and missing rate; per categorical feature: catego
 label's class counts. Features are keyed by model input name and record their original column name.
 
 A model trained before profiles existed gets one from its training data (the ingest step's train split, or the
-raw file): ``python -m kubeline.profile MODEL_DIR TRAIN_DATA OUT.json``.
+raw file): ``python -m kubeline.core.profile MODEL_DIR TRAIN_DATA OUT.json``.
 """
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ import json
 import sys
 from pathlib import Path
 
-from kubeline.errors import InvalidInputError
-from kubeline.schema import NUMERIC, Schema
-from kubeline.training import DEFAULT_SEED
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.schema import NUMERIC, Schema
+from kubeline.core.training import DEFAULT_SEED
 
 FORMAT_VERSION = 1
 PROFILE_FILE = "assets.extra/kubeline_profile.json"
 BINS = 10  # quantile bins per numeric feature (fewer when values repeat)
 SAMPLE_SIZE = 2000  # values kept per numeric feature for the KS test
 CONFIDENCE_BINS = 10  # equal-width bins of the top class probability over [0, 1]
-BACKFILL = "python -m kubeline.profile MODEL_DIR TRAIN_DATA OUT.json"
+BACKFILL = "python -m kubeline.core.profile MODEL_DIR TRAIN_DATA OUT.json"
 PSI_FLOOR = 1e-4  # the share given to an empty bin or an unseen class, so PSI stays finite
 
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     """Backfill: ``MODEL_DIR TRAIN_DATA OUT``: the profile of TRAIN_DATA (CSV or Parquet) under the model's schema."""
     import pandas as pd
 
-    from kubeline.saved_model import load_schema
+    from kubeline.core.saved_model import load_schema
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 3:

@@ -16,8 +16,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-from kubeline import storage
-from kubeline.errors import InvalidInputError, ServiceUnavailableError
+from kubeline.core import storage
+from kubeline.core.errors import InvalidInputError, ServiceUnavailableError
 
 MANIFEST = "MANIFEST.sha256.json"
 MLMODEL = "MLmodel"  # written by the push for MLflow; left out of the content digest (it carries a time)

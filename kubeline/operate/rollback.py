@@ -19,16 +19,16 @@ API splits traffic), then the predictor is renamed to it (KServe's "promote with
 True through a Deployment's rolling update and would not say when the old version is back.
 
 ``from_version`` makes it conditional: nothing changes unless that version serves (stable or canary), so an alert
-about a version that is already gone rolls nothing back (``kubeline.alert_webhook``).
+about a version that is already gone rolls nothing back (``kubeline.operate.alert_webhook``).
 """
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
 
-from kubeline.config import internal
-from kubeline.errors import InvalidInputError, OperationFailedError
-from kubeline.runtime import refuse_in_pod
+from kubeline.cluster.runtime import refuse_in_pod
+from kubeline.core.config import internal
+from kubeline.core.errors import InvalidInputError, OperationFailedError
 
 TARGETS = ("local", "kubernetes")
 ROLLED_BACK, CANARY_REMOVED, UNCHANGED = "rolled_back", "canary_removed", "unchanged"
@@ -144,7 +144,7 @@ def _local(config: RollbackConfig, kubeconfig: str, log) -> RollbackResult:
 
 
 def _kubernetes(config: RollbackConfig, kubeconfig: str, log) -> RollbackResult:
-    from kubeline import kube
+    from kubeline.cluster import kube
     from kubeline.serving.inference_service import ServiceSettings
     from kubeline.serving.kserve_target import KubernetesTarget, read_service, recorded_history, through
 
@@ -177,7 +177,7 @@ def _kubernetes(config: RollbackConfig, kubeconfig: str, log) -> RollbackResult:
 
 def _champion(config: RollbackConfig, serving: dict, log) -> None:
     """Moves the alias ``champion`` to the registry version that serves again, when it is known."""
-    from kubeline import registry
+    from kubeline.core import registry
 
     version = int(serving.get("registry_version") or 0)
     if not config.tracking_uri:

@@ -8,7 +8,7 @@ unless the ``MLFLOW_HTTP_REQUEST_*`` variables say otherwise); what stays unreac
 
 Notebook use::
 
-    from kubeline import registry
+    from kubeline.core import registry
     registry.list_versions("penguins", "sqlite:///runs/latest/mlflow.db")
     registry.resolve("models:/penguins@challenger", "sqlite:///runs/latest/mlflow.db")  # -> storage URI
     registry.fetch("models:/penguins@challenger", "sqlite:///runs/latest/mlflow.db", "/tmp/m")  # verified copy
@@ -19,8 +19,8 @@ import os
 import re
 from contextlib import contextmanager
 
-from kubeline import model_store
-from kubeline.errors import InvalidInputError, ServiceUnavailableError
+from kubeline.core import model_store
+from kubeline.core.errors import InvalidInputError, ServiceUnavailableError
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from kubeline.errors import InvalidInputError
+from kubeline.core.errors import InvalidInputError
 
 EXIT_USER_ERROR = 2
 EXIT_GATE_FAILED = 3
@@ -38,8 +38,8 @@ def cmd_run(args) -> int:
 
     from rich.console import Console
 
-    from kubeline.local_run import render_summary, run_local
-    from kubeline.run_display import StepLogs
+    from kubeline.cli.local_run import render_summary, run_local
+    from kubeline.cli.run_display import StepLogs
 
     logs = Path(args.output_dir) / "logs"
     for old in logs.glob("*.log"):
@@ -143,7 +143,7 @@ def cmd_replay(args) -> int:
     if args.data:
         data = args.data
     else:
-        from kubeline.local_run import penguins_csv
+        from kubeline.cli.local_run import penguins_csv
 
         data = str(penguins_csv())
     changes = {option: parse_set(getattr(args, option), f"--{option}") for option in ("shift", "replace")}
@@ -154,7 +154,7 @@ def cmd_replay(args) -> int:
 
 
 def cmd_alerts(args) -> int:
-    from kubeline import alerting
+    from kubeline.operate import alerting
 
     for path in alerting.write(alerting.load(args.config), args.out_dir):
         print(f"wrote {path}")
@@ -162,9 +162,9 @@ def cmd_alerts(args) -> int:
 
 
 def cmd_monitor(args) -> int:
+    from kubeline.cli.monitor import monitor
     from kubeline.components.drift.config import DriftConfig
     from kubeline.components.retrain.config import RetrainConfig
-    from kubeline.monitor import monitor
 
     drift_config = DriftConfig(args.window, args.model, args.tracking_uri,
                                **given(args, "window_hours", "min_rows", "pushgateway_url", "endpoint_name"))
@@ -182,7 +182,7 @@ def cmd_monitor(args) -> int:
 
 
 def cmd_model_card(args) -> int:
-    from kubeline import model_card
+    from kubeline.components.model_card import core as model_card
 
     card = model_card.create(model_card.model_uri_of(args.model), args.tracking_uri, owners=args.owner)
     folder = model_card.write(card, args.out_dir)
@@ -195,8 +195,8 @@ def cmd_model_card(args) -> int:
 
 
 def cmd_rollback(args) -> int:
-    from kubeline.errors import OperationFailedError
-    from kubeline.rollback import RollbackConfig, rollback
+    from kubeline.core.errors import OperationFailedError
+    from kubeline.operate.rollback import RollbackConfig, rollback
 
     config = RollbackConfig(args.endpoint, target=args.target, namespace=args.namespace or "",
                             from_version=args.from_version or "", model_name=args.model_name or "",
@@ -210,7 +210,7 @@ def cmd_rollback(args) -> int:
 
 
 def cmd_alert_webhook(args) -> int:
-    from kubeline.alert_webhook import Receiver, serve
+    from kubeline.operate.alert_webhook import Receiver, serve
 
     serve(Receiver(target=args.target, namespace=args.namespace or "", tracking_uri=args.tracking_uri or "",
                    model_name=args.model_name or "", kubeconfig=args.kubeconfig or "", **given(args, "timeout_s")),
@@ -252,7 +252,7 @@ def read_params_file(path: str | None) -> dict:
 
 
 def given(args, *names: str) -> dict:
-    """The options given on the command line, as keyword arguments; the others keep kubeline.client's defaults."""
+    """The options given on the command line, as keyword arguments; the others keep the KFP client's defaults."""
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
@@ -261,8 +261,8 @@ def on_cluster(command):
     def run(args) -> int:
         from kfp_server_api import ApiException
 
-        from kubeline.client import api_message
-        from kubeline.errors import ServiceUnavailableError
+        from kubeline.cluster.kfp_client import api_message
+        from kubeline.core.errors import ServiceUnavailableError
 
         try:
             return command(args)
@@ -276,7 +276,7 @@ def on_cluster(command):
 
 @on_cluster
 def cmd_submit(args) -> int:
-    from kubeline.client import KubelineClient
+    from kubeline.cluster.kfp_client import KubelineClient
 
     client = KubelineClient(args.host, args.namespace)
     arguments = {**read_params_file(args.params), **parse_set(args.set)}
@@ -291,7 +291,7 @@ def cmd_submit(args) -> int:
 
 @on_cluster
 def cmd_schedule(args) -> int:
-    from kubeline.client import KubelineClient
+    from kubeline.cluster.kfp_client import KubelineClient
 
     arguments = {**read_params_file(args.params), **parse_set(args.set)}
     changes = KubelineClient(args.host, args.namespace).schedule(
@@ -447,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from kubeline.errors import ServiceUnavailableError
+    from kubeline.core.errors import ServiceUnavailableError
 
     try:
         return args.func(args)

@@ -10,11 +10,10 @@ namespace). ``examples/alertmanager/alertmanager.yml`` routes the alerts labelle
 The payload is Alertmanager's webhook message, version "4" (prometheus/alertmanager notify/webhook/webhook.go
 ``Message``: template.Data's receiver, status, alerts, groupLabels, commonLabels, commonAnnotations and
 externalURL, plus version, groupKey and truncatedAlerts; each alert has status, labels, annotations, startsAt,
-endsAt, generatorURL and fingerprint). Each firing alert rolls back the endpoint its ``endpoint`` label names (in
-the namespace its ``namespace`` label names, on the kubernetes target), only while the version its ``version``
-label names serves (``kubeline.rollback``'s ``from_version``): a repeated notification of an alert whose version is
-gone changes nothing, and the same alert (fingerprint and start) is handled once per receiver. Resolved alerts are
-ignored.
+endsAt, generatorURL and fingerprint). Each firing alert rolls back the endpoint its ``endpoint`` label names (in the
+namespace its ``namespace`` label names, on the kubernetes target), only while the version its ``version`` label names
+serves (``kubeline.operate.rollback``'s ``from_version``): a repeated notification of an alert whose version is gone
+changes nothing, and the same alert (fingerprint and start) is handled once per receiver. Resolved alerts are ignored.
 
 Answers: 200 when every firing alert was handled (rolled back, or nothing to do); 400 for a payload that is not
 a version 4 message; 422 when a rollback could not be done (no endpoint label, no earlier version, a failure),
@@ -28,7 +27,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from kubeline.rollback import RollbackConfig, rollback
+from kubeline.operate.rollback import RollbackConfig, rollback
 
 HOST = "127.0.0.1"
 PATH = "/alerts"

@@ -18,8 +18,8 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from kubeline import storage
-from kubeline.errors import InvalidInputError
+from kubeline.core import storage
+from kubeline.core.errors import InvalidInputError
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"

@@ -5,7 +5,7 @@ import json
 import time
 from typing import Callable
 
-from kubeline.errors import InvalidInputError, OperationFailedError, ServiceUnavailableError
+from kubeline.core.errors import InvalidInputError, OperationFailedError, ServiceUnavailableError
 
 
 def api_client(kubeconfig: str = ""):

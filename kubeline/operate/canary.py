@@ -20,7 +20,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol
 
-from kubeline.errors import InvalidInputError, ServiceUnavailableError
+from kubeline.core.errors import InvalidInputError, ServiceUnavailableError
+from kubeline.core.metric_names import EXPORTED
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
@@ -152,9 +153,9 @@ def worse_error_rate_p(canary: Figures, stable: Figures) -> float:
 
 
 def psi(expected: dict, actual: dict) -> float:
-    """Population stability index of two class-count tables (kubeline.profile.psi of their shares; 0.0 when
+    """Population stability index of two class-count tables (kubeline.core.profile.psi of their shares; 0.0 when
     either is empty)."""
-    from kubeline.profile import psi as shares_psi
+    from kubeline.core.profile import psi as shares_psi
 
     classes = sorted(set(expected) | set(actual))
     total_e, total_a = sum(expected.values()), sum(actual.values())
@@ -429,7 +430,7 @@ PROMETHEUS_QUERIES = {
 def check_queries(queries: dict) -> dict:
     """The query templates, each filled in once and parsed by Prometheus' own parser (promtool); an unknown figure,
     an unknown placeholder or a query that does not parse is refused naming it."""
-    from kubeline import alerting
+    from kubeline.operate import alerting
 
     unknown = sorted(set(queries) - set(PROMETHEUS_QUERIES))
     if unknown:
@@ -444,10 +445,10 @@ def check_queries(queries: dict) -> dict:
             raise InvalidInputError(where, f"{template!r} has a placeholder other than {{model}}, {{version}} and "
                                     f"{{window}} ({error})", "double literal braces: {{ and }}") from None
         alerting.check_promql(query, where)
-        names = alerting.metric_names(query) - alerting.EXPORTED
+        names = alerting.metric_names(query) - EXPORTED
         if names:
             raise InvalidInputError(where, f"reads {sorted(names)}, which the model server does not export",
-                                    f"use the server's metrics {sorted(alerting.EXPORTED)}")
+                                    f"use the server's metrics {sorted(EXPORTED)}")
     return merged
 
 

@@ -8,8 +8,7 @@ The config (YAML or JSON, the fields of ``AlertsConfig``) names the endpoint (th
 threshold and the 5xx ratio over its ceiling (pages); the multiwindow, multi-burn-rate alerts on the availability
 error budget (Google SRE workbook, "Alerting on SLOs"); ``ModelDegradation`` per version, the rollback signal; with
 ``drift: true``, feature drift from the drift check's gauge; and ``extra_alerts`` of the user's own PromQL, parsed by
-Prometheus' parser (promtool) and limited to known metric names. The model server's metric names live here, the one
-place both the server (kubeline/serving/metrics.py) and these rules read them from.
+Prometheus' parser (promtool) and limited to the known metric names (``kubeline.core.metric_names``).
 """
 from __future__ import annotations
 
@@ -23,29 +22,22 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kubeline.errors import InvalidInputError
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.metric_names import (
+    CONFIDENCE,
+    DRIFT_SCORE,
+    EXPORTED,
+    FEATURE_MISSING,
+    FEATURE_UNKNOWN,
+    FEATURE_VALUE_SUM,
+    FEATURE_VALUES,
+    LATENCY,
+    LATENCY_BUCKETS,
+    PREDICTIONS,
+    REQUESTS,
+    SERVER_PORT,
+)
 
-# The model server's metrics (kubeline/serving/metrics.py registers them under these names).
-REQUESTS = "kubeline_requests"  # counter {model, version, protocol, status}, exported as kubeline_requests_total
-LATENCY = "kubeline_request_latency_seconds"  # histogram {model, version, protocol}
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-PREDICTIONS = "kubeline_predictions"  # counter {model, version, label}
-BATCH_ROWS = "kubeline_batch_rows"  # histogram
-# Per model, version and feature (the schema's column name), counted over the rows each version predicted.
-FEATURE_VALUES = "kubeline_feature_values"  # counter: values present
-FEATURE_VALUE_SUM = "kubeline_feature_value_sum"  # counter {sign}: positive values, and negative ones' magnitude
-FEATURE_MISSING = "kubeline_feature_missing"  # counter: missing values (null)
-FEATURE_UNKNOWN = "kubeline_feature_unknown"  # counter: categories outside the training domain
-CONFIDENCE = "kubeline_prediction_confidence"  # histogram {model, version}: the predicted class's probability
-CONFIDENCE_BUCKETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
-EXPORTED = {f"{REQUESTS}_total", f"{PREDICTIONS}_total",
-            *(f"{c}_total" for c in (FEATURE_VALUES, FEATURE_VALUE_SUM, FEATURE_MISSING, FEATURE_UNKNOWN)),
-            *(f"{h}_{suffix}" for h in (LATENCY, BATCH_ROWS, CONFIDENCE) for suffix in ("bucket", "count", "sum"))}
-# The drift check's per-feature population stability index (components/drift, drift.prom), pushed by the drift
-# step to a Pushgateway (pushgateway_url) with the grouping key model=<endpoint>; Prometheus scrapes the
-# Pushgateway with honor_labels: true so that the label stays model.
-DRIFT_SCORE = "kubeline_drift_score"
-SERVER_PORT = 8080  # the ServingRuntime's container port (kserve/servingruntime.yaml)
 ERROR_RATIO = "kubeline:request_error_ratio:rate"  # recorded per window: kubeline:request_error_ratio:rate5m
 GRAFANA_SCHEMA_VERSION = 39  # Grafana 11
 SEVERITIES = ("critical", "warning", "info")

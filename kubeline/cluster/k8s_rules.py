@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-from kubeline.errors import InvalidInputError
+from kubeline.core.errors import InvalidInputError
 
 K8S_VALIDATION = "kubernetes pkg/apis/core/validation/validation.go"
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")

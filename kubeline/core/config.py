@@ -12,7 +12,7 @@ import re
 from dataclasses import MISSING, field, fields
 from types import SimpleNamespace
 
-from kubeline.errors import InvalidInputError
+from kubeline.core.errors import InvalidInputError
 
 
 def internal(default):

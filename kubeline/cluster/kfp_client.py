@@ -33,7 +33,7 @@ import kfp.client
 import yaml
 from kfp_server_api import ApiException, V2beta1Pipeline
 
-from kubeline.errors import InvalidInputError, ServiceUnavailableError
+from kubeline.core.errors import InvalidInputError, ServiceUnavailableError
 
 HOST_ENV = "KFP_HOST"  # the default host; unset: kfp's own default (KF_PIPELINES_ENDPOINT, in-cluster)
 DEFAULT_EXPERIMENT = "Default"  # the experiment KFP's API server creates when it starts

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kubeline.errors import InvalidInputError
-from kubeline.schema import NUMERIC, Schema
+from kubeline.core.errors import InvalidInputError
+from kubeline.core.schema import NUMERIC, Schema
 
 METADATA_FILE = "assets.extra/kubeline_model.json"
 SIGNATURE = "serving_default"
