@@ -12,7 +12,7 @@ import pytest
 import yaml
 from crds import CRDS
 
-from kubeline.cli.main import main as cli
+from kubeline.cli import main as cli
 from kubeline.cluster.crds import crd_validator, problems
 from kubeline.core import metric_names
 from kubeline.core.errors import InvalidInputError

@@ -330,7 +330,7 @@ def test_a_live_canary_walks_the_steps_on_real_traffic_and_an_idle_one_is_rolled
         assert local.get("canary-live")["stable"]["version"] == "2" and local.get("canary-live")["canary"] is None
 
         # The replay command: the features named by the server's V2 metadata, at the rate asked.
-        from kubeline.cli.main import main as cli
+        from kubeline.cli import main as cli
 
         assert cli.main(["replay", "canary-live", "--data", penguin_splits[1]["test.parquet"], "--rate", "40",
                          "--duration", "1"]) == 0

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import textwrap
 
-from kubeline.cli.main import main as cli
+from kubeline.cli import main as cli
 from kubeline.pipelines import PIPELINES
 from kubeline.pipelines.compile import COMPILED_DIR
 
