@@ -37,6 +37,7 @@ CORE = [
     "pyyaml>=6",
     "rich>=13",  # kubeline run's step lines and live progress
     "jsonschema>=4.20",  # kubeline check --crds: the upstream schemas
+    "promql-parser>=0.11,<0.12",  # PromQL checked in the step's own process: no promtool in any image
 ]
 DATA = [
     "pandas>=2.2,<3",  # kserve 0.21 needs pandas<3

@@ -88,6 +88,12 @@ def binary(*names: str, install: str) -> str:
     return found
 
 
+def promtool() -> str:
+    """Prometheus' own command-line tool (cmd/promtool): its rule checker and rule unit tests."""
+    return binary("promtool", install="promtool is not installed: run `make` as root on Debian (it installs "
+                                      "Debian's prometheus package), or `apt-get install -y prometheus`")
+
+
 def prometheus_server(cwd: Path, config: dict) -> BackgroundServer:
     """A real Prometheus (Debian's package, as make installs it) on 127.0.0.1 with ``config``, started and ready."""
     import yaml

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import promtool as promtool_binary
 from crds import CRDS
 
 from kubeline.cli import main as cli
@@ -31,7 +32,7 @@ def config():
 
 
 def promtool(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([alerting.promtool(), *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run([promtool_binary(), *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 def test_the_rules_pass_promtool_check_rules(config, tmp_path):
@@ -41,6 +42,41 @@ def test_the_rules_pass_promtool_check_rules(config, tmp_path):
     result = promtool("check", "rules", str(path))
     count = sum(len(group["rules"]) for group in alerting.rule_groups(config))
     assert result.returncode == 0 and f"SUCCESS: {count} rules found" in result.stdout, result.stdout + result.stderr
+
+
+# Expressions promtool and the in-process parser must judge alike, beside every expression kubeline writes.
+BROKEN_OR_ODD = [
+    "rate(x[5m", "sum(x", "abs(", "1 +", "foo bar", "rate(x)", "x{a=~\"(\"}", "no_such_function(x)",
+    "sum by (le) rate(x[1m])", "x[5m:1m]", "x offset 5m", "up == bool 1", "x @ 1609746000", "sort_desc(x)",
+    "histogram_quantile(0.9, x)", "x{}", "{__name__=~\"kubeline_.*\"}", "x and on(a) y", "-x", "x[1y]",
+    "count_values(\"v\", x)", "topk(3, x)", "label_replace(x, \"a\", \"$1\", \"b\", \"(.*)\")",
+    "sum(rate(x[1m])) by (le) / ignoring(a) group_left sum(y)", "rate(x[0s])", "quantile_over_time(0.5, x[5m])",
+]
+
+
+def test_the_in_process_promql_check_judges_as_promtool_does(config, tmp_path):
+    """check_promql (promql-parser, which runs inside a step with no binary) accepts and refuses what Prometheus' own
+    parser does (promtool check rules, cmd/promtool): the canary's default queries, every rule and dashboard
+    expression kubeline writes, and broken and unusual ones."""
+    from kubeline.operate.canary import PROMETHEUS_QUERIES
+
+    expressions = [q.format(model="m", version="1", window="60s") for q in PROMETHEUS_QUERIES.values()]
+    expressions += [rule["expr"] for group in alerting.rule_groups(config) for rule in group["rules"]]
+    expressions += [target["expr"] for panel in alerting.dashboard(config)["panels"] for target in panel["targets"]]
+    expressions += BROKEN_OR_ODD
+    verdicts = {}
+    for i, expr in enumerate(expressions):
+        path = tmp_path / f"rule-{i}.yaml"
+        path.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [{"alert": "A", "expr": expr}]}]}))
+        by_promtool = promtool("check", "rules", str(path)).returncode == 0
+        try:
+            alerting.check_promql(expr, "expr")
+            in_process = True
+        except InvalidInputError:
+            in_process = False
+        verdicts[expr] = (by_promtool, in_process)
+    assert {e: v for e, v in verdicts.items() if v[0] != v[1]} == {}
+    assert sum(not v[0] for v in verdicts.values()) >= 8  # the broken ones were refused, by both
 
 
 def covered(config, test_files: list[dict]) -> dict:
@@ -252,7 +288,7 @@ BASE = {"name": "penguins", "namespace": "kubeline", "runbook_url": "https://exa
                         "threshold": "< 1 request/s"}]}, "extra_alerts[0].expr",
      "selects kubeline_request_total, which nothing here exports"),
     ({"extra_alerts": [{"alert": "Quiet", "expr": "sum(rate(kubeline_requests_total[5m]) < 1", "summary": "s",
-                        "threshold": "< 1 request/s"}]}, "extra_alerts[0].expr", "is not PromQL (1:"),
+                        "threshold": "< 1 request/s"}]}, "extra_alerts[0].expr", "is not PromQL (unclosed left parenthesis)"),
     ({"extra_alerts": [{"alert": "ModelDegradation", "expr": "up == 0", "summary": "s", "threshold": "down"}]},
      "extra_alerts[0].alert", "is taken"),
 ])

@@ -1,6 +1,10 @@
 """Canary analysis (kubeline/operate/canary.py): the policy's checks, the statistics with known answers, and the walk
 through the traffic steps to promotion, rollback, or the inconclusive policy."""
 import math
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -341,12 +345,12 @@ def test_a_live_canary_walks_the_steps_on_real_traffic_and_an_idle_one_is_rolled
         local.stop("canary-live")
 
 
-def test_query_templates_are_parsed_by_prometheus_and_held_to_the_servers_metrics():
-    """promtool is Prometheus' own parser (cmd/promtool); tests/test_alerting.py says how it is installed."""
+def test_query_templates_are_parsed_and_held_to_the_servers_metrics():
+    """Only given templates are parsed (the defaults are, once, in tests/test_alerting.py beside promtool)."""
     from kubeline.operate.canary import PROMETHEUS_QUERIES, check_queries
 
     assert check_queries({}) == PROMETHEUS_QUERIES
-    with pytest.raises(InvalidInputError, match=r"^canary.queries.requests: .* is not PromQL"):
+    with pytest.raises(InvalidInputError, match=r"^canary.queries.requests: .* is not PromQL \(unclosed left"):
         check_queries({"requests": 'sum(increase(kubeline_requests_total{{model="{model}"}}[{window}])'})
     with pytest.raises(InvalidInputError, match=r"^canary.queries.errors: reads \['kubeline_failures_total'\]"):
         check_queries({"errors": 'sum(increase(kubeline_failures_total{{model="{model}"}}[{window}]))'})
@@ -354,6 +358,36 @@ def test_query_templates_are_parsed_by_prometheus_and_held_to_the_servers_metric
         check_queries({"classes": 'sum by (label) (kubeline_predictions_total{{model="{name}"}})'})
     with pytest.raises(InvalidInputError, match=r"^canary.queries.p95: is not a figure"):
         check_queries({"p95": "up"})
+    with pytest.raises(InvalidInputError, match=r"^canary.queries.requests: 5 is not a PromQL template"):
+        check_queries({"requests": 5})
+
+
+def test_the_deploy_and_canary_configs_need_no_binary_on_the_path():
+    """A step's image has no promtool (issue 23): the configs, defaults and given PromQL alike, build with a PATH
+    that holds only the Python interpreter's folder."""
+    script = textwrap.dedent("""
+        import shutil
+        from kubeline.components.canary_analysis.config import CanaryAnalysisConfig
+        from kubeline.components.deploy.config import DeployConfig
+        from kubeline.core.errors import InvalidInputError
+
+        assert shutil.which("promtool") is None
+        DeployConfig(model_name="penguins")
+        queries = {"requests": 'sum(increase(kubeline_requests_total{{model="{model}"}}[{window}]))'}
+        DeployConfig(model_name="penguins", target="kubernetes",
+                     canary={"steps": [10, 100], "prometheus_url": "http://p:9090", "queries": queries})
+        CanaryAnalysisConfig(figures_url="http://p:9090", model="penguins", canary_version="2", stable_version="1",
+                             queries=queries)
+        try:
+            DeployConfig(model_name="penguins", target="kubernetes",
+                         canary={"prometheus_url": "http://p:9090", "queries": {"requests": "sum(rate(x[1m]"}})
+        except InvalidInputError as error:
+            print(error)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            env={"PATH": str(Path(sys.executable).parent), "HOME": os.environ["HOME"]})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("canary.queries.requests: 'sum(rate(x[1m]' is not PromQL"), result.stdout
 
 
 def test_the_same_decisions_from_a_real_prometheus_scraping_the_server(kubeline_home, pushed_versions, penguin_splits,

@@ -30,6 +30,7 @@ from conftest import (
     free_port,
     get_json,
     prometheus_server,
+    promtool,
     served,
     wait_until,
 )
@@ -344,7 +345,7 @@ def test_the_example_configs_pass_amtool_and_promtool(tmp_path):
     config = alerting.from_dict({"name": "penguins", "namespace": "local", "runbook_url": "https://example.com/ops"})
     alerting.write(config, tmp_path / "monitoring")
     shutil.copy(EXAMPLES / "prometheus.yml", tmp_path)
-    result = subprocess.run([alerting.promtool(), "check", "config", "prometheus.yml"], capture_output=True,
+    result = subprocess.run([promtool(), "check", "config", "prometheus.yml"], capture_output=True,
                             text=True, cwd=tmp_path, timeout=60)
     assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
 

@@ -8,7 +8,7 @@ The config (YAML or JSON, the fields of ``AlertsConfig``) names the endpoint (th
 threshold and the 5xx ratio over its ceiling (pages); the multiwindow, multi-burn-rate alerts on the availability
 error budget (Google SRE workbook, "Alerting on SLOs"); ``ModelDegradation`` per version, the rollback signal; with
 ``drift: true``, feature drift from the drift check's gauge; and ``extra_alerts`` of the user's own PromQL, parsed by
-Prometheus' parser (promtool) and limited to the known metric names (``kubeline.core.metric_names``).
+PromQL's parser and limited to the known metric names (``kubeline.core.metric_names``).
 """
 from __future__ import annotations
 
@@ -16,9 +16,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,8 +38,6 @@ from kubeline.core.metric_names import (
 ERROR_RATIO = "kubeline:request_error_ratio:rate"  # recorded per window: kubeline:request_error_ratio:rate5m
 GRAFANA_SCHEMA_VERSION = 39  # Grafana 11
 SEVERITIES = ("critical", "warning", "info")
-PROMTOOL_FIX = ("run `make` on a Debian machine as root (it installs Debian's prometheus package, which has "
-                "promtool), or `apt-get install prometheus`")
 NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 DURATION = re.compile(r"(\d+)(s|m|h|d|w)")
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -246,27 +241,15 @@ def load(path: str | Path) -> AlertsConfig:
 
 
 # -- PromQL ------------------------------------------------------------------------------------------------
-def promtool(field: str = "promtool") -> str:
-    """The path of promtool (Prometheus' command-line tool and its PromQL parser)."""
-    found = shutil.which("promtool")
-    if not found:
-        raise InvalidInputError(field, "cannot be checked: promtool is not installed", PROMTOOL_FIX)
-    return found
-
-
 def check_promql(expr: str, where: str) -> None:
-    """Refuses an expression Prometheus' own parser rejects (``promtool check rules`` on a one-rule file)."""
-    import yaml
+    """Refuses an expression PromQL's grammar rejects, parsed in this process (promql-parser, a port of
+    Prometheus' parser, prometheus/prometheus promql/parser): no binary is needed where a step runs."""
+    import promql_parser
 
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "rule.yaml"
-        path.write_text(yaml.safe_dump({"groups": [{"name": "check", "rules": [{"alert": "Check", "expr": expr}]}]}))
-        result = subprocess.run([promtool(where), "check", "rules", str(path)], capture_output=True, text=True)
-    if result.returncode:
-        detail = (result.stderr + result.stdout).strip()
-        detail = detail.split("could not parse expression: ", 1)[-1].splitlines()[0]
-        raise InvalidInputError(where, f"{expr!r} is not PromQL ({detail})", "fix the expression (promtool's "
-                                "message gives the line:column of the problem)")
+    try:
+        promql_parser.parse(expr)
+    except ValueError as error:
+        raise InvalidInputError(where, f"{expr!r} is not PromQL ({error})", "fix the expression") from None
 
 
 def metric_names(expr: str) -> set[str]:

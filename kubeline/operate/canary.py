@@ -428,17 +428,19 @@ PROMETHEUS_QUERIES = {
 
 
 def check_queries(queries: dict) -> dict:
-    """The query templates, each filled in once and parsed by Prometheus' own parser (promtool); an unknown figure,
-    an unknown placeholder or a query that does not parse is refused naming it."""
+    """The query templates: the defaults with the given ones in their place. Each given template is filled in once
+    and parsed (``alerting.check_promql``); an unknown figure, an unknown placeholder, a query that does not parse
+    or one that reads a metric the server does not export is refused naming it."""
     from kubeline.operate import alerting
 
     unknown = sorted(set(queries) - set(PROMETHEUS_QUERIES))
     if unknown:
         raise InvalidInputError(f"canary.queries.{unknown[0]}", "is not a figure the analysis reads",
                                 f"give templates for {sorted(PROMETHEUS_QUERIES)}")
-    merged = {**PROMETHEUS_QUERIES, **queries}
-    for name, template in merged.items():
+    for name, template in queries.items():
         where = f"canary.queries.{name}"
+        if not isinstance(template, str):
+            raise InvalidInputError(where, f"{template!r} is not a PromQL template", "give the query as a string")
         try:
             query = template.format(model="m", version="1", window="60s")
         except (KeyError, IndexError, ValueError) as error:
@@ -449,7 +451,7 @@ def check_queries(queries: dict) -> dict:
         if names:
             raise InvalidInputError(where, f"reads {sorted(names)}, which the model server does not export",
                                     f"use the server's metrics {sorted(EXPORTED)}")
-    return merged
+    return {**PROMETHEUS_QUERIES, **queries}
 
 
 class PrometheusFigures:
