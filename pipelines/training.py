@@ -268,6 +268,10 @@ def training_pipeline(
                              tracking_uri=tracking_uri, model_name=model_name, slice_feature=slice_feature,
                              slice_thresholds=slice_thresholds, min_slice_rows=min_slice_rows,
                              bootstrap_samples=bootstrap_samples)
+    # KFP's cache key is the task's spec, inputs and outputs (backend/src/v2/cacheutils/cache.go GenerateCacheKey):
+    # a baseline resolved when the step runs (the champion, a models:/ alias) is not in it, so a cached evaluation
+    # would judge against a champion that has since moved.
+    evaluate_task.set_caching_options(False)
     track_task = TrackOp(schema=ingest_task.outputs["schema"], statistics=ingest_task.outputs["statistics"],
                          statistics_report=ingest_task.outputs["statistics_report"], model=train_task.outputs["model"],
                          evaluation=evaluate_task.outputs["evaluation"],

@@ -90,6 +90,7 @@ def test_ingest_is_cached_on_the_datas_content_and_steps_are_sized_and_retried()
     assert tasks["ingest"]["inputs"]["parameters"]["data_fingerprint"] == {
         "taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "fingerprint"}}
     assert tasks["ingest"]["cachingOptions"] == {"enableCache": True}
+    assert tasks["evaluate"]["cachingOptions"] == {}  # its baseline (the champion) is resolved when it runs
     executors = spec["deploymentSpec"]["executors"]
     assert all("resourceCpuRequest" in e["container"]["resources"] and "resourceMemoryLimit" in e["container"][
         "resources"] for e in executors.values())
