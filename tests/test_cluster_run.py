@@ -132,7 +132,7 @@ def check_run(make, result, model_root: str, model_name: str, tracking_uri: str)
     endpoint = model_name.lower().replace("_", "-")  # DeployConfig.name: the model name as a Kubernetes name
     # In the step's own namespace: a real pod's service-account namespace; here the pods' kubeconfig context's.
     service = api.get("inferenceservices", "default", endpoint)
-    assert service["spec"]["predictor"]["model"]["storageUri"] == pushed["model_uri"].replace("minio://", "s3://")
+    assert service["spec"]["predictor"]["model"]["storageUri"] == pushed["model_uri"].replace("minio://", "s3://") + "/"
     from kubeline.serving.client import predict_url, request
 
     url = made["servers"].urls[service["spec"]["predictor"]["model"]["storageUri"]]

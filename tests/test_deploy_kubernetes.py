@@ -49,7 +49,7 @@ def test_inference_services_validate_against_the_crd(mode, settings, canary, isv
     assert not errors, errors[0].message
     predictor = service["spec"]["predictor"]
     model = predictor["model"]
-    assert model["storageUri"] == STORAGE[1] and model["runtime"] == "kubeline-server"
+    assert model["storageUri"] == STORAGE[1] + "/" and model["runtime"] == "kubeline-server"
     assert model["env"] == [{"name": MODEL_VERSION_ENV, "value": "7"}, {"name": CONTENT_DIGEST_ENV, "value": DIGEST}]
     assert service["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == mode
     assert predictor["scaleMetric"] == (settings.scale_metric or {"Knative": "concurrency", "Standard": "cpu"}[mode])
@@ -113,7 +113,7 @@ def test_an_inference_log_inside_the_predictors_pod_is_refused():
 def test_a_kfp_object_store_version_is_served_through_kserves_s3_initializer():
     """KServe's storage initializer knows s3:// but not minio://, KFP's name for its S3-compatible store."""
     service = build("penguins", ServiceSettings(), "minio://mlpipeline/models/penguins/1")
-    assert service["spec"]["predictor"]["model"]["storageUri"] == "s3://mlpipeline/models/penguins/1"
+    assert service["spec"]["predictor"]["model"]["storageUri"] == "s3://mlpipeline/models/penguins/1/"
 
 
 @pytest.mark.parametrize("name,storage_uri,field", [
@@ -156,7 +156,7 @@ def model_servers(tmp_path_factory, pushed_versions):
         command = [sys.executable, "-m", "kubeline.serving.server", "--model_name", "penguins", "--model_dir",
                    pushed_versions[version], "--model_version", str(version), "--http_port", str(port)]
         servers.append(BackgroundServer(command, port, tmp_path_factory.mktemp(f"revision-{version}"), 120).start())
-        urls[STORAGE[version]] = f"http://127.0.0.1:{port}"
+        urls[STORAGE[version] + "/"] = f"http://127.0.0.1:{port}"
     yield urls
     for server in servers:
         server.stop()
@@ -234,12 +234,12 @@ def test_first_deploy_creates_then_a_canary_is_smoke_tested_at_its_cluster_local
     assert service["status"]["deploymentMode"] == mode
     assert {e["name"]: e["value"] for e in service["spec"]["predictor"]["model"]["env"]} == {
         MODEL_VERSION_ENV: "1", CONTENT_DIGEST_ENV: DIGEST}
-    assert fake.serving("kubeflow", "penguins") == {STORAGE[1]: 100}
+    assert fake.serving("kubeflow", "penguins") == {STORAGE[1] + "/": 100}
 
     second = deploy(release(2), expected, schema, config(tracking_uri=registry_uri),
                     kubeconfig=kserve_api.kubeconfig_path, log=lines.append)
     assert second.action == "promoted" and second.smoke["passed"] and champion(registry_uri) == "2"
-    assert fake.serving("kubeflow", "penguins") == {STORAGE[2]: 100}
+    assert fake.serving("kubeflow", "penguins") == {STORAGE[2] + "/": 100}
     assert any("canary with 25% of traffic next to version 1" in line for line in lines)
     smoke_lines = [line for line in lines if "smoke requests to" in line]
     service = kserve_api.get("inferenceservices", "kubeflow", "penguins")
@@ -256,7 +256,7 @@ def test_first_deploy_creates_then_a_canary_is_smoke_tested_at_its_cluster_local
         assert "canaryTrafficPercent" not in service["spec"]["predictor"]
         assert second.endpoint == (f"http://penguins-{name}-predictor.kubeflow.svc.cluster.local/v1/models/"
                                    "penguins:predict")
-    assert service["spec"]["predictor"]["model"]["storageUri"] == STORAGE[2]
+    assert service["spec"]["predictor"]["model"]["storageUri"] == STORAGE[2] + "/"
     writes = kserve_api.writes()
     assert [m for m, _ in writes] == ["POST", "PATCH", "PATCH"]
     again = deploy(release(2), expected, schema, config(tracking_uri=registry_uri),
@@ -283,23 +283,23 @@ def test_a_failing_canary_is_rolled_back_the_previous_version_serves_and_the_ali
         new, timeout_s = release(9, "gs://models/penguins/9"), 1.5
         message = "rollout of version 9 failed, rolled back: version 1 keeps serving all traffic. not ready"
     else:  # Ready, but its address drops every connection
-        fake.unreachable.add(STORAGE[2])
+        fake.unreachable.add(STORAGE[2] + "/")
         message = "rollout of version 2 failed, rolled back: version 1 keeps serving all traffic. unreachable"
     lines = []
     with pytest.raises(OperationFailedError, match=message):
         deploy(new, rows, schema, config(tracking_uri=registry_uri, timeout_s=timeout_s),
                kubeconfig=kserve_api.kubeconfig_path, log=lines.append)
-    assert fake.serving("kubeflow", "penguins") == {STORAGE[1]: 100}
+    assert fake.serving("kubeflow", "penguins") == {STORAGE[1] + "/": 100}
     assert champion(registry_uri) == "1"
     service = kserve_api.get("inferenceservices", "kubeflow", "penguins")
     if kserve_api.mode == "Knative":  # KServe's rollback: canaryTrafficPercent 0, prev at 100
         assert service["spec"]["predictor"]["canaryTrafficPercent"] == 0
-        assert service["spec"]["predictor"]["model"]["storageUri"] == new.uri  # the spec names the rolled-back one
+        assert service["spec"]["predictor"]["model"]["storageUri"] == new.uri + "/"  # the spec names the rolled-back one
         traffic = {t["tag"]: t["percent"] for t in service["status"]["components"]["predictor"]["traffic"]}
         assert traffic == {"prev": 100, "latest": 0}
     else:  # the canary entry is gone; the stable predictor was never touched
         assert "canary" not in service["spec"] and "canaryStatuses" not in service["status"]
-        assert service["spec"]["predictor"]["model"]["storageUri"] == STORAGE[1]
+        assert service["spec"]["predictor"]["model"]["storageUri"] == STORAGE[1] + "/"
     # The next deploy learns what serves from the status, not the spec: version 1, not the rolled-back one.
     fake.unreachable.clear()
     lines = []
@@ -307,7 +307,7 @@ def test_a_failing_canary_is_rolled_back_the_previous_version_serves_and_the_ali
                    kubeconfig=kserve_api.kubeconfig_path, log=lines.append)
     assert after.action == "promoted" and champion(registry_uri) == "2"
     assert any("next to version 1" in line for line in lines), lines
-    assert fake.serving("kubeflow", "penguins") == {STORAGE[2]: 100}
+    assert fake.serving("kubeflow", "penguins") == {STORAGE[2] + "/": 100}
 
 
 def test_a_first_version_that_never_gets_ready_fails_with_the_conditions(kserve_api, inputs):
@@ -383,9 +383,9 @@ def test_a_standard_mode_rolling_update_stays_ready_while_old_and_new_pods_answe
             assert time.monotonic() < deadline
             time.sleep(0.02)
         with api.lock:
-            api.objects[key]["spec"]["predictor"]["model"]["storageUri"] = STORAGE[2]
+            api.objects[key]["spec"]["predictor"]["model"]["storageUri"] = STORAGE[2] + "/"
         time.sleep(0.1)
-        assert ready() and api.controller.serving("kubeflow", "penguins") == {STORAGE[1]: 100}
+        assert ready() and api.controller.serving("kubeflow", "penguins") == {STORAGE[1] + "/": 100}
         while len(api.controller.serving("kubeflow", "penguins")) < 2:  # both ReplicaSets behind the Service
             assert time.monotonic() < deadline
             time.sleep(0.02)
@@ -479,7 +479,7 @@ def test_the_canary_walks_the_traffic_steps_on_prometheus_figures_and_is_promote
                         kubeconfig=api.kubeconfig_path, log=lines.append)
         record = result.canary
         assert result.action == "promoted" and record["outcome"] == "promoted", record
-        assert champion(registry_uri) == "2" and api.controller.serving("kubeflow", "penguins") == {STORAGE[2]: 100}
+        assert champion(registry_uri) == "2" and api.controller.serving("kubeflow", "penguins") == {STORAGE[2] + "/": 100}
         assert any("canary with 30% of traffic next to version 1" in line for line in lines)
         # increase() misses a new series' first sample: a step's first window can be short and inconclusive; a
         # loaded machine can fail one window (failure_limit 2 allows it). Every step passes in the end.
@@ -515,7 +515,7 @@ def test_a_canary_whose_figures_cannot_be_read_is_rolled_back_never_promoted(tmp
                                                        "unavailable: Prometheus at"):
             deploy(release(2), expected, schema, config(tracking_uri=registry_uri, canary=canary),
                    kubeconfig=api.kubeconfig_path, log=lambda line: None)
-        assert api.controller.serving("kubeflow", "penguins") == {STORAGE[1]: 100} and champion(registry_uri) == "1"
+        assert api.controller.serving("kubeflow", "penguins") == {STORAGE[1] + "/": 100} and champion(registry_uri) == "1"
     finally:
         api.controller.stop()
         api.stop()

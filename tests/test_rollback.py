@@ -173,17 +173,17 @@ def test_a_promoted_inference_service_is_rolled_back_and_the_alias_follows(kserv
     for version in (1, 2):
         deploy(release(version), expected, schema, config(tracking_uri=registry_uri),
                kubeconfig=kserve_api.kubeconfig_path, log=lambda line: None)
-    assert fake.serving("kubeflow", "penguins") == {STORAGE[2]: 100} and champion(registry_uri) == "2"
+    assert fake.serving("kubeflow", "penguins") == {STORAGE[2] + "/": 100} and champion(registry_uri) == "2"
     service = kserve_api.get("inferenceservices", "kubeflow", "penguins")
     assert json.loads(service["spec"]["predictor"]["annotations"][HISTORY]) == [release(1).served(),
                                                                                 release(2).served()]
 
     result = k8s_rollback(kserve_api, registry_uri, from_version="2")
     assert (result.action, result.serving["version"], result.removed["version"]) == ("rolled_back", "1", "2")
-    assert fake.serving("kubeflow", "penguins") == {STORAGE[1]: 100} and champion(registry_uri) == "1"
+    assert fake.serving("kubeflow", "penguins") == {STORAGE[1] + "/": 100} and champion(registry_uri) == "1"
     service = kserve_api.get("inferenceservices", "kubeflow", "penguins")
     predictor = service["spec"]["predictor"]
-    assert predictor["model"]["storageUri"] == STORAGE[1] and {e["name"]: e["value"] for e in predictor["model"][
+    assert predictor["model"]["storageUri"] == STORAGE[1] + "/" and {e["name"]: e["value"] for e in predictor["model"][
         "env"]} == {"KUBELINE_MODEL_VERSION": "1", "KUBELINE_CONTENT_SHA256": release(1).content_sha256}
     assert json.loads(predictor["annotations"][HISTORY]) == [release(1).served()]
     if mode == "Knative":  # a new revision of version 1 with all the traffic
@@ -203,7 +203,7 @@ def test_a_promoted_inference_service_is_rolled_back_and_the_alias_follows(kserv
     again = deploy(release(2), expected, schema, config(tracking_uri=registry_uri),
                    kubeconfig=kserve_api.kubeconfig_path, log=lines.append)
     assert again.action == "promoted" and any("next to version 1" in line for line in lines)
-    assert fake.serving("kubeflow", "penguins") == {STORAGE[2]: 100} and champion(registry_uri) == "2"
+    assert fake.serving("kubeflow", "penguins") == {STORAGE[2] + "/": 100} and champion(registry_uri) == "2"
 
 
 def test_a_canary_in_progress_on_kserve_is_taken_out(kserve_api, inputs, registry_uri):
@@ -222,7 +222,7 @@ def test_a_canary_in_progress_on_kserve_is_taken_out(kserve_api, inputs, registr
     assert kserve_api.writes() == writes
     result = k8s_rollback(kserve_api, registry_uri, from_version="2")
     assert (result.action, result.serving["version"], result.removed["version"]) == ("canary_removed", "1", "2")
-    assert fake.serving("kubeflow", "penguins") == {STORAGE[1]: 100} and champion(registry_uri) == "1"
+    assert fake.serving("kubeflow", "penguins") == {STORAGE[1] + "/": 100} and champion(registry_uri) == "1"
     service = kserve_api.get("inferenceservices", "kubeflow", "penguins")
     if mode == "Knative":  # KServe's rollback: the latest tag at 0%, prev at 100%
         assert service["spec"]["predictor"]["canaryTrafficPercent"] == 0

@@ -15,11 +15,10 @@ from dataclasses import asdict, dataclass
 from kubeline.components.deploy.config import DeployConfig
 from kubeline.core.errors import OperationFailedError
 from kubeline.core.schema import Schema
-from kubeline.core.storage import as_s3_uri
 from kubeline.operate import canary
 from kubeline.serving import local, smoke
 from kubeline.serving.client import predict_url
-from kubeline.serving.inference_service import build, model_spec
+from kubeline.serving.inference_service import build, model_spec, storage_prefix
 from kubeline.serving.kserve_target import KubernetesTarget, Release, RolloutFailed
 
 
@@ -116,7 +115,7 @@ def deploy(release: Release, expected: smoke.Expected, schema: Schema, config: D
     else:
         target = LocalTarget(config)
     current = target.current()
-    if current and not current.get("nothing") and as_s3_uri(current["uri"]) == as_s3_uri(release.uri) \
+    if current and not current.get("nothing") and storage_prefix(current["uri"]) == storage_prefix(release.uri) \
             and not current["canary"]:
         log(f"deploy: {config.name} already serves version {release.version}")
         return DeployResult("unchanged", target.endpoint(), release.served())

@@ -164,14 +164,22 @@ def check_name(name: str, field_name: str = "name") -> None:
                                 "use at most 45 lowercase letters, digits and '-', starting with a letter")
 
 
+def storage_prefix(uri: str) -> str:
+    """A stored version's URI as the ``storageUri`` KServe's storage initializer reads: s3:// for KFP's minio://, and
+    one trailing '/'. The initializer downloads every object whose key starts with the URI's path (kserve/kserve
+    python/storage/kserve_storage/kserve_storage.py ``_download_s3``/``_download_gcs``), so without the '/'
+    version 1 would also take version 10's files."""
+    return as_s3_uri(uri).rstrip("/") + "/"
+
+
 def model_spec(settings: ServiceSettings, storage_uri: str, model_version: str = "", content_sha256: str = "") -> dict:
     """The predictor's ``model``: the storage URI, the runtime, resources and the version and digest the server
     reports and checks (MODEL_VERSION_ENV, CONTENT_DIGEST_ENV).
 
     KServe's storage initializer has no minio:// scheme: KFP's object store is read as s3:// (the predictor's
-    service account carries the endpoint, as KServe's S3 secret annotations set it).
+    service account carries the endpoint, as KServe's S3 secret annotations set it); see ``storage_prefix``.
     """
-    storage_uri = as_s3_uri(storage_uri)
+    storage_uri = storage_prefix(storage_uri)
     if not storage_uri.startswith(STORAGE_SCHEMES):
         raise InvalidInputError("storage_uri", f"'{storage_uri}' cannot be read by KServe's storage initializer",
                                 "push the model to an object store (model_root gs://, s3:// or minio://) for a "

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from kubeline.cluster import kube
 from kubeline.core.errors import InvalidInputError, OperationFailedError
-from kubeline.core.storage import as_s3_uri
 from kubeline.serving.client import predict_url
 from kubeline.serving.inference_service import (
     CONTENT_DIGEST_ENV,
@@ -27,6 +26,7 @@ from kubeline.serving.inference_service import (
     canary_entry,
     check_webhook_rules,
     normalize_mode,
+    storage_prefix,
 )
 
 CONFIG_MAP = "inferenceservice-config"  # KServe's settings, in its namespace; key "deploy": defaultDeploymentMode
@@ -64,8 +64,8 @@ def recorded_history(predictor: dict) -> list[dict]:
 
 def through(history: list[dict], serving: dict) -> list[dict]:
     """``history`` up to its last entry for the storage URI of ``serving`` ([] when it has none)."""
-    uris = [as_s3_uri(entry.get("uri", "")) for entry in history]
-    uri = as_s3_uri(serving.get("uri", ""))
+    uris = [storage_prefix(entry.get("uri", "")) for entry in history]
+    uri = storage_prefix(serving.get("uri", ""))
     return history[:len(uris) - uris[::-1].index(uri)] if uri in uris else []
 
 
@@ -102,7 +102,7 @@ def _model(model: dict, served: dict) -> dict:
     if served.get("content_sha256"):
         env.append({"name": CONTENT_DIGEST_ENV, "value": served["content_sha256"]})
     env += [e for e in model.get("env") or [] if e.get("name") not in (MODEL_VERSION_ENV, CONTENT_DIGEST_ENV)]
-    return {"storageUri": as_s3_uri(served["uri"]), "env": env}
+    return {"storageUri": storage_prefix(served["uri"]), "env": env}
 
 
 def _host(url: str) -> str:
