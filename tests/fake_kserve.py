@@ -10,7 +10,10 @@ behind the cluster's addresses. Each rule names the kserve/kserve (tag v0.20.0) 
   only in Standard mode, named, no autoscaling fields, percents add up to <= 100), validatePredictorNameChange
   (a new predictor.name needs a new storageUri), validateDeploymentMode (the mode never changes),
   validateAutoScalingCompExtension (KPA metrics concurrency/rps unless Standard mode; in Standard mode with
-  autoscalerClass hpa, cpu/memory).
+  autoscalerClass hpa, cpu/memory). Its errors are plain, so controller-runtime's CustomValidator wrapper
+  (v0.22.5, pinned by go.mod's replace; pkg/webhook/admission/validator_custom.go) denies with 403 Forbidden,
+  and the API server names the webhook ``inferenceservice.kserve-webhook-server.validator``
+  (config/webhook/manifests.yaml) in its message (tests/fake_kube.py ``webhook_rejection``).
 - **Knative mode** (reconcilers/knative/ksvc_reconciler.go, inference_service_status.go PropagateStatus): every
   change of the predictor's template is a new revision ``{name}-predictor-0000N`` (a Revision object carrying the
   pod template's storage-URI annotation and env); with canaryTrafficPercent and a rolled-out revision, traffic is
@@ -52,6 +55,8 @@ MODES = {"Knative": "Knative", "Serverless": "Knative", "Standard": "Standard", 
 MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 SOURCE_URI = "internal.serving.kserve.io/storage-initializer-sourceuri"
 KPA_METRICS, HPA_METRICS = ("concurrency", "rps"), ("cpu", "memory")
+# the webhook's name in config/webhook/manifests.yaml (and charts/kserve-resources/files/kserve/resources.yaml)
+VALIDATING_WEBHOOK = "inferenceservice.kserve-webhook-server.validator"
 
 
 class ClusterNetwork:
@@ -164,7 +169,7 @@ class FakeKServe:
         api.resources.setdefault(("serving.knative.dev", "v1", "revisions"), ("Revision", None))
         api.controllers["inferenceservices"] = self
         api.defaulters["inferenceservices"] = self.default
-        api.admitters["inferenceservices"] = self.admit
+        api.admitters["inferenceservices"] = (VALIDATING_WEBHOOK, self.admit)
         if self.default_mode:
             api.put("", "v1", "configmaps", self.kserve_namespace, {
                 "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "inferenceservice-config"},
@@ -193,7 +198,8 @@ class FakeKServe:
         return isvc
 
     def admit(self, new: dict, old: dict | None) -> None:
-        """inference_service_validation.go, the rules this project's objects can meet."""
+        """inference_service_validation.go, the rules this project's objects can meet; each refusal is a plain
+        error, so a 403 Forbidden denial (AdmissionDenied's default)."""
         annotations = new["metadata"].get("annotations") or {}
         mode = annotations.get(MODE_ANNOTATION, "")
         if old is not None:

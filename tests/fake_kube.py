@@ -9,8 +9,13 @@ calls them the way an operator reconciles, so status changes arrive after the wr
 ``defaulters`` (per plural) stand in for a mutating admission webhook: each gets a copy of the object a
 create or replace sends and returns the object to store, before the schema is checked, as the API server
 runs mutating admission before validation. ``admitters`` (per plural) stand in for a validating webhook:
-``fn(new, old)`` raises AdmissionDenied to refuse a write. Core resources (``/api/v1/...``, group "") are served
-the same way, e.g. ConfigMaps; ``deny`` holds ``(verb, plural, namespace)`` that RBAC forbids (403).
+``(webhook name, fn(new, old))``, where ``fn`` raises AdmissionDenied to refuse a write. They run after the
+schema check, as the API server validates the object (its strategy) before validating admission
+(k8s.io/apiserver v0.34.0 pkg/registry/generic/registry/store.go ``Create``/``Update``), and a refusal is
+answered as ``ToStatusErr`` (pkg/admission/plugin/webhook/errors/statuserror.go, the same from v0.30.0 to
+v0.36.0) turns the webhook's status into the API's: see ``webhook_rejection``. Core resources
+(``/api/v1/...``, group "") are served the same way, e.g. ConfigMaps; ``deny`` holds ``(verb, plural,
+namespace)`` that RBAC forbids (403).
 """
 from __future__ import annotations
 
@@ -27,7 +32,28 @@ PATH = re.compile(r"^/(?:apis/(?P<group>[^/]+)|api)/(?P<version>[^/]+)/namespace
 
 
 class AdmissionDenied(Exception):
-    """Raised by an admission hook: the API server answers 400 with the webhook's message."""
+    """Raised by an admitter: the ``status`` of the webhook's AdmissionResponse (message, code, reason).
+
+    The defaults are controller-runtime's ``admission.Denied`` (v0.22 pkg/webhook/admission/response.go
+    ``ValidationResponse``: 403, reason Forbidden), which a CustomValidator's plain error becomes
+    (validator_custom.go ``Handle``), as KServe's InferenceService validator does; ``admission.Errored(code,
+    err)`` sets the code and message and no reason, as Katib's Experiment validator does with 400
+    (pkg/webhook/v1beta1/experiment/validation_webhook.go).
+    """
+
+    def __init__(self, message: str = "", code: int = 403, reason: str = "Forbidden"):
+        super().__init__(message)
+        self.message, self.code, self.reason = message, code, reason
+
+
+def webhook_rejection(webhook: str, denied: AdmissionDenied) -> tuple[int, str, str]:
+    """(HTTP code, reason, message) of the API server's answer to a denial, as statuserror.go ``ToStatusErr``
+    makes it: the webhook's code (400 when it is below 400) and reason, and the message
+    ``admission webhook "<webhook>" denied the request: <message>`` (its reason when it has no message,
+    ``... without explanation`` when it has neither)."""
+    denied_by = f'admission webhook "{webhook}" denied the request'  # %q of a DNS name: the name in quotes
+    text = denied.message or denied.reason
+    return max(denied.code, 400), denied.reason, f"{denied_by}: {text}" if text else f"{denied_by} without explanation"
 
 
 def api_version(group: str, version: str) -> str:
@@ -56,7 +82,7 @@ class FakeKubernetes:
         and patch."""
         self.resources = resources
         self.defaulters: dict[str, callable] = dict(defaulters or {})
-        self.admitters: dict[str, callable] = {}
+        self.admitters: dict[str, tuple[str, callable]] = {}  # plural -> (webhook name, fn(new, old))
         self.deny: set[tuple[str, str, str]] = set()
         self.objects: dict[tuple, dict] = {}
         self.controllers: dict[str, callable] = {}  # plural -> fn(obj) -> new status or None
@@ -140,7 +166,7 @@ class FakeKubernetes:
 
             def _status(self, code: int, reason: str, message: str) -> None:
                 self._send(code, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                                  "message": message, "reason": reason, "code": code})
+                                  "message": message, **({"reason": reason} if reason else {}), "code": code})
 
             def _body(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -223,17 +249,17 @@ class FakeKubernetes:
         defaulter = self.defaulters.get(plural)
         if defaulter and not status_only:
             body = defaulter(copy.deepcopy(body))
-        admitter = self.admitters.get(plural)
-        if admitter and not status_only:
-            try:
-                admitter(copy.deepcopy(body), copy.deepcopy(current))
-            except AdmissionDenied as denied:
-                return handler._status(400, "BadRequest", f'admission webhook denied the request: {denied}')
         errors = sorted(validator.iter_errors(body), key=str) if validator else []
         if errors:
             path = ".".join(str(p) for p in errors[0].absolute_path)
             return handler._status(422, "Invalid", f'{kind}.{group} "{name}" is invalid: {path}: '
                                                    f"{errors[0].message}")
+        webhook, admit = self.admitters.get(plural, (None, None))
+        if admit and not status_only:
+            try:
+                admit(copy.deepcopy(body), copy.deepcopy(current))
+            except AdmissionDenied as denied:
+                return handler._status(*webhook_rejection(webhook, denied))
         obj = copy.deepcopy(body)
         if status_only:
             obj = {**copy.deepcopy(current), "status": body.get("status")}

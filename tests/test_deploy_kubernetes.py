@@ -444,6 +444,43 @@ def test_the_service_goes_to_the_steps_own_namespace_unless_one_is_given(tmp_pat
     assert build("penguins", ServiceSettings(namespace="team-a"), STORAGE[1])["metadata"]["namespace"] == "team-a"
 
 
+def test_an_inference_service_kserves_webhook_denies_reaches_the_user_as_its_denial_and_rbac_stays_rbac(tmp_path):
+    """KServe's validator refuses a new predictor.name without a new model (inference_service_validation.go
+    validatePredictorNameChange); controller-runtime denies its plain error with 403, which is not RBAC: the user
+    reads the webhook's name and message. A 403 from RBAC keeps the RBAC advice."""
+    from fake_kserve import VALIDATING_WEBHOOK
+
+    from kubeline.cluster import kube
+    from kubeline.serving.inference_service import GROUP, PLURAL, VERSION
+
+    api = FakeKubernetes({(GROUP, VERSION, PLURAL): ("InferenceService",
+                                                     crd_validator("serving.kserve.io_inferenceservices.yaml"))},
+                         reconcile_interval=0.02).start()
+    fake = FakeKServe({}, default_mode="Standard").install(api)
+    try:
+        client = kube.custom_objects(api.kubeconfig(tmp_path / "kubeconfig"))
+        service = build("penguins", ServiceSettings(namespace="kubeflow"), STORAGE[1], "1", None, "Standard")
+        kube.call("inference service", client.create_namespaced_custom_object, GROUP, VERSION, "kubeflow", PLURAL,
+                  service)
+        renamed = {"spec": {"predictor": {**service["spec"]["predictor"], "name": "v2"}}}
+        with pytest.raises(InvalidInputError) as caught:
+            kube.call("inference service", client.patch_namespaced_custom_object, GROUP, VERSION, "kubeflow",
+                      PLURAL, "penguins", renamed)
+        assert caught.value.field == "inference service" and caught.value.problem == (
+            f'the admission webhook "{VALIDATING_WEBHOOK}" denied it: predictor.name change requires a model change '
+            "(e.g. storageUri)")
+        assert "correct the field" in caught.value.fix and "RBAC" not in str(caught.value)
+        api.deny.add(("patch", "inferenceservices", "kubeflow"))
+        with pytest.raises(InvalidInputError) as caught:
+            kube.call("inference service", client.patch_namespaced_custom_object, GROUP, VERSION, "kubeflow",
+                      PLURAL, "penguins", renamed)
+        assert "cannot patch resource" in caught.value.problem and "RBAC manifest" in caught.value.fix
+        assert "webhook" not in str(caught.value)
+    finally:
+        fake.stop()
+        api.stop()
+
+
 # -- the canary analysis on the cluster: traffic steps judged on Prometheus' figures ------------------------------
 CANARY = {"steps": [30, 60, 100], "interval_s": 3.0, "scrape_interval_s": 1.0, "min_requests": 15}
 

@@ -357,3 +357,35 @@ def test_the_fake_katib_ends_experiments_as_katibs_status_util_does(states, goal
         del spec["objective"]["goal"]
     ended = outcome(spec, trials)
     assert (ended and ended["reason"]) == reason
+
+
+# the webhook's name in katib manifests/v1beta1/components/webhook/webhooks.yaml (v0.19.0)
+KATIB_VALIDATOR = "validator.experiment.katib.kubeflow.org"
+
+
+def test_an_experiment_katibs_webhook_denies_reaches_the_user_as_its_denial(katib):
+    """Katib's validation_webhook.go (v0.19.0) refuses an Experiment in a namespace without the metrics-collector
+    label (kubeline cannot see that) with admission.Errored(400): a 400 quoting the webhook, not RBAC advice."""
+    from fake_kube import AdmissionDenied
+
+    def admit(new, old):
+        raise AdmissionDenied(f'Cannot create the Experiment "{new["metadata"]["name"]}" in namespace '
+                              f'"{new["metadata"]["namespace"]}": the namespace lacks label '
+                              '"katib.kubeflow.org/metrics-collector-injection: enabled"', code=400, reason="")
+    katib.admitters["experiments"] = (KATIB_VALIDATOR, admit)
+    katib.controllers["experiments"] = FakeKatib("succeed")
+    with pytest.raises(InvalidInputError) as caught:
+        tune(DATA, config(), kubeconfig=katib.kubeconfig_path, log=lambda line: None)
+    assert caught.value.field == "experiment" and "correct the field" in caught.value.fix
+    assert caught.value.problem == (
+        f'the admission webhook "{KATIB_VALIDATOR}" denied it: Cannot create the Experiment "penguins-tune" in '
+        'namespace "kubeflow": the namespace lacks label "katib.kubeflow.org/metrics-collector-injection: enabled"')
+    assert "RBAC" not in str(caught.value) and katib.get("experiments", "kubeflow", "penguins-tune") is None
+
+
+def test_an_experiment_rbac_forbids_creating_gets_the_rbac_advice(katib):
+    katib.deny.add(("create", "experiments", "kubeflow"))
+    with pytest.raises(InvalidInputError) as caught:
+        tune(DATA, config(), kubeconfig=katib.kubeconfig_path, log=lambda line: None)
+    assert caught.value.field == "experiment" and "cannot create resource" in caught.value.problem
+    assert "RBAC manifest" in caught.value.fix and "webhook" not in str(caught.value)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Callable
 
@@ -61,14 +62,40 @@ def api_message(error) -> str:
         return f"{error.status} {error.reason}"
 
 
+# k8s.io/apiserver pkg/admission/plugin/webhook/errors/statuserror.go ToStatusErr (v0.30.0 to v0.36.0)
+WEBHOOK_DENIAL = re.compile(r'admission webhook "(?P<webhook>[^"]*)" denied the request(?:: (?P<message>.*))?',
+                            re.DOTALL)
+
+
+def webhook_denial(error) -> tuple[str, str] | None:
+    """(the webhook's name, its message) when a validating admission webhook refused the request, else None.
+
+    The API server answers a denial with the webhook's own code, at least 400 (statuserror.go ``ToStatusErr``):
+    controller-runtime's ``Denied`` is 403 Forbidden (KServe's InferenceService validator), ``Errored(400, ...)``
+    a 400 without a reason (Katib's Experiment validator), and the message is ``admission webhook "<name>" denied
+    the request: <message>``. An RBAC 403 says ``... is forbidden: User "..." cannot <verb> resource ...``
+    instead. A 5xx from a webhook is its own failure (e.g. Katib's Errored(500) when it cannot read the
+    namespace), the cluster's, not a denial of the object.
+    """
+    if not 400 <= error.status < 500:
+        return None
+    match = WEBHOOK_DENIAL.search(api_message(error))
+    return (match["webhook"], match["message"] or "without explanation") if match else None
+
+
 def call(what: str, function, *args, **kwargs):
-    """Calls the API; 422 (the object is invalid) is the caller's mistake, other failures are the cluster's."""
+    """Calls the API; a webhook's denial and 422 (the object is invalid) are the caller's mistake, 403 is RBAC,
+    other failures are the cluster's."""
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
     try:
         return function(*args, **kwargs)
     except ApiException as error:
+        denial = webhook_denial(error)
+        if denial:
+            raise InvalidInputError(what, f'the admission webhook "{denial[0]}" denied it: {denial[1]}',
+                                    "correct the field or setting the webhook names") from None
         if error.status == 422:
             raise InvalidInputError(what, f"the API server refused it: {api_message(error)}",
                                     "correct the field it names") from None
