@@ -2,8 +2,8 @@
 
 Each trial is a real training run, the trial template's container command with Katib's
 ``${trialParameters.*}`` placeholders filled in, in its own process here, up to ``parallelTrialCount`` at
-once; its metrics are read from stdout the way Katib's StdOut collector reads them (``name=value`` lines;
-the trial prints one set per epoch, then the final values).
+once; its metrics are read from its output the way Katib's StdOut collector reads them (``read_metric_line``;
+the trial prints one set per epoch, then the final values), each metric's value the latest by time.
 The search stops at ``maxTrialCount``, when the objective reaches ``goal``, or when more than
 ``maxFailedTrialCount`` trials failed. ``medianstop`` stops a running trial whose objective at an
 epoch is worse than the median of earlier trials at that epoch.
@@ -28,13 +28,19 @@ import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from kubeline.core import progress
 from kubeline.katib.api import PLACEHOLDER
 from kubeline.katib.suggestions import grid_values, hyperband_eta
 from kubeline.katib.validation import validate
 
-METRIC_LINE = re.compile(r"^\s*([\w|-]+)\s*=\s*([+-]?\d*\.?\d+(?:[eE][+-]?\d+)?)\s*$")
+# Katib v0.19's StdOut collector, pkg/metricscollector/v1beta1/file-metricscollector/file-metricscollector.go
+# (parseLogsInTextFormat): a line's time is its first word when Go's time.Parse(time.RFC3339Nano) takes it, else
+# the zero time; its metrics are the matches of DefaultFilter (pkg/metricscollector/v1beta1/common/const.go).
+METRIC_PAIR = re.compile(r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)")
+RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+ZERO_TIME = datetime.min.replace(tzinfo=timezone.utc)  # Go's time.Time{}
 LOG_TAIL_LINES = 20
 
 
@@ -306,23 +312,54 @@ def trial_command(spec: dict, assignments: dict) -> list[str]:
     return [sys.executable, *command[1:]] if command[0] == "python" else command
 
 
+def parse_time(word: str) -> datetime:
+    """An RFC 3339 time in UTC, to the microsecond as Katib's database keeps it; ``ZERO_TIME`` for anything else."""
+    match = RFC3339.fullmatch(word)
+    if not match:
+        return ZERO_TIME
+    fraction, offset = (match[2] or "")[:6].ljust(6, "0"), "+00:00" if match[3] == "Z" else match[3]
+    try:
+        return datetime.fromisoformat(f"{match[1]}.{fraction}{offset}").astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # a month 13, an hour 24, before year 1 in UTC
+        return ZERO_TIME
+
+
+def read_metric_line(line: str) -> tuple[datetime, list[tuple[str, float]]]:
+    """A line of a trial's output as Katib's StdOut collector reads it: its time and its ``name=value`` metrics.
+
+    Values that are no number (``nan``, ``inf``) are left out; Katib would keep them as text.
+    """
+    first_word, space, _ = line.partition(" ")
+    pairs = []
+    for match in METRIC_PAIR.finditer(line):
+        try:
+            pairs.append((match[1].strip(), float(match[2])))
+        except ValueError:
+            continue
+    return parse_time(first_word) if space else ZERO_TIME, pairs
+
+
 def run_trial(number: int, parameters: dict, command: list[str], objective: str,
               early_stop: MedianStop | None) -> TrialResult:
+    """Runs one trial; its metrics are their latest values by time, a later or equal time replacing the one before
+    (pkg/controller.v1beta1/trial/trial_controller_util.go, getMetrics: Katib's database returns rows of one time
+    in no set order, here they come in printed order). medianstop reads the objective in printed order, as Katib's
+    collector (cmd/metricscollector/v1beta1/file-metricscollector/main.go, watchMetricsFile)."""
     started = time.time()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines, curve, metrics, stopped = [], [], {}, False
+    lines, curve, metrics, metric_times, stopped = [], [], {}, {}, False
     for line in process.stdout:
         lines.append(line.rstrip())
-        match = METRIC_LINE.match(line)
-        if not match:
-            continue
-        metrics[match[1]] = float(match[2])
-        if match[1] == objective:
-            curve.append(float(match[2]))
-            if early_stop and early_stop.should_stop(len(curve), curve[-1]):
-                stopped = True
-                process.kill()
-                break
+        when, pairs = read_metric_line(lines[-1])
+        for name, value in pairs:
+            if when >= metric_times.get(name, ZERO_TIME):
+                metrics[name], metric_times[name] = value, when
+            if name == objective:
+                curve.append(value)
+                stopped = stopped or bool(early_stop and early_stop.should_stop(len(curve), value))
+        if stopped:
+            process.kill()
+            break
     process.wait()
     tail = "\n".join(lines[-LOG_TAIL_LINES:])
     if stopped:

@@ -7,15 +7,16 @@ sent. ``TrialRunner``: the experiment and trial controllers (pkg/controller.v1be
 the StdOut metrics collector (pkg/metricscollector/v1beta1/common/const.go ``DefaultFilter``): each trial is the
 trial template's Job with ``${trialParameters.*}`` filled in, run as a pod of the cluster-shaped run
 (tests/kfp_cluster.py: its own HOME and mounts, only the env its spec gives it, Secrets and ConfigMaps resolved as
-the kubelet does); the observation of each metric is its min, max and latest printed value, and the optimal trial
-is chosen by the objective's metricStrategy. Suggestions are drawn at random from the feasible space (seeded): the
-suggestion services' own algorithms are not modelled.
+the kubelet does); the observation of each metric is its min, max and latest value as Katib v0.19 reads, stores and
+picks them (``observation``), and the optimal trial is chosen by the objective's metricStrategy. Suggestions are
+drawn at random from the feasible space (seeded): the suggestion services' own algorithms are not modelled.
 """
 import copy
 import json
 import random
 import re
 import threading
+from datetime import datetime, timedelta, timezone
 
 from crds import CRDS
 
@@ -110,6 +111,57 @@ def katib_defaulter(experiment: dict) -> dict:
 
 # pkg/metricscollector/v1beta1/common/const.go: DefaultFilter, matched against every line the trial prints.
 STDOUT_FILTER = re.compile(r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)")
+# What Go's time.Parse(time.RFC3339Nano, word) takes, in the form a line's time is written.
+GO_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:Z|([+-])(\d\d):(\d\d))")
+ZERO_TIME = datetime(1, 1, 1, tzinfo=timezone.utc)  # time.Time{}.UTC().Format(time.RFC3339)
+
+
+def line_time(line: str) -> datetime:
+    """The time Katib v0.19 stores for a metric line.
+
+    pkg/metricscollector/v1beta1/file-metricscollector/file-metricscollector.go (parseLogsInTextFormat): the
+    line's first word (``strings.SplitN(logline, " ", 2)``) when ``time.Parse(time.RFC3339Nano, ...)`` takes it,
+    else (no space, or no time) ``ZERO_TIME``. pkg/db/v1beta1/mysql/mysql.go stores it as DATETIME(6) through
+    ``mysqlTimeFmt`` "2006-01-02 15:04:05.999999": in UTC, cut to the microsecond.
+    """
+    words = line.split(" ", 1)
+    match = GO_RFC3339.fullmatch(words[0]) if len(words) == 2 else None
+    if not match:
+        return ZERO_TIME
+    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    try:
+        when = datetime(year, month, day, hour, minute, second, int((match[7] or "0")[:6].ljust(6, "0")),
+                        tzinfo=timezone.utc)
+    except ValueError:
+        return ZERO_TIME
+    east = timedelta(hours=int(match[9]), minutes=int(match[10])) if match[8] else timedelta()
+    return when - east if match[8] == "+" else when + east
+
+
+def observation(log: str, names: list) -> dict:
+    """Each metric's min, max and latest in a trial's output ``log``, as Katib v0.19 reports them.
+
+    The collector (``line_time``, ``STDOUT_FILTER``) makes a row (time, name, value) of each metric in each line
+    naming one. The database returns a metric's rows ``ORDER BY time`` (pkg/db/v1beta1/mysql/mysql.go,
+    GetObservationLog), rows of one time in no set order: here the last printed first, an order MySQL may give.
+    The controller (pkg/controller.v1beta1/trial/trial_controller_util.go, getMetrics) makes each row whose time
+    is not before the latest's the new latest. So of rows sharing the greatest time (lines without a time all
+    share ``ZERO_TIME``) the first printed is latest here: only a later time for each line makes the last line
+    printed Katib's latest. Values that are no number (``nan`` gives "") are left out; Katib keeps them as text.
+    """
+    rows = []
+    for line in log.splitlines():
+        if not any(name in line for name in names):
+            continue
+        when = line_time(line)
+        for match in STDOUT_FILTER.finditer(line):
+            if match[1].strip() in names and match[2] not in ("", "+", "-"):
+                rows.append((when, len(rows), match[1].strip(), float(match[2])))
+    observed = {}
+    for _, _, name, value in sorted(rows, key=lambda row: (row[0], -row[1])):
+        metric = observed.setdefault(name, {"min": value, "max": value})
+        metric.update(min=min(metric["min"], value), max=max(metric["max"], value), latest=value)
+    return observed
 
 
 def suggest(parameters: list, rng: random.Random) -> dict:
@@ -185,8 +237,10 @@ class TrialRunner:
         command = container.get("command", []) + container.get("args", [])
         self.trial_pods.append({"name": trial, "env": env, "command": command})
         result = self.cluster.run_pod(trial, command, env, pod_dir)
-        metrics = self._observation(result["log"], spec["objective"])
-        ok = result["state"] == "SUCCEEDED" and spec["objective"]["objectiveMetricName"] in metrics
+        objective = spec["objective"]
+        metrics = observation(result["log"], [objective["objectiveMetricName"],
+                                              *objective.get("additionalMetricNames", [])])
+        ok = result["state"] == "SUCCEEDED" and objective["objectiveMetricName"] in metrics
         with self.lock:
             state["trials"][trial].update(state="Succeeded" if ok else "Failed", metrics=metrics, log=result["log"])
 
@@ -205,16 +259,6 @@ class TrialRunner:
             if value is not None:
                 env[entry["name"]] = value
         return env
-
-    @staticmethod
-    def _observation(log: str, objective: dict) -> dict:
-        names = [objective["objectiveMetricName"], *objective.get("additionalMetricNames", [])]
-        seen: dict[str, list[float]] = {}
-        for line in log.splitlines():
-            for match in STDOUT_FILTER.finditer(line):
-                if match[1] in names and match[2] not in ("", "+", "-"):
-                    seen.setdefault(match[1], []).append(float(match[2]))
-        return {name: {"min": min(v), "max": max(v), "latest": v[-1]} for name, v in seen.items()}
 
     def _status(self, experiment: dict, state: dict) -> dict:
         spec = experiment["spec"]

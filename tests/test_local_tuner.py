@@ -4,12 +4,22 @@ suggestion service does (pkg/suggestion/v1beta1/{hyperopt,optuna,skopt,hyperband
 import sys
 
 import pytest
+from fake_katib import line_time
 
 from kubeline.core.errors import InvalidInputError
-from kubeline.core.training import TRIAL_MODULE
+from kubeline.core.training import TRIAL_MODULE, metric_lines
 from kubeline.core.training import trial_args as flags
 from kubeline.katib.experiment import Parameter, build_experiment
-from kubeline.katib.local_tuner import MedianStop, TrialResult, optuna_sampler, search, trial_command, tune
+from kubeline.katib.local_tuner import (
+    MedianStop,
+    TrialResult,
+    optuna_sampler,
+    read_metric_line,
+    run_trial,
+    search,
+    trial_command,
+    tune,
+)
 
 
 def trial_args(dirs, train_suffix=""):
@@ -73,6 +83,37 @@ def test_trial_command_is_the_template_filled_in_as_katib_fills_it():
     command = trial_command(experiment["spec"], {"num_layers": 2})
     assert command[0] == sys.executable and command[1:] == ["-m", TRIAL_MODULE, "--transformed_train=t",
                                                             "--num_layers=2"]
+
+
+@pytest.mark.parametrize("line", [metric_lines({"accuracy": 0.5}), "2024-05-01T10:00:00.1234567+02:00 accuracy=0.5",
+                                  "2024-05-01T10:00:00Z loss=1", "2024-05-01 10:00:00Z accuracy=1",
+                                  "2024-13-01T10:00:00Z accuracy=1", "2024-05-01T10:00:00z accuracy=1",
+                                  " 2024-05-01T10:00:00Z accuracy=1", "accuracy=0.5"])
+def test_a_lines_time_is_read_as_katib_reads_it(line):
+    assert read_metric_line(line)[0] == line_time(line)  # tests/fake_katib.py: file-metricscollector.go's rule
+
+
+def test_a_trials_metrics_are_the_latest_by_time_and_medianstop_reads_them_in_printed_order():
+    """Latest by time as getMetrics (trial_controller_util.go), the untimed line at the zero time; medianstop's
+    steps in printed order, as the collector's watchMetricsFile."""
+    class MedianStopSpy:
+        def __init__(self):
+            self.steps = []
+
+        def should_stop(self, step, value):
+            self.steps.append((step, value))
+            return False
+
+        def record(self, curve):
+            pass
+
+    printed = ["2024-05-01T10:00:02Z accuracy=0.9", "2024-05-01T10:00:01Z accuracy=0.5 loss=0.3", "accuracy=0.1",
+               "2024-05-01T10:00:03Z loss=nan"]
+    command = [sys.executable, "-c", f"print({chr(10).join(printed)!r})"]
+    spy = MedianStopSpy()
+    result = run_trial(0, {}, command, "accuracy", spy)
+    assert result.state == "Succeeded" and result.metrics == {"accuracy": 0.9, "loss": 0.3}
+    assert spy.steps == [(1, 0.9), (2, 0.5), (3, 0.1)]
 
 
 def test_median_stop_compares_with_earlier_trials():

@@ -3,10 +3,11 @@ import json
 import math
 
 import pytest
+from fake_katib import STDOUT_FILTER, ZERO_TIME, line_time, observation
 
 from kubeline.core.errors import InvalidInputError
 from kubeline.core.saved_model import METADATA_FILE
-from kubeline.core.training import DEFAULT_SEED, HParams
+from kubeline.core.training import DEFAULT_SEED, TRIAL_INPUTS, HParams, metric_lines, trial_args
 
 RAW_ROWS = {
     "island": ["Biscoe", "Dream", "Torgersen", ""],
@@ -58,3 +59,29 @@ def test_training_is_reproducible(tmp_path, transformed, trained_model):
 def test_bad_hyperparameters_are_refused(name, value):
     with pytest.raises(InvalidInputError, match=f"^{name}: {value} is out of range. Fix: use "):
         HParams(**{name: value})
+
+
+def test_every_metric_line_is_later_than_the_one_before_so_katibs_latest_is_the_last_printed():
+    """Katib v0.19 picks latest by time and returns rows of one time in no set order (tests/fake_katib.py
+    ``observation``); lines printed faster than the clock ticks still get later times."""
+    printed = "\n".join(metric_lines({"accuracy": 0.5 + epoch / 10, "loss": 1 - epoch / 10}) for epoch in range(5))
+    times = [line_time(line) for line in printed.splitlines()]
+    assert times[0] > ZERO_TIME and all(earlier < later for earlier, later in zip(times, times[1:]))
+    assert all(len(STDOUT_FILTER.findall(line)) == 1 for line in printed.splitlines())  # the metric, no other pair
+    assert {name: o["latest"] for name, o in observation(printed, ["accuracy", "loss"]).items()} == {
+        "accuracy": 0.9, "loss": 0.6}
+
+
+def test_a_trial_gives_katib_its_final_metrics_as_latest(transformed, capsys):
+    """Every epoch's lines and the final ones carry a time Katib reads; its latest is the final values printed."""
+    from kubeline.components.train.trial import main
+
+    _, dirs = transformed
+    inputs = dict(zip(TRIAL_INPUTS, (dirs["train"], dirs["validation"], dirs["graph"])))
+    assert main(trial_args({**inputs, "epochs": 3})) == 0
+    out = capsys.readouterr().out
+    metric_rows = [line for line in out.splitlines() if STDOUT_FILTER.search(line)]
+    assert len(metric_rows) == 8 and all(line_time(line) > ZERO_TIME for line in metric_rows)
+    final = dict(STDOUT_FILTER.search(line).group(1, 2) for line in metric_rows[-2:])
+    assert {name: o["latest"] for name, o in observation(out, ["accuracy", "loss"]).items()} == {
+        name: float(value) for name, value in final.items()}

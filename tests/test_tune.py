@@ -389,3 +389,18 @@ def test_an_experiment_rbac_forbids_creating_gets_the_rbac_advice(katib):
         tune(DATA, config(), kubeconfig=katib.kubeconfig_path, log=lambda line: None)
     assert caught.value.field == "experiment" and "cannot create resource" in caught.value.problem
     assert "RBAC manifest" in caught.value.fix and "webhook" not in str(caught.value)
+
+
+def test_the_fake_katib_takes_latest_by_time_as_katib_does():
+    """Katib v0.19's latest is the value with the greatest time, not the last line (tests/fake_katib.py
+    ``observation``: file-metricscollector.go, mysql.go, trial_controller_util.go)."""
+    from fake_katib import observation
+
+    log = ("2024-05-01T10:00:02Z accuracy=0.9\n2024-05-01T12:00:01+02:00 accuracy=0.5\n"
+           "kubeline-progress: validation accuracy 0.1\n2024-05-01T10:00:03Z loss=nan")
+    assert observation(log, ["accuracy", "loss"]) == {"accuracy": {"min": 0.5, "max": 0.9, "latest": 0.9}}
+    # Lines without a time (or a word before it) share the zero time, times closer than a microsecond are one
+    # time: rows of one time come back in no set order, so the last line printed need not be latest.
+    for first, last in [("", ""), ("2024-05-01T10:00:00.0000001Z ", "2024-05-01T10:00:00.0000009Z "),
+                        ("epoch 1: ", "epoch 2: ")]:
+        assert observation(f"{first}accuracy=0.5\n{last}accuracy=0.9", ["accuracy"])["accuracy"]["latest"] == 0.5

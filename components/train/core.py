@@ -110,9 +110,10 @@ def train(transformed_train_dir: str, transformed_validation_dir: str, transform
     ``kubeline.core.profile.PROFILE_FILE`` so every version carries what drift checks compare with; trials, which
     keep no model, pass none.
 
-    Prints the validation metrics after every epoch as ``accuracy=…``/``loss=…`` lines (what Katib's
-    StdOut collector and medianstop read). Katib trials run this same function, so the train step
-    reproduces the best trial: the callback list is part of what makes a run reproducible.
+    Prints the validation metrics after every epoch as ``<time> accuracy=…``/``<time> loss=…`` lines
+    (``kubeline.core.training.metric_lines``: what Katib's StdOut collector and medianstop read). Katib trials
+    run this same function, so the train step reproduces the best trial: the callback list is part of what makes
+    a run reproducible.
     """
     import tensorflow as tf
     import tensorflow_transform as tft

@@ -5,8 +5,9 @@
 
 The command line is the training contract's (``kubeline.core.training``: ``TRIAL_MODULE``, ``TRIAL_INPUTS``,
 ``trial_args``). URIs may be local paths or object-store prefixes (downloaded first). Metrics are printed as
-``name=value`` lines, which Katib's StdOut metrics collector reads: the validation metrics after every
-epoch, then the final ones (the restored best epoch when early stopping).
+``<time> name=value`` lines (``metric_lines``), which Katib's StdOut metrics collector reads: the validation
+metrics after every epoch, then the final ones (the restored best epoch when early stopping), the last printed
+and so, by time, Katib's ``latest``.
 """
 from __future__ import annotations
 

@@ -1,14 +1,15 @@
 """The training contract shared by the train step, the tune step and Katib trials.
 
 ``HParams`` are the train step's hyperparameters (their defaults and ranges live here only). The trainer
-prints ``name=value`` metric lines (``TRAINER_METRICS``) after every epoch, the format Katib's StdOut
-metrics collector reads. A trial is ``python -m TRIAL_MODULE`` with the ``TRIAL_INPUTS`` locations, the
-hyperparameters and the seed as ``--name=value`` flags: the tuner names that command, the train
+prints ``<time> name=value`` metric lines (``TRAINER_METRICS``, ``metric_lines``) after every epoch, the format
+Katib's StdOut metrics collector reads. A trial is ``python -m TRIAL_MODULE`` with the ``TRIAL_INPUTS``
+locations, the hyperparameters and the seed as ``--name=value`` flags: the tuner names that command, the train
 component implements it, neither imports the other.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from datetime import datetime, timedelta, timezone
 
 from kubeline.core.errors import InvalidInputError
 
@@ -59,9 +60,30 @@ class HParams:
 TUNABLE = tuple(f.name for f in fields(HParams))
 
 
+# Katib v0.19 keeps a metric line's time to the microsecond (pkg/db/v1beta1/mysql/init.go: observation_logs.time
+# DATETIME(6)), so lines closer than this would share a time.
+METRIC_TIME_STEP = timedelta(microseconds=1)
+_last_metric_time = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def metric_time() -> str:
+    """Now, as RFC 3339 in UTC to the microsecond, always at least ``METRIC_TIME_STEP`` after the time before."""
+    global _last_metric_time
+    _last_metric_time = max(datetime.now(timezone.utc), _last_metric_time + METRIC_TIME_STEP)
+    return _last_metric_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def metric_lines(metrics: dict) -> str:
-    """Metrics as Katib's StdOut collector reads them: one ``name=value`` line each."""
-    return "\n".join(f"{name}={value}" for name, value in metrics.items())
+    """Metrics as Katib's StdOut collector reads them: one ``<time> name=value`` line each.
+
+    Katib v0.19 takes a line's first word as its time when it is RFC 3339, else the zero time
+    (pkg/metricscollector/v1beta1/file-metricscollector/file-metricscollector.go, parseLogsInTextFormat), and a
+    metric's ``latest`` is its value with the greatest time (pkg/controller.v1beta1/trial/trial_controller_util.go,
+    getMetrics), rows of one time coming from the database in no set order. Every line's time (``metric_time``) is
+    later than the one before, so ``latest`` is the last value printed. The time holds no ``=``: the line's one
+    ``name=value`` pair is its metric.
+    """
+    return "\n".join(f"{metric_time()} {name}={value}" for name, value in metrics.items())
 
 
 def trial_args(values: dict) -> list[str]:
