@@ -7,7 +7,7 @@ LOCK := constraints.txt
 STAMP := $(VENV)/.kubeline-installed
 OUTPUT_DIR ?= runs/latest
 
-.PHONY: run test lint compile bench lock fresh-check clean docs images push-images pin-images
+.PHONY: run test lint compile bench lock fresh-check clean docs images push-images pin-images crds
 
 # Reinstalls whenever setup.py or the lock changes: pip moves every package to its locked version.
 $(STAMP): setup.py $(LOCK)
@@ -31,8 +31,14 @@ $(STAMP): setup.py $(LOCK)
 run: $(STAMP)
 	$(BIN)/kubeline run --local --output-dir $(OUTPUT_DIR)
 
-test: $(STAMP)
+test: $(STAMP) crds
 	$(BIN)/python -m pytest tests -q
+
+# The upstream API schemas the tests validate against (KServe, Katib, prometheus-operator CRDs at the releases the
+# docs name), pinned by URL and sha256 in .ci/crds: from ../shared/crds or $$KUBELINE_CRDS_SOURCE when there is one,
+# else downloaded. Kept in .crds/.
+crds:
+	$(PYTHON) .ci/crds
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -72,4 +78,4 @@ pin-images:
 	$(PYTHON) .ci/images pin $(if $(DRY_RUN),--dry-run)
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) runs build *.egg-info .crds

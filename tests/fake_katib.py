@@ -18,7 +18,7 @@ import re
 import threading
 from datetime import datetime, timedelta, timezone
 
-from crds import CRDS
+from crds import CRDS, require
 
 JOB_SUCCEEDED = 'status.conditions.#(type=="Complete")#|#(status=="True")#'  # experiments/v1beta1/constants.go
 JOB_FAILED = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
@@ -27,7 +27,7 @@ KUBEFLOW_JOB_KINDS = {"TFJob", "PyTorchJob", "XGBoostJob", "MPIJob"}
 
 
 def _schemas() -> dict:
-    return json.loads((CRDS / "katib" / "openapi-swagger.json").read_text())["components"]["schemas"]
+    return json.loads(require(CRDS / "katib" / "openapi-swagger.json").read_text())["components"]["schemas"]
 
 
 def _resolve(node: dict, schemas: dict) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import promtool as promtool_binary
-from crds import CRDS
+from crds import CRDS, require
 
 from kubeline.cli import main as cli
 from kubeline.cluster.crds import crd_validator, problems
@@ -130,8 +130,7 @@ def test_the_fixtures_catch_rules_with_other_thresholds(config, tmp_path):
 
 def operator_schema(kind: str):
     relative = f"prometheus-operator/monitoring.coreos.com_{kind}.yaml"
-    if not (CRDS / relative).is_file():
-        pytest.skip(f"the upstream schema {CRDS / relative} is missing (set KUBELINE_CRDS_DIR to the crds folder)")
+    require(CRDS / relative)
     return crd_validator(CRDS, relative)
 
 

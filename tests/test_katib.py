@@ -14,7 +14,8 @@ import sys
 
 import pytest
 import yaml
-from crds import CRDS, katib_experiment_validator
+from crds import CRDS, katib_experiment_validator, require
+from fake_katib import observation
 
 from kubeline.cluster import images, k8s_rules
 from kubeline.core.errors import InvalidInputError
@@ -33,7 +34,10 @@ from kubeline.katib.validation import validate
 
 TRIAL_ARGS = ["--transformed-train=gs://b/t/train", "--transformed-validation=gs://b/t/eval",
               "--transform-graph=gs://b/t/graph"]
-EXAMPLES = sorted((CRDS / "katib" / "examples").glob("*.yaml"))
+# Katib's own examples at v0.19.0 (examples/v1beta1/hp-tuning, early-stopping), as `make crds` places them
+EXAMPLES = [CRDS / "katib" / "examples" / f"{name}.yaml" for name in (
+    "bayesian-optimization", "cma-es", "grid", "hyperband", "median-stop", "multivariate-tpe", "random", "sobol",
+    "tpe")]
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +49,13 @@ def k8s_validator(definition: str):
     """A Kubernetes type's schema from Katib's OpenAPI document (the trialSpec itself is free-form there)."""
     import jsonschema
 
-    document = json.loads((CRDS / "katib" / "openapi-swagger.json").read_text())
+    document = json.loads(require(CRDS / "katib" / "openapi-swagger.json").read_text())
     return jsonschema.Draft7Validator({"$ref": f"#/components/schemas/{definition}",
                                        "components": document["components"]})
 
 
 def schema_properties(definition: str) -> set:
-    document = json.loads((CRDS / "katib" / "openapi-swagger.json").read_text())
+    document = json.loads(require(CRDS / "katib" / "openapi-swagger.json").read_text())
     return set(document["components"]["schemas"][definition]["properties"])
 
 
@@ -180,7 +184,7 @@ def test_the_hand_checked_kubernetes_fields_are_the_openapi_types():
     assert validation.ENV_FIELDS == schema_properties("io.k8s.api.core.v1.EnvVar")
     assert validation.RESOURCE_FIELDS == schema_properties("io.k8s.api.core.v1.ResourceRequirements")
     assert {"name", "key", "optional"} == schema_properties("io.k8s.api.core.v1.SecretKeySelector")
-    document = json.loads((CRDS / "katib" / "openapi-swagger.json").read_text())["components"]["schemas"]
+    document = json.loads(require(CRDS / "katib" / "openapi-swagger.json").read_text())["components"]["schemas"]
     toleration = document["io.k8s.api.core.v1.Toleration"]["properties"]
     assert set(k8s_rules.TOLERATION_OPERATORS) == set(toleration["operator"]["enum"])
     assert set(k8s_rules.TAINT_EFFECTS) == set(toleration["effect"]["enum"])
@@ -191,7 +195,7 @@ def test_upstream_examples_pass_the_validator(path, experiment_schema):
     """Katib's own examples (examples/v1beta1/hp-tuning and early-stopping, v0.19.0), so all of them must pass.
     All nine are batch/v1 Job trials with the default StdOut collector: none uses NAS, a ConfigMap template or
     another collector, the parts validate() checks only structurally."""
-    experiment = yaml.safe_load(path.read_text())
+    experiment = yaml.safe_load(require(path).read_text())
     assert not list(experiment_schema.iter_errors(experiment)), path.name
     validate(experiment)
 
@@ -515,6 +519,6 @@ def test_trial_entrypoint_prints_katib_metrics(transformed, tmp_path):
                        "model_dir": tmp_path / "model"})
     result = subprocess.run([sys.executable, "-m", TRIAL_MODULE, *args], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    metrics = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
-    assert 0.8 <= float(metrics["accuracy"]) <= 1.0 and float(metrics["loss"]) > 0
+    metrics = observation(result.stdout, ["accuracy", "loss"])  # as Katib's collector and controller read them
+    assert 0.8 <= metrics["accuracy"]["latest"] <= 1.0 and metrics["loss"]["latest"] > 0
     assert (tmp_path / "model" / "saved_model.pb").is_file()
