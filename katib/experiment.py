@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from kubeline.cluster import images
 from kubeline.core import storage
+from kubeline.core.config import whole
 from kubeline.core.training import TRAINER_METRICS, TRIAL_MODULE, trial_args
 from kubeline.katib.api import API_VERSION, KIND
 from kubeline.katib.validation import validate
@@ -49,7 +50,7 @@ def _text(value) -> str:
 
 
 def _settings(settings: dict | None) -> list[dict]:
-    return [{"name": k, "value": str(v)} for k, v in (settings or {}).items()]
+    return [{"name": k, "value": _text(v)} for k, v in (settings or {}).items()]
 
 
 def trial_image(gpus: int = 0) -> str:
@@ -109,7 +110,7 @@ def build_experiment(name: str, parameters: list[Parameter], fixed_args: list[st
     if node_selector:
         pod["nodeSelector"] = dict(node_selector)
     if tolerations:
-        pod["tolerations"] = [dict(t) for t in tolerations]
+        pod["tolerations"] = [{k: whole(v) for k, v in t.items()} for t in tolerations]
     spec = {
         "objective": objective,
         "algorithm": {"algorithmName": algorithm, "algorithmSettings": _settings(algorithm_settings)},

@@ -48,6 +48,18 @@ def _as_executor_sees(value):
     return value
 
 
+def _as_local_run_sees(value, inside: bool = False):
+    """A value as kfp.local hands it to the component function: every number inside a dict or list parameter a
+    float (it reads the executor input with json_format.MessageToDict: kfp/local/executor_input_utils.py)."""
+    if isinstance(value, dict):
+        return {k: _as_local_run_sees(v, True) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_local_run_sees(v, True) for v in value]
+    if inside and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def _value(parameter) -> object:
     return _as_executor_sees(json_format.MessageToDict(parameter))
 
@@ -150,8 +162,9 @@ def check_kubernetes_names(settings: dict, dag_inputs: dict) -> None:
 
 
 def check(pipeline, arguments: dict) -> None:
-    """Builds every Kubeline step's config from the inputs these arguments give it, and checks the pod-spec values
-    and Kubernetes names the driver reads; the first bad setting raises InvalidInputError naming it."""
+    """Builds every Kubeline step's config from the inputs these arguments give it, as the backend delivers them and
+    as kfp.local does, and checks the pod-spec values and Kubernetes names the driver reads; the first bad setting
+    raises InvalidInputError naming it."""
     platform = json_format.MessageToDict(pipeline.component_spec.platform_spec).get("platforms", {})
     kubernetes = platform.get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
     found = list(steps(pipeline.pipeline_spec, arguments))
@@ -163,4 +176,5 @@ def check(pipeline, arguments: dict) -> None:
             module = importlib.import_module(f"kubeline.components.{step.function}.config")
         except ModuleNotFoundError:
             continue  # not one of ours
-        from_inputs(module.CONFIG, step.inputs)
+        from_inputs(module.CONFIG, step.inputs)  # as the backend's driver and executor deliver them
+        from_inputs(module.CONFIG, {name: _as_local_run_sees(value) for name, value in step.inputs.items()})

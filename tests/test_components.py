@@ -78,6 +78,55 @@ def test_bad_arguments_are_refused_by_the_step_configs(arguments, message):
     assert message in str(error.value)
 
 
+@pytest.mark.parametrize("arguments", [
+    {"deploy_target": "local", "deploy_canary": {"steps": [10, 50, 100], "min_requests": 20, "failure_limit": 2}},
+    {"deploy_target": "kubernetes", "model_root": "gs://b/models", "deploy_canary": {
+        "steps": [10, 100], "prometheus_url": "http://p:9090"}, "deploy_service": {
+        "min_replicas": 2, "max_replicas": 4, "scale_target": 10, "deployment_mode": "Knative",
+        "payload_log": {"destination": "gs://b/logs", "max_rows": 1000}}},
+    {"train_tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]},
+    {"tune_algorithm": "multivariate-tpe", "tune_algorithm_settings": {"n_startup_trials": 5, "n_ei_candidates": 24},
+     "tune_search_space": [{"name": "hidden_units", "type": "int", "min": 8, "max": 64},
+                           {"name": "batch_size", "type": "discrete", "values": [16, 32, 64]}]},
+], ids=["canary", "service", "tolerations", "search"])
+def test_whole_numbers_inside_dict_and_list_settings_pass_as_either_runner_delivers_them(arguments):
+    """The backend's executor reads whole numbers as ints (protojson), kfp.local as floats (MessageToDict): check
+    builds every config both ways, and each accepts 10.0 where a whole number is meant (issue 29)."""
+    from kubeline.pipelines.arguments import _as_local_run_sees
+
+    assert _as_local_run_sees({"steps": [10, 100], "on": True, "n": [{"k": 3}]}) == {
+        "steps": [10.0, 100.0], "on": True, "n": [{"k": 3.0}]}
+    check(training_pipeline, {**REQUIRED, **arguments})
+
+
+@pytest.mark.parametrize("arguments,message", [
+    ({"deploy_target": "local", "deploy_canary": {"steps": [10.5, 100]}}, "canary.steps: [10.5, 100] is not a list"),
+    ({"deploy_target": "local", "deploy_canary": {"min_requests": 2.5}}, "canary.min_requests: 2.5"),
+    ({"deploy_service": {"min_replicas": 1.5}}, "service.min_replicas"),
+    ({"train_tolerations": [{"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1.5}]},
+     "tolerationSeconds: 1.5 is not a whole number"),
+])
+def test_a_fraction_where_a_whole_number_is_meant_is_refused_naming_the_field(arguments, message):
+    with pytest.raises(InvalidInputError, match="Fix: ") as error:
+        check(training_pipeline, {**REQUIRED, **arguments})
+    assert message in str(error.value)
+
+
+def test_the_katib_objects_carry_whole_numbers_as_katib_and_kubernetes_read_them():
+    """A setting value 5.0 would be "5.0" to Katib's Python services (int("5.0") fails), a tolerationSeconds of 300.0
+    a float where the trial pod's int64 is (Kubernetes' JSON decoding refuses it)."""
+    from kubeline.katib.experiment import build_experiment, default_parameters
+
+    experiment = build_experiment("e", default_parameters(), [], algorithm="multivariate-tpe",
+                                  algorithm_settings={"n_startup_trials": 5.0},
+                                  tolerations=[{"key": "g", "operator": "Exists", "effect": "NoExecute",
+                                                "tolerationSeconds": 300.0}])
+    assert experiment["spec"]["algorithm"]["algorithmSettings"] == [{"name": "n_startup_trials", "value": "5"}]
+    pod = experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+    assert pod["tolerations"][0]["tolerationSeconds"] == 300 and isinstance(pod["tolerations"][0]["tolerationSeconds"],
+                                                                            int)
+
+
 def test_a_step_whose_condition_is_false_is_not_checked():
     check(training_pipeline, {**REQUIRED, "deploy_target": "none", "deploy_canary_percent": 0})
     tasks = [step.task for step in steps(training_pipeline.pipeline_spec, {**REQUIRED, "deploy_target": "none"})]

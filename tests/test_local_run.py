@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kubeline.core.errors import InvalidInputError
 from kubeline.pipelines.backend_rules import strict_json
 
 KUBELINE = str(Path(sys.executable).parent / "kubeline")
@@ -211,7 +212,7 @@ def test_failed_gate_skips_the_push_and_exits_3(penguin_run):
     (["run", "--local", "--set", "epochz=5"], "--set epochz: not a pipeline parameter"),
     (["run", "--local", "--set", "epochs=many"],
      "--set epochs: 'many' is not of type int. Fix: give a JSON value like the default, 100"),
-    (["run", "--local", "--set", "validation_fraction=2"], "validation_fraction: 2 is outside (0, 1)"),
+    (["run", "--local", "--set", "validation_fraction=2"], "validation_fraction: 2.0 is outside (0, 1)"),
     (["run", "--local", "--set", "label_smoothing"], "--set: 'label_smoothing' is not NAME=VALUE"),
     (["run", "--local", "--set", "dropout=1.5"], "dropout: 1.5 is out of range"),
     (["run", "--local", "--set", 'thresholds={"acc": 0.9}'], "thresholds: unknown metrics ['acc']"),
@@ -227,12 +228,33 @@ def test_failed_gate_skips_the_push_and_exits_3(penguin_run):
     (["run", "--local", "--set", "deploy_endpoint_name=My_Endpoint"], "endpoint_name: 'My_Endpoint' is not a valid"),
     (["run", "--local", "--set", "deploy_target=kubernetes"], "--model-root: 'file://"),
     (["run"], "--local: only local runs are started from this command"),
+    (["run", "--local", "--set", 'deploy_canary={"steps": [10.5, 100]}'],
+     "canary.steps: [10.5, 100] is not a list of whole percents"),
+    (["run", "--local", "--set", "epochs=50.5"], "--set epochs: 50.5 is not of type int"),
+    (["run", "--local", "--set", 'deploy_service={"min_replicas": 1.5}', "--set", "deploy_target=kubernetes",
+      "--model-root", "gs://b/models"], "service.min_replicas: 1.5 is not a whole number"),
 ])
 def test_cli_refuses_bad_options_before_running(args, expected, tmp_path):
     result = run_cli(*args, "--output-dir", str(tmp_path / "out"))
     assert result.returncode == 2, result.stdout + result.stderr
     assert expected in result.stderr and "Fix: " in result.stderr
     assert not (tmp_path / "out" / "pipeline_root").exists()
+
+
+def test_set_values_become_the_parameters_declared_types():
+    """kfp.local refuses an int for a float parameter (InconsistentTypeException), and JSON has one number type:
+    --set converts a whole number to the declared float, a whole float to the declared int, a number to text for a
+    text parameter (issue 29)."""
+    from kubeline.cli.local_run import check_overrides
+
+    assert check_overrides({"deploy_replay_rate": 40, "epochs": 50.0, "accelerator_count": 2, "dropout": 0,
+                            "deploy_canary": {"steps": [10, 50, 100]}}) == {
+        "deploy_replay_rate": 40.0, "epochs": 50, "accelerator_count": "2", "dropout": 0.0,
+        "deploy_canary": {"steps": [10, 50, 100]}}
+    assert isinstance(check_overrides({"deploy_replay_rate": 40})["deploy_replay_rate"], float)
+    for bad in ({"epochs": True}, {"deploy_replay_rate": "fast"}, {"accelerator_count": 1.5}):
+        with pytest.raises(InvalidInputError, match=f"^--set {next(iter(bad))}: "):
+            check_overrides(bad)
 
 
 def test_run_against_tracking_server_and_gcs(penguin_run, mlflow_tracking, bucket, tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from kubeline.core import registry, storage
 from kubeline.core.artifacts import read_evaluation
+from kubeline.core.config import whole
 from kubeline.core.errors import InvalidInputError
 from kubeline.pipelines.training import PIPELINE_NAME, training_pipeline
 
@@ -58,8 +59,10 @@ def pipeline_parameters() -> dict:
 
 
 def check_overrides(overrides: dict) -> dict:
-    """The overrides with each value of its parameter's type; a whole number given for a text parameter (a
-    quantity such as accelerator_count) becomes its text."""
+    """The overrides, each converted to its parameter's type as KFP checks it (kfp.local refuses an int for a float
+    parameter): a whole number for a float parameter becomes a float (40 -> 40.0), a whole-number float for an int
+    parameter an int (50.0 -> 50), a whole number for a text parameter (a quantity such as accelerator_count) its
+    text; anything else of another type is refused naming the parameter."""
     known = pipeline_parameters()
     checked = {}
     for name, value in overrides.items():
@@ -67,12 +70,17 @@ def check_overrides(overrides: dict) -> dict:
             raise InvalidInputError(f"--set {name}", "not a pipeline parameter this option may set",
                                     f"use one of {sorted(set(known) - SET_BY_OPTIONS)}")
         default = known[name]
-        if isinstance(default, str) and isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if default is not inspect.Parameter.empty and not isinstance(value, type(default)):
-            if not (isinstance(default, float) and isinstance(value, int)):
-                raise InvalidInputError(f"--set {name}", f"{value!r} is not of type {type(default).__name__}",
-                                        f"give a JSON value like the default, {json.dumps(default)}")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(default, str) and number and float(value).is_integer():
+            value = str(int(value))
+        elif isinstance(default, float) and not isinstance(default, bool) and number:
+            value = float(value)
+        elif isinstance(default, int) and not isinstance(default, bool):
+            value = whole(value)
+        if default is not inspect.Parameter.empty and (not isinstance(value, type(default))
+                                                       or isinstance(value, bool) != isinstance(default, bool)):
+            raise InvalidInputError(f"--set {name}", f"{value!r} is not of type {type(default).__name__}",
+                                    f"give a JSON value like the default, {json.dumps(default)}")
         checked[name] = value
     return checked
 

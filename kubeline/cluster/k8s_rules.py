@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
+from kubeline.core.config import whole
 from kubeline.core.errors import InvalidInputError
 
 K8S_VALIDATION = "kubernetes pkg/apis/core/validation/validation.go"
@@ -127,7 +128,7 @@ def check_tolerations(where: str, tolerations) -> None:
             _fail(f"{item}.value", f"{value!r} is not a label value", "give a string of at most 63 characters")
         if effect not in ("", *TAINT_EFFECTS):
             _fail(f"{item}.effect", f"{effect!r}", f"use one of {list(TAINT_EFFECTS)} or leave it empty")
-        seconds = toleration.get("tolerationSeconds")
+        seconds = whole(toleration.get("tolerationSeconds"))
         if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)):
             _fail(f"{item}.tolerationSeconds", f"{seconds!r} is not a whole number", "give seconds as an integer")
         if seconds is not None and effect != "NoExecute":

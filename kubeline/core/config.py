@@ -47,11 +47,40 @@ def check_http_url(url: str, field_name: str, what: str) -> str:
     return url
 
 
+def whole(value):
+    """``value`` as an int when it is a whole-number float (how kfp.local delivers a number inside a dict or list
+    parameter, see ``whole_numbers``); anything else unchanged, for its own check."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def whole_numbers(cls, settings: dict) -> dict:
+    """``settings`` with each whole-number float made an int where the dataclass ``cls`` declares an ``int`` or a
+    ``list[int]``: kfp.local delivers every number inside a dict or list parameter as a float (a protobuf Struct
+    read with json_format.MessageToDict: kfp/local/executor_input_utils.py), so ``{"steps": [10, 100]}`` arrives
+    as ``[10.0, 100.0]``. Anything else (10.5, text) is left for the field's own check to refuse."""
+    declared = {f.name: str(f.type) for f in fields(cls)}
+    converted = {}
+    for name, value in settings.items():
+        if declared.get(name) == "int":
+            value = whole(value)
+        elif declared.get(name) == "list[int]" and isinstance(value, list):
+            value = [whole(item) for item in value]
+        converted[name] = value
+    return converted
+
+
 def from_mapping(cls, settings, field_name: str):
-    """A settings dataclass from a mapping of its fields; something else, or a key that is not a field, is refused
-    naming ``field_name``."""
+    """A settings dataclass from a mapping of its fields (whole numbers as ints: ``whole_numbers``); something
+    else, a key that is not a field, or a value of an ``int`` field that is no whole number is refused naming
+    ``field_name`` (and the key)."""
     known = sorted(f.name for f in fields(cls))
     unknown = sorted(set(settings) - set(known)) if isinstance(settings, dict) else settings
     if unknown or not isinstance(settings, dict):
         raise InvalidInputError(field_name, f"unknown settings {unknown}", f"use only {known}")
+    settings = whole_numbers(cls, settings)
+    for f in fields(cls):
+        value = settings.get(f.name, 0)
+        if str(f.type) == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InvalidInputError(f"{field_name}.{f.name}", f"{value!r} is not a whole number",
+                                    f"give an integer, e.g. {default_of(f)}")
     return cls(**settings)

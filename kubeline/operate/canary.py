@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol
 
+from kubeline.core.config import whole_numbers
 from kubeline.core.errors import InvalidInputError, ServiceUnavailableError
 from kubeline.core.metric_names import EXPORTED
 
@@ -33,7 +34,7 @@ UNAVAILABLE = "figures unavailable"  # the reason of a window whose figures coul
 class CanaryPolicy:
     """How a canary is walked through traffic steps and judged at each (the deploy step's ``canary`` setting)."""
 
-    steps: list = field(default_factory=lambda: [10, 25, 50, 100])
+    steps: list[int] = field(default_factory=lambda: [10, 25, 50, 100])
     interval_s: float = 60.0
     scrape_interval_s: float = 15.0
     min_requests: int = 50
@@ -85,7 +86,7 @@ class CanaryPolicy:
         unknown = sorted(set(settings) - known)
         if unknown:
             raise InvalidInputError(f"canary.{unknown[0]}", "is not a canary setting", f"use {sorted(known)}")
-        return cls(**settings)
+        return cls(**whole_numbers(cls, settings))
 
 
 @dataclass
