@@ -96,7 +96,7 @@ def deploy(
     from kubeline.serving.kserve_target import Release
 
     config = from_inputs(CONFIG, locals())
-    schema, expected = load_inputs(model.path, evaluation.path, config.smoke_rows)
+    schema, expected = load_inputs(model.path, evaluation.path)
     release = Release(model_uri, str(storage_version), registry_version, content_sha256)
     result = run_deploy(release, expected, schema, config)
     Path(deployment.path).write_text(result.to_json())

@@ -81,7 +81,8 @@ def _smoke(address: tuple[str, str], model_name: str, expected: smoke.Expected, 
            config: DeployConfig, log) -> smoke.SmokeResult:
     url, host = address
     log(f"deploy: smoke requests to {url}" + (f" (Host: {host})" if host else ""))
-    result = smoke.check(url, model_name, expected, schema, config.tolerance, ("v1", "v2"), host=host)
+    result = smoke.check(url, model_name, expected.head(config.smoke_rows), schema, config.tolerance, ("v1", "v2"),
+                         host=host)
     log(f"deploy: smoke test {'passed' if result.passed else 'FAILED'}: {result.rows} rows, largest probability "
         f"difference {result.max_probability_diff:.2e}" + "".join(f"\n  {p}" for p in result.problems))
     return result
@@ -181,8 +182,10 @@ CANARY_RECORD = "canary/canary_analysis.json"  # in the MLflow run of the versio
 def _analyze(target: LocalTarget | KubernetesTarget, release: Release, previous: dict, expected: smoke.Expected,
              config: DeployConfig, log) -> dict:
     """Walks the canary through the policy's traffic steps, judged per version on the figures of Prometheus
-    (``canary.prometheus_url``) or else the local server's own, with the test rows replayed at ``replay_rate``
-    meanwhile; ends promoted or rolled back, the record in the log and the version's MLflow run."""
+    (``canary.prometheus_url``) or else the local server's own, with the whole test split replayed, shuffled, at
+    ``replay_rate`` meanwhile (traffic like the data the model was judged on, not the smoke test's first rows,
+    which come grouped by class); ends promoted or rolled back, the record in the log and the version's MLflow
+    run."""
     import random
     import threading
 
@@ -234,8 +237,9 @@ def _champion(release: Release, config: DeployConfig, log) -> None:
         log(f"deploy: models:/{config.model_name}/{release.registry_version} is now @{registry.CHAMPION}")
 
 
-def load_inputs(model_dir: str, evaluation_dir: str, rows: int) -> tuple[Schema, smoke.Expected]:
-    """The model's schema and the offline predictions the smoke test expects."""
+def load_inputs(model_dir: str, evaluation_dir: str, rows: int | None = None) -> tuple[Schema, smoke.Expected]:
+    """The model's schema and the test split's offline predictions (the first ``rows``, or all): the smoke test
+    sends the first ``smoke_rows`` of them, a canary analysis replays them all."""
     from kubeline.core.saved_model import load_schema
 
     schema = load_schema(model_dir)

@@ -19,10 +19,16 @@ from kubeline.serving.client import own_request_headers, predict_url, request
 
 @dataclass
 class Expected:
+    """Test rows as clients send them, with the offline predictions a served model must give."""
+
     instances: list[dict]
     labels: list[str]
     probabilities: np.ndarray
     classes: list[str]
+
+    def head(self, rows: int) -> "Expected":
+        """The first ``rows`` of them (the smoke test's)."""
+        return Expected(self.instances[:rows], self.labels[:rows], self.probabilities[:rows], self.classes)
 
 
 @dataclass
@@ -33,11 +39,13 @@ class SmokeResult:
     problems: list[str] = field(default_factory=list)
 
 
-def expected_predictions(evaluation_dir: str | Path, schema: Schema, rows: int) -> Expected:
-    """The first ``rows`` offline predictions, as instances named by the original columns (what clients send)."""
+def expected_predictions(evaluation_dir: str | Path, schema: Schema, rows: int | None = None) -> Expected:
+    """The offline predictions of the test split (the first ``rows``, or all), as instances named by the original
+    columns (what clients send)."""
     import pandas as pd
 
-    frame = pd.read_parquet(Path(evaluation_dir) / PREDICTIONS_FILE).head(rows)
+    frame = pd.read_parquet(Path(evaluation_dir) / PREDICTIONS_FILE)
+    frame = frame if rows is None else frame.head(rows)
     instances = []
     for record in frame.to_dict("records"):
         row = {}
