@@ -133,8 +133,11 @@ def firing_alerts(prometheus_api: str, alertname: str) -> list:
 
 
 def gcs_emulator(cwd: Path, in_memory: bool = True) -> BackgroundServer:
+    """A GCS emulator on 127.0.0.1 that enforces GCS's request preconditions (tests/gcs_emulator.py: the plain
+    gcp-storage-emulator ignores them); its data in ``cwd`` unless ``in_memory``."""
     port = free_port()
-    command = [str(BIN / "gcp-storage-emulator"), "start", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, str(Path(__file__).with_name("gcs_emulator.py")), "--host", "127.0.0.1",
+               "--port", str(port)]
     return BackgroundServer(command + (["--in-memory"] if in_memory else []), port, cwd)
 
 
@@ -169,7 +172,7 @@ def gcs_client():
 
 @pytest.fixture(scope="session")
 def gcs(tmp_path_factory):
-    """gcp-storage-emulator (in memory) on 127.0.0.1; yields a real google-cloud-storage client."""
+    """A GCS emulator (in memory, enforcing preconditions) on 127.0.0.1; yields a real google-cloud-storage client."""
     server = gcs_emulator(tmp_path_factory.mktemp("gcs")).start()
     try:
         with emulator_env(server):

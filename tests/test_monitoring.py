@@ -1,7 +1,8 @@
 """Monitoring: the retrain decision (components/retrain), a retrain through the KFP API repeating the run the
 serving version's lineage names (the real kfp.Client against tests/fake_kfp_api.py, which checks a run's
-parameters as kubeflow/pipelines backend/src/apiserver/resource/resource_manager.go does), the monitoring pipeline
-under kfp.local, and `kubeline monitor`."""
+parameters as kubeflow/pipelines backend/src/apiserver/resource/resource_manager.go does), the ledger of decisions
+in a folder and on object stores that enforce conditional writes (moto's S3, tests/gcs_emulator.py), the
+monitoring pipeline under kfp.local, and `kubeline monitor`."""
 import json
 import time
 from datetime import datetime, timedelta, timezone
@@ -19,7 +20,7 @@ from kubeline.components.drift import core as drift
 from kubeline.components.drift.config import DriftConfig
 from kubeline.components.retrain import core as retrain
 from kubeline.components.retrain.config import RetrainConfig
-from kubeline.core import registry
+from kubeline.core import registry, storage
 from kubeline.core.errors import InvalidInputError
 from kubeline.serving.payload_log import TIME_FORMAT
 
@@ -148,7 +149,7 @@ def test_a_retrain_the_api_refuses_is_named_and_not_recorded(served_version, dri
                       overrides={"epochz": 9})
     with pytest.raises(InvalidInputError, match="^overrides: the KFP API refused the run: 400 .*epochz"):
         retrain.run(settings, str(drifted["drifted"]))
-    assert len(kfp_api.runs) == runs and not (tmp_path / "state").exists()
+    assert len(kfp_api.runs) == runs and retrain.Ledger(str(tmp_path / "state")).read() == []
 
 
 def test_a_version_without_a_run_on_the_api_or_recorded_arguments_is_refused(
@@ -163,7 +164,7 @@ def test_a_version_without_a_run_on_the_api_or_recorded_arguments_is_refused(
                                  target=target, kfp_host=kfp_api.url)
         with pytest.raises(InvalidInputError, match=f"^{message}"):
             retrain.run(settings, str(drifted["drifted"]), start=start_local if target == "local" else retrain.start_kfp)
-        assert not (tmp_path / target).exists()
+        assert retrain.Ledger(str(tmp_path / target)).read() == []
 
 
 @pytest.mark.parametrize("settings, field", [
@@ -183,13 +184,134 @@ def test_bad_settings_are_refused_naming_the_field(settings, field):
     assert err.value.field == field
 
 
-def test_the_ledger_lives_in_object_storage_too(bucket):
-    ledger = retrain.Ledger(f"gs://{bucket.name}/monitoring/penguins")
-    assert ledger.read() == []
-    ledger.append({"action": "fired", "run_id": "r1"})
-    ledger.append({"action": "skipped", "run_id": ""})
-    assert [e["run_id"] for e in retrain.Ledger(f"gs://{bucket.name}/monitoring/penguins").read()] == ["r1", ""]
-    assert bucket.blob(f"monitoring/penguins/{retrain.LEDGER_FILE}").exists()
+LINEAGE = {"model": "penguins", "version": 3, "run_id": "mlflow-run-3", "tags": {registry.KFP_RUN_TAG: "kfp-run-3"}}
+STORES = ["file", "s3", "gs"]
+
+
+def state_at(scheme: str, request, tmp_path: Path) -> str:
+    """A new state_uri: a local folder, or a prefix in a new bucket of moto's S3 server or of the GCS emulator
+    (tests/gcs_emulator.py), both of which refuse a conditional write whose condition does not hold."""
+    if scheme == "file":
+        return str(tmp_path / "state")
+    name = f"kubeline-ledger-{scheme}-{time.time_ns() % 10**9}"
+    if scheme == "gs":
+        request.getfixturevalue("gcs").create_bucket(name)
+    else:
+        request.getfixturevalue("s3").create_bucket(Bucket=name)
+    return f"{scheme}://{name}/monitoring/penguins"
+
+
+def drift_of(folder: Path, window: str, decision: str = "drift") -> str:
+    """A drift step's result (drift.json) for the window whose digest is ``window`` repeated."""
+    path = folder / f"drift-{window}-{decision}.json"
+    path.write_text(json.dumps({"decision": decision, "window_sha256": window * 64, "rows": 344,
+                                "reasons": ["bill_length_mm drifted"]}))
+    return str(path)
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """retrain.run without MLflow or a KFP API: the version's lineage is LINEAGE; yields the starter to pass, whose
+    ``runs`` lists the run names it started."""
+    monkeypatch.setattr(retrain.registry, "lineage_of_model", lambda model_uri, tracking_uri: LINEAGE)
+
+    def start(config, lineage, name):
+        start.runs.append(name)
+        return f"run-{len(start.runs)}", f"http://kfp/#/runs/details/run-{len(start.runs)}"
+
+    start.runs = []
+    return start
+
+
+def retrain_config(state_uri: str) -> RetrainConfig:
+    return RetrainConfig("models:/penguins@champion", "http://mlflow.mlflow:5000", state_uri, cooldown_hours=24.0)
+
+
+@pytest.mark.parametrize("scheme", STORES)
+def test_decisions_are_recorded_in_a_row_in_a_folder_and_on_object_stores(scheme, request, tmp_path, started):
+    """Each decision rewrites the ledger (retrain_ledger.json) only if it is still the version read: the second
+    write needs the first one's generation (GCS) or ETag (S3); a put-if-absent refused it there."""
+    settings = retrain_config(state_at(scheme, request, tmp_path))
+    fired = retrain.run(settings, drift_of(tmp_path, "a"), now=NOW, start=started)
+    again = retrain.run(settings, drift_of(tmp_path, "a"), now=NOW + timedelta(hours=30), start=started)
+    quiet = retrain.run(settings, drift_of(tmp_path, "b", "no_drift"), now=NOW + timedelta(hours=31), start=started)
+    assert (fired["action"], fired["run_id"], fired["lineage"]["version"]) == ("fired", "run-1", 3)
+    assert again["reason"] == f"this window (sha256 aaaaaaaaaaaa) already started run run-1 at {fired['at']}"
+    assert quiet["reason"] == "the window's decision is no_drift" and started.runs == [
+        "retrain penguins v3: drift in window aaaaaaaaaaaa"]
+    ledger = retrain.Ledger(settings.state_uri).read()
+    assert [(e["action"], e["run_id"]) for e in ledger] == [("fired", "run-1"), ("skipped", ""), ("skipped", "")]
+    assert [e["id"] for e in ledger] == [fired["id"], again["id"], quiet["id"]]
+
+
+@pytest.mark.parametrize("scheme", STORES)
+@pytest.mark.parametrize("earlier", [[], [{"id": "e0", "at": "2026-12-01T00:00:00+00:00", "model_uri": "models:/other@x",
+                                          "window_sha256": "a" * 64, "action": "fired", "run_id": "other-run"}]],
+                         ids=["no-ledger", "a-ledger"])
+def test_of_two_checks_racing_on_one_window_exactly_one_fires(scheme, earlier, request, tmp_path, started,
+                                                              monkeypatch):
+    """Both checks read the same ledger version (none yet, or one entry); the first to write fires; the other's
+    conditional write is refused and it decides again on the ledger it reads then: it skips the fired window."""
+    settings = retrain_config(state_at(scheme, request, tmp_path))
+    if earlier:
+        retrain.Ledger(settings.state_uri).update(lambda entries: entries + [earlier[0]])
+    read, put, conflicts, winner = retrain.Ledger._read_versioned, storage.put_text_if_unchanged, [], []
+
+    def read_then_let_the_other_check_run(ledger):
+        seen = read(ledger)
+        if not winner:  # the loser's first read: the winner runs through before the loser writes
+            winner.append(None)
+            winner[0] = retrain.run(settings, drift_of(tmp_path, "a"), now=NOW, start=started)
+        return seen
+
+    def put_noting_conflicts(*args, **kwargs):
+        try:
+            return put(*args, **kwargs)
+        except storage.WriteConflict as conflict:
+            conflicts.append(conflict)
+            raise
+
+    monkeypatch.setattr(retrain.Ledger, "_read_versioned", read_then_let_the_other_check_run)
+    monkeypatch.setattr(storage, "put_text_if_unchanged", put_noting_conflicts)
+    loser = retrain.run(settings, drift_of(tmp_path, "a"), now=NOW + timedelta(minutes=1), start=started)
+    assert (winner[0]["action"], winner[0]["run_id"]) == ("fired", "run-1") and len(started.runs) == 1
+    assert loser["action"] == "skipped" and loser["reason"] == (
+        f"this window (sha256 aaaaaaaaaaaa) already started run run-1 at {winner[0]['at']}")
+    assert len(conflicts) == 1 and isinstance(conflicts[0], storage.ObjectExists) == (not earlier)
+    ledger = retrain.Ledger(settings.state_uri).read()
+    assert [(e["action"], e["run_id"]) for e in ledger] == [(e["action"], e["run_id"]) for e in earlier] + [
+        ("fired", "run-1"), ("skipped", "")]
+
+
+def test_a_ledger_write_refused_on_its_retry_after_it_landed_counts_once(tmp_path, started, monkeypatch):
+    """A write request retried after its answer was lost finds its own write there and is refused: the step reads
+    its entry back and goes on, instead of deciding again against its own fired entry."""
+    put = storage.put_text_if_unchanged
+
+    def landed_then_refused(uri, text, version, field="uri"):
+        put(uri, text, version, field)
+        raise storage.WriteConflict(f"{uri} changed since it was read")  # the retry's answer
+
+    monkeypatch.setattr(storage, "put_text_if_unchanged", landed_then_refused)
+    settings = retrain_config(str(tmp_path / "state"))
+    record = retrain.run(settings, drift_of(tmp_path, "a"), now=NOW, start=started)
+    assert (record["action"], record["run_id"], len(started.runs)) == ("fired", "run-1", 1)
+    assert [(e["id"], e["run_id"]) for e in retrain.Ledger(settings.state_uri).read()] == [(record["id"], "run-1")]
+
+
+def test_a_retrain_that_does_not_start_leaves_its_window_free(tmp_path, started):
+    """The fired entry is written before the run starts (the claim that stops other checks); a failed start takes
+    it out again, so the next check fires."""
+    settings = retrain_config(str(tmp_path / "state"))
+
+    def refused(config, lineage, name):
+        assert retrain.Ledger(config.state_uri).read()[0]["action"] == "fired"  # claimed while starting
+        raise InvalidInputError("overrides", "the KFP API refused the run", "give the pipeline's parameters")
+
+    with pytest.raises(InvalidInputError, match="^overrides: the KFP API refused the run"):
+        retrain.run(settings, drift_of(tmp_path, "a"), now=NOW, start=refused)
+    assert retrain.Ledger(settings.state_uri).read() == []
+    assert retrain.run(settings, drift_of(tmp_path, "a"), now=NOW, start=started)["run_id"] == "run-1"
 
 
 def test_the_monitoring_pipeline_runs_under_kfp_local(served_version, kfp_api, mlflow_tracking, penguins_csv,

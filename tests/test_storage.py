@@ -1,6 +1,8 @@
-"""s3:// and KFP's minio:// through a real S3 API server on 127.0.0.1 (moto), beside file:// and gs://: reads, the
-model store's immutable versions, and failures."""
+"""s3:// and KFP's minio:// through a real S3 API server on 127.0.0.1 (moto), beside file:// and gs:// (a GCS
+emulator that enforces preconditions, tests/gcs_emulator.py): reads, the model store's immutable versions,
+conditional writes, and failures."""
 import hashlib
+import io
 import json
 import time
 
@@ -132,3 +134,78 @@ def test_a_fingerprint_changes_exactly_when_the_content_does(s3, s3_bucket, buck
     assert all(before != storage.fingerprint(uri) for before, uri in zip(first, uris))
     with pytest.raises(InvalidInputError, match="data_uri: cannot read .* no such bucket or object"):
         storage.fingerprint(f"s3://{s3_bucket}/missing.csv", "data_uri")
+
+
+def document_uri(scheme: str, request, tmp_path) -> str:
+    """Where a test's document lives: a local folder, a moto bucket (s3://, minio://) or an emulator bucket (gs://)."""
+    if scheme == "file":
+        return str(tmp_path / "state" / "doc.json")
+    if scheme == "gs":
+        return f"gs://{request.getfixturevalue('bucket').name}/state/doc.json"
+    return f"{scheme}://{request.getfixturevalue('s3_bucket')}/state/doc.json"
+
+
+@pytest.mark.parametrize("scheme", ["file", "s3", "minio", "gs"])
+def test_a_document_changes_only_from_the_version_its_writer_read(scheme, request, tmp_path):
+    """Compare-and-swap: a write names the version it read (GCS generation, S3 ETag, a local file's digest)."""
+    uri = document_uri(scheme, request, tmp_path)
+    assert storage.read_versioned(uri) == (None, None)
+    storage.put_text_if_unchanged(uri, "[1]", None)
+    with pytest.raises(storage.ObjectExists):  # a second writer that found no document either
+        storage.put_text_if_unchanged(uri, "[2]", None)
+    for entries in ("[1, 2]", "[1, 2, 3]"):  # writes in a row, each from the version the last one left
+        storage.put_text_if_unchanged(uri, entries, storage.read_versioned(uri).version)
+    seen = storage.read_versioned(uri)
+    storage.put_text_if_unchanged(uri, "[1, 2, 3, 4]", seen.version)
+    with pytest.raises(storage.WriteConflict) as lost:  # the other writer that read the same version
+        storage.put_text_if_unchanged(uri, "[1, 2, 3, 5]", seen.version)
+    assert not isinstance(lost.value, storage.ObjectExists) and storage.read_versioned(uri).text == "[1, 2, 3, 4]"
+
+
+def test_the_gcs_emulator_refuses_what_gcs_refuses(bucket):
+    """tests/gcs_emulator.py answers GCS's request preconditions as GCS does; gcp-storage-emulator alone ignored
+    them and wrote every one of these requests."""
+    from google.api_core import exceptions
+
+    store = storage.object_store("gs", bucket.name)
+    store.put_text("models/penguins/1/MANIFEST.sha256.json", "{}")
+    with pytest.raises(storage.ObjectExists):
+        store.put_text("models/penguins/1/MANIFEST.sha256.json", '{"changed": true}')
+    assert store.read_text("models/penguins/1/MANIFEST.sha256.json") == "{}"
+
+    bucket.blob("doc.json").upload_from_string("one", if_generation_match=0)
+    bucket.blob("source.json").upload_from_string("source")
+    generation, source = bucket.get_blob("doc.json").generation, bucket.blob("source.json")
+    changed = bucket.get_blob("doc.json")
+    changed.metadata = {"note": "changed"}
+    refused = {
+        "multipart upload over an object": lambda: bucket.blob("doc.json").upload_from_string("two",
+                                                                                              if_generation_match=0),
+        "resumable upload over an object": lambda: bucket.blob("doc.json").upload_from_file(io.BytesIO(b"two"),
+                                                                                            if_generation_match=0),
+        "upload from another generation": lambda: bucket.blob("doc.json").upload_from_string(
+            "two", if_generation_match=generation + 1),
+        "upload of a new object from a generation": lambda: bucket.blob("new.json").upload_from_string(
+            "two", if_generation_match=generation),
+        "read of another generation": lambda: bucket.blob("doc.json").download_as_text(
+            if_generation_match=generation + 1),
+        "delete of another generation": lambda: bucket.blob("doc.json").delete(if_generation_match=generation + 1),
+        "patch of another metageneration": lambda: changed.patch(if_metageneration_match=99),
+        "copy over an object": lambda: bucket.copy_blob(source, bucket, "doc.json", if_generation_match=0),
+        "copy from another source generation": lambda: bucket.copy_blob(source, bucket, "copy.json",
+                                                                        if_source_generation_match=1),
+        "rewrite over an object": lambda: bucket.blob("doc.json").rewrite(source, if_generation_match=0),
+        "compose over an object": lambda: bucket.blob("doc.json").compose([source], if_generation_match=0),
+    }
+    for what, request in refused.items():
+        with pytest.raises(exceptions.PreconditionFailed) as error:
+            request()
+        # GCS's error body: the JSON API calls parse it; uploads and downloads (google-resumable-media) quote it
+        assert "conditionNotMet" in json.dumps(error.value.errors) + str(error.value), what
+    with pytest.raises(exceptions.NotModified):
+        bucket.blob("doc.json").upload_from_string("two", if_generation_not_match=generation)
+    assert bucket.blob("doc.json").download_as_text() == "one" and bucket.get_blob("doc.json").generation == generation
+    assert not bucket.blob("new.json").exists() and not bucket.blob("copy.json").exists()
+    bucket.blob("doc.json").upload_from_string("two", if_generation_match=generation)  # the generation it has
+    bucket.blob("doc.json").delete(if_generation_match=bucket.get_blob("doc.json").generation)
+    assert not bucket.blob("doc.json").exists()

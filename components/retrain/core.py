@@ -3,15 +3,19 @@ that produced the serving version.
 
 A retrain fires when the window drifted, this window (by its digest) has not fired one already, and the last one
 of the model fired more than ``cooldown_hours`` ago. Every decision is appended to the ledger
-(``retrain_ledger.json`` under ``state_uri``) with its reason. On ``kfp`` the new run repeats the version's KFP run
+(``retrain_ledger.json`` under ``state_uri``) with its reason, in the same atomic read-decide-write: two checks
+running at once cannot both fire (``Ledger``). On ``kfp`` the new run repeats the version's KFP run
 (its ``kfp.run_id`` lineage tag): the same pipeline version and parameters through the KFP API; on ``local`` it
 repeats the arguments ``kubeline run --local`` recorded in the version's MLflow run, with kfp.local
 (``kubeline.cli.monitor``: a step does not start a pipeline on its own machine).
 """
 from __future__ import annotations
 
+import functools
 import json
-import os
+import random
+import time
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,6 +27,7 @@ from kubeline.core.errors import InvalidInputError, ServiceUnavailableError
 
 LEDGER_FILE = "retrain_ledger.json"
 LEDGER_ENTRIES = 1000  # the newest kept
+LEDGER_ATTEMPTS = 5  # read-change-write rounds before giving up to other writers
 FIRED, SKIPPED, DRY_RUN = "fired", "skipped", "dry_run"
 DRIFT = "drift"  # the drift step's decision that can fire a retrain
 
@@ -45,42 +50,58 @@ def decide(drift: dict, model_uri: str, ledger: list[dict], now: datetime, coold
     window = drift["window_sha256"]
     same = next((entry for entry in fired if entry["window_sha256"] == window), None)
     if same:
-        return Decision(SKIPPED, f"this window (sha256 {window[:12]}) already started run {same['run_id']} at "
+        return Decision(SKIPPED, f"this window (sha256 {window[:12]}) already started run {run_named(same)} at "
                                  f"{same['at']}")
     if fired:
         last = max(fired, key=lambda entry: entry["at"])
         ready = datetime.fromisoformat(last["at"]) + timedelta(hours=cooldown_hours)
         if now < ready:
-            return Decision(SKIPPED, f"cooldown: the last retrain (run {last['run_id']}) started at {last['at']}; "
+            return Decision(SKIPPED, f"cooldown: the last retrain (run {run_named(last)}) started at {last['at']}; "
                                      f"the next may start after {ready.isoformat(timespec='seconds')}")
     return Decision(FIRED, "drift: " + "; ".join(drift["reasons"]))
 
 
+def run_named(entry: dict) -> str:
+    """A fired entry's run: its id, or a note while it is claimed and not yet started (or its step stopped)."""
+    return entry["run_id"] or "(being started, id not recorded yet)"
+
+
 class Ledger:
-    """The record of retrain decisions under ``state_uri`` (a local folder or an object prefix)."""
+    """The record of retrain decisions: ``retrain_ledger.json`` under ``state_uri`` (a local folder or an object
+    prefix), a JSON list of the newest LEDGER_ENTRIES decisions, oldest first.
+
+    Every change reads the list with its version, changes it and writes it back only if nobody wrote it in between
+    (``storage.put_text_if_unchanged``: GCS generation, S3/MinIO/SeaweedFS ETag with If-Match, a lock for a local
+    file); when another writer came first, the change is made again on what that writer wrote.
+    """
 
     def __init__(self, state_uri: str):
-        scheme, path = storage.split_uri(state_uri, "state_uri")
-        if scheme == "file":
-            self.store, self.key = None, Path(path) / LEDGER_FILE
-        else:
-            bucket, prefix = path.split("/", 1)
-            self.store, self.key = storage.object_store(scheme, bucket), f"{prefix.rstrip('/')}/{LEDGER_FILE}"
+        storage.split_uri(state_uri, "state_uri")
+        self.uri = f"{state_uri.rstrip('/')}/{LEDGER_FILE}"
 
     def read(self) -> list[dict]:
-        if self.store is None:
-            return json.loads(self.key.read_text()) if self.key.is_file() else []
-        return json.loads(self.store.read_text(self.key)) if self.store.exists(self.key) else []
+        return self._read_versioned()[0]
 
-    def append(self, entry: dict) -> None:
-        text = json.dumps((self.read() + [entry])[-LEDGER_ENTRIES:], indent=2)
-        if self.store is not None:
-            self.store.put_text(self.key, text)
-            return
-        self.key.parent.mkdir(parents=True, exist_ok=True)
-        aside = self.key.with_name(f".{LEDGER_FILE}.partial")
-        aside.write_text(text)
-        os.replace(aside, self.key)  # whole or not at all
+    def _read_versioned(self) -> tuple[list[dict], str | None]:
+        text, version = storage.read_versioned(self.uri, "state_uri")
+        return (json.loads(text) if text else []), version
+
+    def update(self, change: Callable[[list[dict]], list[dict]]) -> list[dict]:
+        """Writes ``change(entries)`` in place of the entries read, if no other writer wrote in between; else reads
+        and changes again (``change`` may run more than once). Returns the entries written."""
+        attempted = None
+        for attempt in range(LEDGER_ATTEMPTS):
+            entries, version = self._read_versioned()
+            if entries == attempted:  # the last write landed: a retry of its request was refused
+                return attempted
+            attempted = change(entries)[-LEDGER_ENTRIES:]
+            try:
+                storage.put_text_if_unchanged(self.uri, json.dumps(attempted, indent=2), version, "state_uri")
+                return attempted
+            except storage.WriteConflict:
+                time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))  # out of step with the other writer
+        raise ServiceUnavailableError(f"retrain ledger {self.uri}", f"other writers changed it during each of "
+                                      f"{LEDGER_ATTEMPTS} attempts", "Nothing was recorded.")
 
 
 def read_drift(drift_result: str) -> dict:
@@ -119,29 +140,66 @@ def start_kfp(config: RetrainConfig, lineage: dict, run_name: str) -> tuple[str,
 
 
 def run(config: RetrainConfig, drift_result: str, now: datetime | None = None, start: Starter = start_kfp) -> dict:
-    """Decides on the drift result, starts the retrain with ``start`` when it fires (not on a dry run), appends the
-    decision to the ledger (not on a dry run) and returns the record. ``kubeline monitor --local`` passes a
-    ``start`` that runs kfp.local."""
+    """Decides on the drift result and returns the record; unless it is a dry run, records the decision and, when
+    it fires, starts the retrain with ``start``. ``kubeline monitor --local`` passes a ``start`` that runs kfp.local.
+
+    The decision and its record are one atomic ledger update: a check that loses a race with another decides again
+    on the winner's entry (it skips the window the winner fired). A fired entry is written before the run starts,
+    as the claim that keeps other checks from firing; it gets the run's id once started, and is taken out again if
+    the start fails. A step that stops in between leaves the claim without a run id (the window stays fired)."""
     drift = read_drift(drift_result)
     now = now or datetime.now(timezone.utc)
     ledger = Ledger(config.state_uri)
-    decision = decide(drift, config.model_uri, ledger.read(), now, config.cooldown_hours)
-    record = {"at": now.isoformat(timespec="seconds"), "model_uri": config.model_uri,
+    lineage = functools.cache(lambda: registry.lineage_of_model(config.model_uri, config.tracking_uri))
+    if config.dry_run:
+        record = new_record(drift, config, ledger.read(), now, lineage)
+        record["action"] = DRY_RUN if record["action"] == FIRED else record["action"]
+        return record
+    decided = []
+
+    def decide_and_record(entries: list[dict]) -> list[dict]:
+        decided.append(new_record(drift, config, entries, now, lineage))
+        return entries + [decided[-1]]
+
+    try:
+        ledger.update(decide_and_record)
+    except ServiceUnavailableError as err:
+        raise err.saying("The decision was not recorded; no run was started.") from None
+    record = decided[-1]
+    if record["action"] == FIRED:
+        name = f"retrain {lineage()['model']} v{lineage()['version']}: drift in window {drift['window_sha256'][:12]}"
+        try:
+            record["run_id"], record["run"] = start(config, lineage(), name)
+        except Exception as failed:
+            release(ledger, record, failed)
+            raise
+        try:
+            ledger.update(lambda entries: [{**entry, "run_id": record["run_id"], "run": record["run"]}
+                                           if entry.get("id") == record["id"] else entry for entry in entries])
+        except ServiceUnavailableError as err:
+            raise err.saying(f"Run {record['run_id']} was started; the ledger holds its retrain (no other check "
+                             "starts one for this window) without the run's id.") from None
+    return record
+
+
+def new_record(drift: dict, config: RetrainConfig, ledger: list[dict], now: datetime, lineage: Callable[[], dict]
+               ) -> dict:
+    """The ledger entry of the decision on ``drift`` given the ledger's entries; a fired one names the version's
+    lineage (``lineage()``) and, until the run starts, no run."""
+    decision = decide(drift, config.model_uri, ledger, now, config.cooldown_hours)
+    record = {"id": uuid.uuid4().hex, "at": now.isoformat(timespec="seconds"), "model_uri": config.model_uri,
               "window_sha256": drift["window_sha256"], "window_rows": drift["rows"], "drift": drift["decision"],
               **asdict(decision), "target": config.target, "overrides": config.overrides, "run_id": "", "run": ""}
     if decision.action == FIRED:
-        lineage = registry.lineage_of_model(config.model_uri, config.tracking_uri)
-        record["lineage"] = {"version": lineage["version"], "mlflow_run_id": lineage["run_id"],
-                             registry.KFP_RUN_TAG: lineage["tags"].get(registry.KFP_RUN_TAG, "")}
-        if config.dry_run:
-            record["action"] = DRY_RUN
-            return record
-        name = f"retrain {lineage['model']} v{lineage['version']}: drift in window {drift['window_sha256'][:12]}"
-        record["run_id"], record["run"] = start(config, lineage, name)
-    if not config.dry_run:
-        try:
-            ledger.append(record)
-        except ServiceUnavailableError as err:
-            raise err.saying(f"Run {record['run_id']} was started but not recorded: the next check may start "
-                             "another" if record["run_id"] else "The decision was not recorded.") from None
+        record["lineage"] = {"version": lineage()["version"], "mlflow_run_id": lineage()["run_id"],
+                             registry.KFP_RUN_TAG: lineage()["tags"].get(registry.KFP_RUN_TAG, "")}
     return record
+
+
+def release(ledger: Ledger, claim: dict, failed: Exception) -> None:
+    """Takes a fired entry whose run did not start out of the ledger, so that a later check may fire."""
+    try:
+        ledger.update(lambda entries: [entry for entry in entries if entry.get("id") != claim["id"]])
+    except ServiceUnavailableError as err:
+        raise err.saying(f"The retrain did not start ({failed}), and its entry {claim['id']} stays in the ledger: "
+                         "no retrain fires for this window, nor within the cooldown, unless it is removed.") from failed

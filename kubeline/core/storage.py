@@ -1,7 +1,8 @@
 """Reading and writing local paths and object stores: ``file://``, ``gs://``, ``s3://`` and KFP's ``minio://``.
 
-Every object store is used through one small interface (``ObjectStore``: get, list, put if absent, delete),
-so the steps and the model store do not care which one holds their files.
+Every object store is used through one small interface (``ObjectStore``: get, list, put if absent, delete, and
+for a small document that changes, a read with its version and a write only if it is still at that version), so
+the steps and the model store do not care which one holds their files.
 
 - ``gs://`` goes through google-cloud-storage with standard credentials; with ``STORAGE_EMULATOR_HOST`` set (a
   GCS emulator) the client is anonymous.
@@ -16,9 +17,13 @@ so the steps and the model store do not care which one holds their files.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
+import tempfile
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlparse
 
 from kubeline.core.errors import InvalidInputError, ServiceUnavailableError
@@ -72,8 +77,29 @@ def retry_timeout_s() -> float:
     return float(os.environ.get(RETRY_TIMEOUT_ENV, "120"))
 
 
-class ObjectExists(Exception):
+class WriteConflict(Exception):
+    """A conditional write found the object changed, created or deleted since it was read: read it again."""
+
+
+class ObjectExists(WriteConflict):
     """A put-if-absent found the object there already."""
+
+
+def _conflict(uri: str, version: str | None) -> WriteConflict:
+    """What a refused conditional write of ``uri`` read at ``version`` (None: absent) raises."""
+    if version is None:
+        return ObjectExists(f"{uri} exists already")
+    return WriteConflict(f"{uri} changed since it was read at version {version}")
+
+
+class Versioned(NamedTuple):
+    """A small text object as read, and the version a conditional write of it names (both None: no object)."""
+
+    text: str | None
+    version: str | None
+
+
+READ_ATTEMPTS = 3  # a versioned read that finds the object replaced between its two requests reads again
 
 
 class ObjectStore:
@@ -113,6 +139,15 @@ class ObjectStore:
         """Like put_file, for a small JSON document."""
         raise NotImplementedError
 
+    def read_versioned(self, key: str) -> Versioned:
+        """The object's text with its version (GCS generation, S3 ETag), as one consistent read."""
+        raise NotImplementedError
+
+    def put_text_if_unchanged(self, key: str, text: str, version: str | None) -> None:
+        """Writes a small JSON document only if the object is still at ``version`` (from read_versioned; None: still
+        absent), in one conditional request; raises WriteConflict otherwise (ObjectExists when it was absent)."""
+        raise NotImplementedError
+
     def delete(self, keys: list[str]) -> None:
         raise NotImplementedError
 
@@ -127,8 +162,18 @@ class ObjectStore:
         return InvalidInputError(f"storage {self.scheme}://{self.bucket}", f"access denied ({str(error)[:200]})",
                                  "check the credentials and that they may read and write this bucket")
 
+    def _no_such_bucket(self) -> InvalidInputError:
+        return InvalidInputError(f"storage {self.scheme}://{self.bucket}", "no such bucket",
+                                 "create the bucket, or check its name")
+
+    def _kept_changing(self, key: str) -> ServiceUnavailableError:
+        return self._unavailable(RuntimeError(f"{self.uri(key)} changed during each of {READ_ATTEMPTS} reads"))
+
 
 class GcsStore(ObjectStore):
+    """A GCS bucket. Conditional requests name the object's generation (``ifGenerationMatch``, 0: no live object),
+    which GCS checks atomically with the write (cloud.google.com/storage/docs/request-preconditions)."""
+
     scheme = "gs"
 
     def __init__(self, bucket: str):
@@ -148,11 +193,14 @@ class GcsStore(ObjectStore):
             client = storage.Client()
         self.handle = client.bucket(bucket)
 
-    def _call(self, function, *args, **kwargs):
+    def _call(self, function, *args, conflict: WriteConflict | None = None, **kwargs):
+        """``function``'s result; a refused precondition (412) raises ``conflict``, what it means to the caller."""
         try:
             return function(*args, **kwargs)
         except self.errors.PreconditionFailed:
-            raise ObjectExists(args[0] if args else "") from None
+            if conflict is None:
+                raise
+            raise conflict from None
         except (self.errors.Forbidden, self.errors.Unauthorized) as error:
             raise self._denied(error) from None
         except (self.errors.GoogleAPICallError, self.errors.RetryError, OSError) as error:
@@ -190,11 +238,33 @@ class GcsStore(ObjectStore):
         return [b.name for b in blobs if not b.name.endswith("/")]
 
     def put_file(self, key: str, path: Path) -> None:
-        self._call(self.handle.blob(key).upload_from_filename, str(path), if_generation_match=0, retry=self.retry)
+        self._call(self.handle.blob(key).upload_from_filename, str(path), if_generation_match=0, retry=self.retry,
+                   conflict=_conflict(self.uri(key), None))
 
     def put_text(self, key: str, text: str) -> None:
-        self._call(self.handle.blob(key).upload_from_string, text, content_type="application/json",
-                   if_generation_match=0, retry=self.retry)
+        self.put_text_if_unchanged(key, text, None)
+
+    def read_versioned(self, key: str) -> Versioned:
+        for _ in range(READ_ATTEMPTS):
+            blob = self._call(self.handle.get_blob, key, retry=self.retry)
+            if blob is None:
+                return Versioned(None, None)
+            generation = str(blob.generation)  # before the download, which sets it from its response's headers
+            try:  # the content of the generation just seen, or 412 when a write replaced it in between
+                text = self._call(blob.download_as_text, if_generation_match=int(generation), retry=self.retry,
+                                  conflict=_conflict(self.uri(key), generation))
+            except (WriteConflict, self.errors.NotFound):
+                continue
+            return Versioned(text, generation)
+        raise self._kept_changing(key)
+
+    def put_text_if_unchanged(self, key: str, text: str, version: str | None) -> None:
+        try:
+            self._call(self.handle.blob(key).upload_from_string, text, content_type="application/json",
+                       if_generation_match=int(version or 0), retry=self.retry,
+                       conflict=_conflict(self.uri(key), version))
+        except self.errors.NotFound:
+            raise self._no_such_bucket() from None
 
     def delete(self, keys: list[str]) -> None:
         for key in keys:
@@ -202,7 +272,15 @@ class GcsStore(ObjectStore):
 
 
 class S3Store(ObjectStore):
-    """An S3 bucket, or a bucket of KFP's MinIO/SeaweedFS (``minio://``) over the same API."""
+    """An S3 bucket, or a bucket of KFP's MinIO/SeaweedFS (``minio://``) over the same API.
+
+    Writes are conditional writes (docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html):
+    ``If-None-Match: *`` (only if absent) and ``If-Match: ETAG`` (only if unchanged); S3 answers 412
+    PreconditionFailed, or 409 ConditionalRequestConflict when a concurrent write won. AWS S3 honours both on
+    general purpose buckets (since 2024); MinIO honours both. SeaweedFS (KFP's store) checks them from 3.97
+    (seaweedfs/seaweedfs#7154; older releases ignore them and overwrite, #7153), and not atomically under
+    concurrent PUTs as late as 4.16 (#8800, since closed): use a current release.
+    """
 
     def __init__(self, bucket: str, scheme: str = "s3"):
         super().__init__(bucket)
@@ -225,13 +303,15 @@ class S3Store(ObjectStore):
     def _code(self, error) -> str:
         return str(error.response.get("Error", {}).get("Code", "")) if isinstance(error, self.client_errors) else ""
 
-    def _call(self, function, **kwargs):
+    def _call(self, function, conflict: WriteConflict | None = None, **kwargs):
+        """``function``'s result for this bucket; a refused condition (412, 409) raises ``conflict`` (by default: a
+        put-if-absent found the key taken)."""
         try:
             return function(Bucket=self.bucket, **kwargs)
         except self.client_errors as error:
             code = self._code(error)
             if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                raise ObjectExists(kwargs.get("Key", "")) from None
+                raise (conflict or _conflict(self.uri(kwargs.get("Key", "")), None)) from None
             if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"):
                 raise self._denied(error) from None
             if code in ("NoSuchKey", "NoSuchBucket", "404", "NotFound"):
@@ -294,8 +374,28 @@ class S3Store(ObjectStore):
             self._call(self.client.put_object, Key=key, Body=handle, IfNoneMatch="*")
 
     def put_text(self, key: str, text: str) -> None:
-        self._call(self.client.put_object, Key=key, Body=text.encode(), ContentType="application/json",
-                   IfNoneMatch="*")
+        self.put_text_if_unchanged(key, text, None)
+
+    def read_versioned(self, key: str) -> Versioned:
+        try:
+            found = self._call(self.client.get_object, Key=key)
+        except self.client_errors as error:
+            if self._missing(error):
+                return Versioned(None, None)
+            raise
+        return Versioned(found["Body"].read().decode(), found["ETag"])
+
+    def put_text_if_unchanged(self, key: str, text: str, version: str | None) -> None:
+        condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
+        try:
+            self._call(self.client.put_object, Key=key, Body=text.encode(), ContentType="application/json",
+                       conflict=_conflict(self.uri(key), version), **condition)
+        except self.client_errors as error:
+            if self._code(error) == "NoSuchBucket":
+                raise self._no_such_bucket() from None
+            if self._missing(error):  # If-Match on an object deleted since it was read
+                raise _conflict(self.uri(key), version) from None
+            raise
 
     def delete(self, keys: list[str]) -> None:
         for key in keys:
@@ -305,6 +405,59 @@ class S3Store(ObjectStore):
 def object_store(scheme: str, bucket: str) -> ObjectStore:
     """The store behind an object URI's scheme and bucket."""
     return GcsStore(bucket) if scheme == "gs" else S3Store(bucket, scheme)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Holds an exclusive lock beside ``path`` (``.NAME.lock``, flock: released if the process dies)."""
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _read_local_versioned(path: Path) -> Versioned:
+    """A local file's text, versioned by its content's sha256 (os.replace swaps it whole, so no lock is needed)."""
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        return Versioned(None, None)
+    return Versioned(content.decode(), f"sha256={hashlib.sha256(content).hexdigest()}")
+
+
+def _put_local_if_unchanged(path: Path, text: str, version: str | None) -> None:
+    """The check and the write under one lock; the file is written aside and swapped in whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        if _read_local_versioned(path).version != version:
+            raise _conflict(str(path), version)
+        handle, aside = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.replace(aside, path)
+
+
+def read_versioned(uri: str, field: str = "uri") -> Versioned:
+    """The text at ``uri`` with its version, for put_text_if_unchanged; Versioned(None, None) when there is none."""
+    scheme, path = split_uri(uri, field)
+    if scheme == "file":
+        return _read_local_versioned(Path(path))
+    bucket, key = path.split("/", 1)
+    return object_store(scheme, bucket).read_versioned(key)
+
+
+def put_text_if_unchanged(uri: str, text: str, version: str | None, field: str = "uri") -> None:
+    """Writes ``text`` at ``uri`` only if it is still at ``version`` (as read_versioned returned it; None: still
+    absent), atomically: a compare-and-swap on the object's generation (GCS) or ETag (S3, MinIO, SeaweedFS), or
+    under a lock for a local file. Raises WriteConflict when another writer came first: read again and redo."""
+    scheme, path = split_uri(uri, field)
+    if scheme == "file":
+        _put_local_if_unchanged(Path(path), text, version)
+        return
+    bucket, key = path.split("/", 1)
+    object_store(scheme, bucket).put_text_if_unchanged(key, text, version)
 
 
 def _no_such_file(uri: str, field: str) -> InvalidInputError:
