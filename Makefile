@@ -31,7 +31,7 @@ $(STAMP): setup.py $(LOCK)
 run: $(STAMP)
 	$(BIN)/kubeline run --local --output-dir $(OUTPUT_DIR)
 
-test: $(STAMP) crds
+test: crds $(STAMP)
 	$(BIN)/python -m pytest tests -q
 
 # The upstream API schemas the tests validate against (KServe, Katib, prometheus-operator CRDs at the releases the
