@@ -209,8 +209,9 @@ def training_pipeline(
         deploy_smoke_rows: Test rows sent to the new version and compared with the offline predictions.
         deploy_timeout_s: Longest wait for the new version to be ready on the cluster.
         deploy_service: InferenceService settings (namespace, "" for the step's own; deployment_mode, "" for
-            the existing service's or KServe's default; kserve_namespace, min_replicas, max_replicas,
-            scale_metric, scale_target, cpu, memory, gpus, service_account, labels, smoke_ingress).
+            the existing service's or KServe's default; kserve_namespace; kserve_version, the cluster's KServe
+            release, v0.20.0 by default; min_replicas, max_replicas, scale_metric, scale_target, cpu, memory,
+            gpus, service_account, labels, smoke_ingress, payload_log).
         deploy_canary: Metric-driven canary analysis after the smoke test (steps, interval_s, min_requests,
             thresholds, failure and inconclusive limits, and on the kubernetes target prometheus_url: the deploy
             component's canary); empty to promote right after the smoke test.

@@ -3,8 +3,12 @@ behind the cluster's addresses. Each rule names the kserve/kserve (tag v0.20.0) 
 
 - **Mode** (pkg/controller/v1beta1/inferenceservice/utils/utils.go GetDeploymentMode): status.deploymentMode, else
   the ``serving.kserve.io/deploymentMode`` annotation, else ``defaultDeploymentMode`` from the ``deploy`` key of
-  the ``inferenceservice-config`` ConfigMap in the KServe namespace; the mutating webhook writes the annotation
-  when the default is Standard (pkg/apis/serving/v1beta1/inference_service_defaults.go) and normalizes the legacy
+  the ``inferenceservice-config`` ConfigMap in the KServe namespace, read from the API server as it stands now
+  (legacy names normalized: v1beta1/configmap.go NewDeployConfig); the controller writes the mode it used to
+  status.deploymentMode on its first reconcile (controller.go updateStatus), so an InferenceService created
+  without the annotation learns the cluster default there. Without the ConfigMap the controller cannot reconcile
+  and writes no status. The mutating webhook writes the annotation when the default is Standard
+  (pkg/apis/serving/v1beta1/inference_service_defaults.go), not when it is Knative, and normalizes the legacy
   names Serverless/RawDeployment.
 - **Validating webhook** (pkg/apis/serving/v1beta1/inference_service_validation.go): validateCanarySpecs (canary
   only in Standard mode, named, no autoscaling fields, percents add up to <= 100), validatePredictorNameChange
@@ -28,8 +32,11 @@ behind the cluster's addresses. Each rule names the kserve/kserve (tag v0.20.0) 
   ``spec.canary`` entry is its own Deployment and Service ``{name}-{canary name}-predictor``, Ready when one replica
   is available (status.canaryStatuses, condition CanaryPredictorReady); Deployments no longer named are deleted
   (orphan cleanup); status.address.url is the stable predictor's Service (kube_ingress_reconciler.go
-  createAddress). Canary traffic weights exist only with the Gateway API (httproute_reconciler.go
-  applyCanaryWeights); without it the ingress host reaches the stable Service only.
+  createAddress). At v0.20.0 no ingress weighs a canary: the HTTPRoute and the Ingress send the InferenceService's
+  host to the stable Service alone (reconcilers/ingress has no canary code), so a canary gets only what is sent to
+  its own Service. ``canary_weights=True`` stands for a later release, with master's httproute_reconciler.go
+  applyCanaryWeights (kserve/kserve#5912, after v0.20.0; ready canaries only, #5984): with the Gateway API
+  (``gateway_api``) the host is then split by the canaries' trafficPercent.
 
 The cluster network (``ClusterNetwork``) is DNS, kube-proxy and the ingress gateway in one HTTP server on
 127.0.0.1: as a forward proxy (a pod's ``http_proxy``) it routes cluster-local host names to the model servers;
@@ -145,15 +152,17 @@ class FakeKServe:
     """KServe's controller (both modes) as the API server shows it; see the module docstring for the rules.
 
     ``urls`` maps a storage URI to the base URL of a model server that serves it (a dict, or StorageServers whose
-    ``get`` answers None until the server listens); a URI nobody serves never gets Ready.
+    ``get`` answers None until the server listens); a URI nobody serves never gets Ready. ``kserve_namespace``:
+    where its ConfigMap is (``kubeflow`` in a Kubeflow install); ``gateway_api``: its ``ingress.enableGatewayApi``;
+    ``canary_weights``: a release after v0.20.0, whose HTTPRoute weighs the canaries (the module docstring).
     """
 
     def __init__(self, urls, default_mode: str | None = "Standard", ready_after: int = 3,
                  kserve_namespace: str = "kserve", cluster_domain: str = "cluster.local",
-                 ingress_domain: str = "example.com", gateway_api: bool = False):
+                 ingress_domain: str = "example.com", gateway_api: bool = False, canary_weights: bool = False):
         self.urls, self.default_mode, self.ready_after = urls, default_mode, ready_after
         self.kserve_namespace, self.cluster_domain, self.domain = kserve_namespace, cluster_domain, ingress_domain
-        self.gateway_api = gateway_api
+        self.gateway_api, self.canary_weights = gateway_api, canary_weights
         self.unreachable: set[str] = set()
         self.network = ClusterNetwork().start()
         self.state: dict[tuple, dict] = {}
@@ -185,6 +194,13 @@ class FakeKServe:
     def url(self, storage_uri: str):
         return self.urls.get(storage_uri)
 
+    def cluster_default(self) -> str | None:
+        """``deploy.defaultDeploymentMode`` of the ConfigMap as the API server holds it, normalized (None: none)."""
+        config = self.api.get("configmaps", self.kserve_namespace, "inferenceservice-config")
+        if config is None:
+            return None
+        return MODES.get(json.loads(config["data"].get("deploy") or "{}").get("defaultDeploymentMode"))
+
     # -- webhooks -------------------------------------------------------------------------------------------------
     def default(self, isvc: dict) -> dict:
         """inference_service_defaults.go DefaultInferenceService: legacy names normalized; the annotation written
@@ -193,7 +209,7 @@ class FakeKServe:
         mode = annotations.get(MODE_ANNOTATION)
         if mode in ("Serverless", "RawDeployment"):
             annotations[MODE_ANNOTATION] = MODES[mode]
-        elif mode is None and self.default_mode == "Standard":
+        elif mode is None and self.cluster_default() == "Standard":
             annotations[MODE_ANNOTATION] = "Standard"
         return isvc
 
@@ -240,8 +256,11 @@ class FakeKServe:
     def __call__(self, isvc: dict):
         name, namespace = isvc["metadata"]["name"], isvc["metadata"]["namespace"]
         status = copy.deepcopy(isvc.get("status") or {})
+        default = self.cluster_default()
+        if default is None:  # controller.go: no inferenceservice-config, no reconcile
+            return None
         mode = status.get("deploymentMode") or MODES.get((isvc["metadata"].get("annotations") or {}).get(
-            MODE_ANNOTATION, "")) or MODES.get(self.default_mode or "", "Standard")
+            MODE_ANNOTATION, "")) or default
         state = self.state.setdefault((namespace, name), {"mode": mode})
         if mode == "Knative":
             return self._knative(isvc, status, state)
@@ -371,11 +390,12 @@ class FakeKServe:
                            for c in canaries]
 
         def ingress():
-            weights = [(stable_name, 100 - sum(c["trafficPercent"] for c in canary_statuses if c["ready"]))]
-            if self.gateway_api:
-                weights += [(f"{name}-{c['name']}-predictor", c["trafficPercent"]) for c in canary_statuses
+            weights = [(stable_name, 100)]  # v0.20.0: the stable Service alone
+            if self.gateway_api and self.canary_weights:  # a later release's applyCanaryWeights, ready canaries
+                canaries = [(f"{name}-{c['name']}-predictor", c["trafficPercent"]) for c in canary_statuses
                             if c["ready"]]
-            service = random.choices([s for s, _ in weights], weights=[max(w, 0) for _, w in weights] or [1])[0]
+                weights = [(stable_name, 100 - sum(w for _, w in canaries)), *canaries]
+            service = random.choices([s for s, _ in weights], weights=[max(w, 0) for _, w in weights])[0]
             return pods(service)()
 
         external = f"{name}-{namespace}.{self.domain}"  # ingress/domain.go GenerateDomainName's default template

@@ -97,11 +97,43 @@ def test_serving_runtime_manifest():
     ({"replicas": 3}, "service"),
     ({"payload_log": {"destination": "gs://logs/p", "rate": 0.5}}, "service.payload_log"),
     ({"payload_log": {"destination": "gs://logs/p", "sample_rate": 2}}, "--payload_log_sample_rate"),
+    ({"kserve_version": "latest"}, "service.kserve_version"),
 ])
 def test_bad_service_settings_are_refused(settings, field):
     with pytest.raises(InvalidInputError) as caught:
         ServiceSettings.from_dict(settings)
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize("release,names", [
+    ("v0.15.2", {"Standard": "RawDeployment", "Knative": "Serverless"}),
+    ("v0.16.0", {"Standard": "Standard", "Knative": "Knative"}),
+    ("v0.20.0", {"Standard": "Standard", "Knative": "Knative"}),
+])
+def test_the_mode_annotation_is_the_name_the_kserve_release_accepts(release, names, isvc_schema):
+    """kserve/kserve pkg/constants/constants.go DeploymentModeType: v0.15.x knows only Serverless/RawDeployment (its
+    utils.go GetDeploymentMode takes any other annotation for the cluster default, and its webhook checks HPA metrics
+    only under RawDeployment); v0.16.0 brought Knative/Standard and compares the annotation with the status as
+    written (inference_service_validation.go validateDeploymentMode)."""
+    for mode, name in names.items():
+        settings = ServiceSettings(kserve_version=release)
+        service = build("penguins", settings, STORAGE[1], "1", None, mode)
+        assert service["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == name
+        assert not list(isvc_schema.iter_errors(service))
+    assert ServiceSettings(kserve_version="0.15").mode_name("Standard") == "RawDeployment"
+
+
+def test_with_no_mode_the_object_says_nothing_that_depends_on_it():
+    """KServe applies its own default to an InferenceService without the annotation (utils.go GetDeploymentMode);
+    each mode's autoscaler has its default metric, and the tag routing annotation is read by Knative's reconciler
+    only (ksvc_reconciler.go)."""
+    service = build("penguins", ServiceSettings(), STORAGE[1], "1", None, "")
+    assert service["metadata"]["annotations"] == {"serving.kserve.io/enable-tag-routing": "true"}
+    assert "scaleMetric" not in service["spec"]["predictor"]
+    for settings, named in (({"scale_metric": "cpu"}, "scale_metric 'cpu'"), ({"min_replicas": 0}, "min_replicas 0"),
+                            ({"scale_target": 50}, "scale_target 50")):
+        with pytest.raises(InvalidInputError, match=f"^service.deployment_mode: .*{named} depends on it"):
+            build("penguins", ServiceSettings.from_dict(settings), STORAGE[1], "1", None, "")
 
 
 def test_an_inference_log_inside_the_predictors_pod_is_refused():
@@ -162,14 +194,16 @@ def model_servers(tmp_path_factory, pushed_versions):
         server.stop()
 
 
-def make_api(tmp_path, model_servers, monkeypatch, default_mode, gateway_api=False):
+def make_api(tmp_path, model_servers, monkeypatch, default_mode, gateway_api=False, **kserve):
+    """The fake API server with KServe (``kserve``: FakeKServe's other settings)."""
     import urllib.request
 
     resources = {("serving.kserve.io", "v1beta1", "inferenceservices"):
                  ("InferenceService", crd_validator("serving.kserve.io_inferenceservices.yaml"))}
     fake = FakeKubernetes(resources, reconcile_interval=0.02).start()
     fake.kubeconfig_path = fake.kubeconfig(tmp_path / "kubeconfig")
-    fake.controller = FakeKServe(dict(model_servers), default_mode=default_mode, gateway_api=gateway_api).install(fake)
+    fake.controller = FakeKServe(dict(model_servers), default_mode=default_mode, gateway_api=gateway_api,
+                                 **kserve).install(fake)
     # This process reaches the cluster's addresses as a pod does, through the fake cluster network.
     for key, value in fake.controller.network.proxy_env().items():
         monkeypatch.setenv(key, value)
@@ -319,16 +353,59 @@ def test_a_first_version_that_never_gets_ready_fails_with_the_conditions(kserve_
     assert f"Ready=False ({reason}" in str(caught.value)
 
 
-def test_the_mode_comes_from_the_clusters_configmap_and_a_forbidden_read_names_the_setting(
+@pytest.mark.parametrize("mode", MODES)
+def test_without_kserves_configmap_a_first_deploy_leaves_the_mode_to_kserve_and_learns_it_from_the_status(
+        tmp_path, model_servers, monkeypatch, inputs, mode):
+    """The shipped Role reads no ConfigMap in KServe's namespace (kserve/rbac.yaml): the InferenceService is created
+    without the mode annotation, KServe gives it its default (utils.go GetDeploymentMode) and writes it to
+    status.deploymentMode, which the rollout then follows; the next deploy's mode checks run against it before
+    anything is written."""
+    schema, expected = inputs
+    api = make_api(tmp_path, model_servers, monkeypatch, mode)
+    try:
+        api.deny.update({("get", "configmaps", "kserve"), ("get", "configmaps", "kubeflow")})
+        lines = []
+        first = deploy(release(1), expected, schema, config(), kubeconfig=api.kubeconfig_path, log=lines.append)
+        assert first.action == "created" and first.smoke["passed"]
+        assert any("inferenceservice-config not read (ConfigMap kserve/inferenceservice-config: forbidden" in line
+                   for line in lines), lines
+        assert f"deploy: KServe runs InferenceService kubeflow/penguins in {mode} mode (status.deploymentMode)" in lines
+        service = api.get("inferenceservices", "kubeflow", "penguins")
+        assert service["status"]["deploymentMode"] == mode
+        # Nothing mode-specific was sent: KServe's webhook writes the annotation for a Standard default only
+        # (inference_service_defaults.go), and each autoscaler has its default metric.
+        annotations = service["metadata"]["annotations"]
+        assert annotations.get("serving.kserve.io/deploymentMode") == ("Standard" if mode == "Standard" else None)
+        assert "serving.kserve.io/autoscalerClass" not in annotations
+        assert "scaleMetric" not in service["spec"]["predictor"]
+        writes = api.writes()
+        other = {"Knative": "cpu", "Standard": "concurrency"}[mode]
+        with pytest.raises(InvalidInputError) as caught:
+            deploy(release(2), expected, schema, config(scale_metric=other), kubeconfig=api.kubeconfig_path,
+                   log=lambda line: None)
+        assert caught.value.field == "service.scale_metric" and f"runs in {mode} mode" in str(caught.value)
+        assert api.writes() == writes
+        second = deploy(release(2), expected, schema, config(), kubeconfig=api.kubeconfig_path,
+                        log=lambda line: None)
+        assert second.action == "promoted" and api.controller.serving("kubeflow", "penguins") == {STORAGE[2] + "/": 100}
+    finally:
+        api.controller.stop()
+        api.stop()
+
+
+def test_with_the_mode_unknown_a_setting_that_depends_on_it_is_refused_before_anything_is_written(
         tmp_path, model_servers, monkeypatch, inputs):
     schema, expected = inputs
     api = make_api(tmp_path, model_servers, monkeypatch, "Knative")
     try:
-        api.deny.add(("get", "configmaps", "kserve"))
-        with pytest.raises(InvalidInputError) as caught:
-            deploy(release(1), expected, schema, config(), kubeconfig=api.kubeconfig_path, log=lambda line: None)
-        assert caught.value.field == "service.deployment_mode" and "forbidden" in str(caught.value)
-        assert "deploy_service={'deployment_mode': 'Standard'}" in str(caught.value)
+        api.deny.update({("get", "configmaps", "kserve"), ("get", "configmaps", "kubeflow")})
+        for setting, named in (({"scale_metric": "rps"}, "scale_metric 'rps'"), ({"min_replicas": 0}, "min_replicas 0")):
+            with pytest.raises(InvalidInputError) as caught:
+                deploy(release(1), expected, schema, config(**setting), kubeconfig=api.kubeconfig_path,
+                       log=lambda line: None)
+            assert caught.value.field == "service.deployment_mode" and f"{named} depends on it" in str(caught.value)
+            assert "kserve/inferenceservice-config: forbidden" in str(caught.value)
+            assert "deploy_service={'deployment_mode': 'Standard'}" in caught.value.fix
         assert api.writes() == []
         # Given, the setting is enough (no ConfigMap read); a metric of the other mode is refused before any call.
         requests = len(api.requests)
@@ -336,7 +413,7 @@ def test_the_mode_comes_from_the_clusters_configmap_and_a_forbidden_read_names_t
             deploy(release(1), expected, schema, config(deployment_mode="Knative", scale_metric="cpu"),
                    kubeconfig=api.kubeconfig_path, log=lambda line: None)
         assert caught.value.field == "service.scale_metric" and len(api.requests) == requests
-        first = deploy(release(1), expected, schema, config(deployment_mode="Knative"),
+        first = deploy(release(1), expected, schema, config(deployment_mode="Knative", min_replicas=0),
                        kubeconfig=api.kubeconfig_path, log=lambda line: None)
         assert first.action == "created" and not any("configmaps" in path for _, path in api.requests[requests:])
         # An existing service's mode wins; a setting that contradicts it is refused (validateDeploymentMode).
@@ -345,6 +422,32 @@ def test_the_mode_comes_from_the_clusters_configmap_and_a_forbidden_read_names_t
                    log=lambda line: None)
         assert caught.value.field == "service.deployment_mode" and "runs in Knative mode" in str(caught.value)
         assert [m for m, _ in api.writes()] == ["POST"]
+    finally:
+        api.controller.stop()
+        api.stop()
+
+
+def test_kserves_configmap_is_looked_for_in_the_given_namespace_then_kserve_then_kubeflow(
+        tmp_path, model_servers, monkeypatch, inputs):
+    """A Kubeflow install runs KServe in ``kubeflow`` (standalone KFP runs its steps there too, where the shipped Role
+    reads ConfigMaps): the cluster default found there decides the mode checks before the create."""
+    schema, expected = inputs
+    api = make_api(tmp_path, model_servers, monkeypatch, "Knative", kserve_namespace="kubeflow")
+    try:
+        lines = []
+        with pytest.raises(InvalidInputError) as caught:
+            deploy(release(1), expected, schema, config(scale_metric="cpu", kserve_namespace="serving"),
+                   kubeconfig=api.kubeconfig_path, log=lines.append)
+        assert caught.value.field == "service.scale_metric" and "runs in Knative mode" in str(caught.value)
+        read = [path.split("?")[0] for method, path in api.requests if "configmaps" in path]
+        assert read == [f"/api/v1/namespaces/{namespace}/configmaps/inferenceservice-config"
+                        for namespace in ("serving", "kserve", "kubeflow")]
+        assert "deploy: the cluster's default deployment mode is Knative (kubeflow/inferenceservice-config)" in lines
+        assert api.writes() == []
+        first = deploy(release(1), expected, schema, config(), kubeconfig=api.kubeconfig_path, log=lambda line: None)
+        service = api.get("inferenceservices", "kubeflow", "penguins")
+        assert first.action == "created" and service["metadata"]["annotations"][
+            "serving.kserve.io/deploymentMode"] == "Knative"
     finally:
         api.controller.stop()
         api.stop()
@@ -503,16 +606,19 @@ def prometheus(tmp_path_factory, model_servers):
 def test_the_canary_walks_the_traffic_steps_on_prometheus_figures_and_is_promoted(
         tmp_path, model_servers, monkeypatch, prometheus, inputs, registry_uri, mode):
     """Knative: canaryTrafficPercent at each step (no new revision); Standard: the canary entry's trafficPercent,
-    weighed by the Gateway API's HTTPRoute (httproute_reconciler.go applyCanaryWeights). The test rows replayed to
-    the split address; each window judged on what Prometheus scraped from the servers, per version."""
+    weighed by the Gateway API's HTTPRoute in a KServe release after v0.20.0 (httproute_reconciler.go
+    applyCanaryWeights). The test rows replayed to the split address; each window judged on what Prometheus scraped
+    from the servers, per version."""
     schema, expected = inputs
-    api = make_api(tmp_path, model_servers, monkeypatch, mode, gateway_api=True)
+    api = make_api(tmp_path, model_servers, monkeypatch, mode, gateway_api=True, canary_weights=True)
+    release_setting = {"kserve_version": "v0.21.0"} if mode == "Standard" else {}
     try:
         deploy(release(1), expected, schema, config(tracking_uri=registry_uri), kubeconfig=api.kubeconfig_path,
                log=lambda line: None)
         lines = []
         result = deploy(release(2), expected, schema, config(tracking_uri=registry_uri, replay_rate=60.0,
-                                                             canary={**CANARY, "prometheus_url": prometheus}),
+                                                             canary={**CANARY, "prometheus_url": prometheus},
+                                                             **release_setting),
                         kubeconfig=api.kubeconfig_path, log=lines.append)
         record = result.canary
         assert result.action == "promoted" and record["outcome"] == "promoted", record
@@ -558,20 +664,67 @@ def test_a_canary_whose_figures_cannot_be_read_is_rolled_back_never_promoted(tmp
         api.stop()
 
 
-def test_a_standard_mode_canary_without_the_gateway_api_is_refused_before_anything_is_written(
+def test_a_standard_mode_canary_walk_on_kserve_v0_20_is_refused_before_anything_is_written(
         tmp_path, model_servers, monkeypatch, inputs, prometheus):
+    """KServe v0.20.0 routes no traffic to a spec.canary entry, Gateway API or not (reconcilers/ingress has no canary
+    code; applyCanaryWeights came after it): the walk is refused naming canary, and without one the canary is
+    smoke-tested on its own Service and promoted."""
     schema, expected = inputs
-    api = make_api(tmp_path, model_servers, monkeypatch, "Standard")
+    api = make_api(tmp_path, model_servers, monkeypatch, "Standard", gateway_api=True)
     canary = {**CANARY, "prometheus_url": prometheus}
     try:  # a first version has no canary: the setting does not stand in its way
         first = deploy(release(1), expected, schema, config(canary=canary), kubeconfig=api.kubeconfig_path,
                        log=lambda line: None)
         assert first.action == "created"
         writes = api.writes()
-        with pytest.raises(InvalidInputError, match=r"^canary: in Standard mode KServe splits traffic .* "
-                                                    r"kserve/inferenceservice-config has no ingress.enableGatewayApi"):
+        with pytest.raises(InvalidInputError, match=r"^canary: a traffic walk in Standard mode, but KServe v0.20.0 "
+                                                    r"\(service.kserve_version\) sends a canary entry no traffic") as caught:
             deploy(release(2), expected, schema, config(canary=canary), kubeconfig=api.kubeconfig_path,
                    log=lambda line: None)
+        assert "leave canary empty" in caught.value.fix and "Knative mode" in caught.value.fix
+        assert api.writes() == writes
+        assert deploy(release(2), expected, schema, config(), kubeconfig=api.kubeconfig_path,
+                      log=lambda line: None).action == "promoted"
+    finally:
+        api.controller.stop()
+        api.stop()
+
+
+def test_a_standard_mode_canary_without_the_gateway_api_is_refused_before_anything_is_written(
+        tmp_path, model_servers, monkeypatch, inputs, prometheus):
+    """In a release with the canary weights, they are only in the Gateway API's HTTPRoute."""
+    schema, expected = inputs
+    api = make_api(tmp_path, model_servers, monkeypatch, "Standard", canary_weights=True)
+    canary = {**CANARY, "prometheus_url": prometheus}
+    try:
+        first = deploy(release(1), expected, schema, config(canary=canary, kserve_version="v0.21.0"),
+                       kubeconfig=api.kubeconfig_path, log=lambda line: None)
+        assert first.action == "created"
+        writes = api.writes()
+        with pytest.raises(InvalidInputError, match=r"^canary: in Standard mode KServe splits traffic .* "
+                                                    r"kserve/inferenceservice-config has no ingress.enableGatewayApi"):
+            deploy(release(2), expected, schema, config(canary=canary, kserve_version="v0.21.0"),
+                   kubeconfig=api.kubeconfig_path, log=lambda line: None)
+        assert api.writes() == writes
+    finally:
+        api.controller.stop()
+        api.stop()
+
+
+def test_a_standard_mode_rollout_before_kserve_v0_20_is_refused_before_anything_is_written(
+        tmp_path, model_servers, monkeypatch, inputs):
+    """A Standard-mode new version is a spec.canary entry (inference_service.go CanarySpec, v0.20.0 on); a Knative
+    one is not, and goes on."""
+    schema, expected = inputs
+    api = make_api(tmp_path, model_servers, monkeypatch, "Standard")
+    try:
+        old = config(kserve_version="v0.19.0")
+        assert deploy(release(1), expected, schema, old, kubeconfig=api.kubeconfig_path,
+                      log=lambda line: None).action == "created"
+        writes = api.writes()
+        with pytest.raises(InvalidInputError) as caught:
+            deploy(release(2), expected, schema, old, kubeconfig=api.kubeconfig_path, log=lambda line: None)
+        assert caught.value.field == "service.kserve_version" and "spec.canary" in str(caught.value)
         assert api.writes() == writes
     finally:
         api.controller.stop()

@@ -63,20 +63,25 @@ def deploy(
         timeout_s: Longest wait for the new version to be ready (kubernetes target).
         port: Local target's port; 0 picks a free one (an existing deployment keeps its port).
         service: InferenceService settings: namespace ("" for the step's own: its pod's, in multi-user Kubeflow
-            the profile's), runtime ("kubeline"), deployment_mode ("" for the
-            existing service's or the cluster default, "Standard" or "Knative"), kserve_namespace (where KServe's
-            inferenceservice-config ConfigMap is), min_replicas, max_replicas, scale_metric (Knative: concurrency
-            or rps; Standard: cpu or memory; "" for the mode's first), scale_target (0: KServe's default), cpu,
-            memory, gpus, service_account, labels, smoke_ingress ("" for the cluster-local address, else the
-            ingress URL, reached with the service's host as the Host header).
+            the profile's), runtime ("kubeline"), deployment_mode ("" for the existing service's, else KServe's
+            default: read from its inferenceservice-config ConfigMap where the step may, else left to KServe
+            and learnt from the new service's status; "Standard" or "Knative"), kserve_namespace (where that
+            ConfigMap is looked for first, before "kserve" and "kubeflow"), kserve_version (the cluster's KServe
+            release, default "v0.20.0": before 0.16 the mode is written by its legacy name, Serverless or
+            RawDeployment), min_replicas, max_replicas, scale_metric (Knative: concurrency or rps; Standard: cpu
+            or memory; "" for the mode's first), scale_target (0: KServe's default), cpu, memory, gpus,
+            service_account, labels, smoke_ingress ("" for the cluster-local address, else the ingress URL,
+            reached with the service's host as the Host header). With the mode unknown before the create,
+            scale_metric, scale_target and min_replicas 0 need deployment_mode.
         tracking_uri: MLflow registry URI for the champion alias; empty for none.
         canary: Metric-driven canary analysis after the smoke test (kubeline.operate.canary.CanaryPolicy): steps
             (e.g. [10, 25, 50, 100]), interval_s, scrape_interval_s, min_requests, max_error_rate, alpha,
             max_latency_p99_s, max_latency_ratio, latency_slack_s, max_prediction_psi, failure_limit,
             inconclusive_limit, on_inconclusive; prometheus_url (where the figures come from; required on the
             kubernetes target, else the local server's own metrics) and queries (PromQL templates per figure);
-            empty to promote right after the smoke test. In Standard mode KServe splits traffic only through
-            the Gateway API (ingress.enableGatewayApi), else the canary is refused before anything is written.
+            empty to promote right after the smoke test. In Standard mode KServe v0.20 routes no traffic to a
+            canary, so the analysis is refused before anything is written; a later release (kserve_version)
+            splits it through the Gateway API only (ingress.enableGatewayApi), checked the same way.
         replay_rate: Requests per second of the test rows replayed to the endpoint during the canary analysis
             (Knative: the predictor's route; Standard: the service URL), so a canary has traffic to be judged
             on; 0 for none.

@@ -7,7 +7,8 @@ numeric version folder under the storage URI, which our stored versions do not h
 reads TF 2.21 SavedModels with the tf.Transform ops embedded; neither can be verified here.
 
 Deployment modes (kserve/kserve pkg/constants/constants.go ``DeploymentModeType``; the legacy names
-``Serverless``/``RawDeployment`` are normalized as ``ParseDeploymentMode`` does):
+``Serverless``/``RawDeployment`` are normalized as ``ParseDeploymentMode`` does, and written for a release before
+0.16, which knows no others: ``ServiceSettings.mode_name``):
 - ``Knative``: a Knative Service per component; ``canaryTrafficPercent`` splits traffic between the latest and
   the last rolled-out revision, with ``latest``/``prev`` tags (reconcilers/knative/ksvc_reconciler.go). The
   autoscaler is Knative's KPA: ``scaleMetric`` concurrency or rps (inference_service_validation.go
@@ -15,8 +16,10 @@ Deployment modes (kserve/kserve pkg/constants/constants.go ``DeploymentModeType`
 - ``Standard``: a Deployment, Service and HPA (reconcilers/raw); ``canaryTrafficPercent`` is not read there. Since
   KServe 0.20 a canary is ``spec.canary[]``: its own Deployment and Service ``{isvc}-{name}-predictor``
   (components/predictor.go ``reconcileCanaryDeployments``), weighted traffic only through the Gateway API's
-  HTTPRoute (reconcilers/ingress/httproute_reconciler.go ``applyCanaryWeights``). The HPA scales on cpu or memory
-  (``validateScalingHPACompExtension``).
+  HTTPRoute (reconcilers/ingress/httproute_reconciler.go ``applyCanaryWeights``, which came after v0.20.0:
+  ``CANARY_WEIGHTS_SINCE``). The HPA scales on cpu or memory (``validateScalingHPACompExtension``).
+A mode left unsaid (neither the setting nor KServe's ConfigMap gives it) is KServe's to pick: ``build`` with mode
+"" writes no mode annotation and nothing whose meaning depends on the mode.
 ``ServiceSettings`` checks a user's settings; ``check_webhook_rules`` applies the rules only KServe's webhook
 enforces, so a bad object fails here before anything is sent.
 """
@@ -38,6 +41,15 @@ REMOVED_RUNTIMES = {"tensorflow": "KServe's TF Serving runtime needs a numeric v
                                   "and a TF Serving that reads TF 2.21 SavedModels; neither is arranged"}
 KNATIVE, STANDARD = "Knative", "Standard"
 MODES = {"Knative": KNATIVE, "Serverless": KNATIVE, "Standard": STANDARD, "RawDeployment": STANDARD}
+LEGACY_NAMES = {KNATIVE: "Serverless", STANDARD: "RawDeployment"}
+# The KServe release ``service.kserve_version`` defaults to: the one docs/cluster.md pins and the tests follow.
+KSERVE_VERSION = "v0.20.0"
+# The release each behaviour came with (kserve/kserve tags): the mode names Knative/Standard (constants.go
+# DeploymentModeType, v0.16.0; v0.15.x has only Serverless/RawDeployment, and its utils.go GetDeploymentMode takes
+# any other annotation for the cluster default); the spec.canary entry (inference_service.go CanarySpec, v0.20.0);
+# canary weights in the Gateway API's HTTPRoute (httproute_reconciler.go applyCanaryWeights, kserve/kserve#5912:
+# on master after v0.20.0, in neither v0.20.0 nor release-0.20, so from the next minor release on).
+MODE_NAMES_SINCE, CANARY_SPEC_SINCE, CANARY_WEIGHTS_SINCE = (0, 16), (0, 20), (0, 21)
 # KServe's webhook: KPA metrics in Knative mode, HPA metrics in Standard mode (pkg/constants/constants.go
 # AutoscalerAllowedKPAMetricsList / AutoscalerAllowedHPAMetricsList); the first is each mode's default.
 SCALE_METRICS = {KNATIVE: ("concurrency", "rps"), STANDARD: ("cpu", "memory")}
@@ -65,8 +77,11 @@ class ServiceSettings:
 
     ``namespace``: "" for the step's own (``kubeline.cluster.runtime.own_namespace``: its pod's, in multi-user
     Kubeflow the profile's; elsewhere the kubeconfig's). ``deployment_mode``: "" (the existing InferenceService's
-    mode, else the cluster default from the ``inferenceservice-config`` ConfigMap in ``kserve_namespace``),
-    "Standard" or "Knative".
+    mode, else KServe's default: read from its ``inferenceservice-config`` ConfigMap where the step may, else
+    learnt from the new InferenceService's ``status.deploymentMode``), "Standard" or "Knative".
+    ``kserve_namespace``: where that ConfigMap is tried first ("" for none), before ``kserve`` and ``kubeflow``
+    (KServe's own install, and Kubeflow's). ``kserve_version``: the cluster's KServe release (``MODE_NAMES_SINCE``
+    and the rest say what depends on it).
     ``scale_metric``/``scale_target``: "" / 0 for the mode's default (concurrency in Knative, cpu in Standard;
     KServe's own target). ``smoke_ingress``: "" sends the smoke requests to the new version's cluster-local
     address; an ingress URL (``http://<gateway>[:port]``) sends them there with the version's host name as the
@@ -79,7 +94,8 @@ class ServiceSettings:
     namespace: str = ""
     runtime: str = "kubeline"
     deployment_mode: str = ""
-    kserve_namespace: str = "kserve"
+    kserve_namespace: str = ""
+    kserve_version: str = KSERVE_VERSION
     min_replicas: int = 1
     max_replicas: int = 3
     scale_metric: str = ""
@@ -105,6 +121,12 @@ class ServiceSettings:
         if self.runtime not in RUNTIMES:
             raise InvalidInputError("service.runtime", f"unknown runtime '{self.runtime}'",
                                     f"use one of {sorted(RUNTIMES)}")
+        found = re.fullmatch(r"v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+][0-9A-Za-z.-]+)?", str(self.kserve_version))
+        if not found:
+            raise InvalidInputError("service.kserve_version", f"'{self.kserve_version}' is not a KServe release",
+                                    f"give the release the cluster runs, e.g. '{KSERVE_VERSION}' (the image tag of "
+                                    "the kserve-controller-manager Deployment)")
+        self.release = (int(found[1]), int(found[2]))
         if self.deployment_mode:
             self.deployment_mode = normalize_mode(self.deployment_mode)
         if self.min_replicas < 0:
@@ -130,8 +152,34 @@ class ServiceSettings:
         if self.deployment_mode:
             self.check_mode(self.deployment_mode)
 
-    def check_mode(self, mode: str) -> None:
-        """The rules KServe's webhook and reconcilers apply in ``mode`` (before anything is sent)."""
+    def mode_name(self, mode: str) -> str:
+        """``mode`` as this release's ``serving.kserve.io/deploymentMode`` annotation: the legacy name before 0.16,
+        where any other is taken for the cluster default (v0.15.x utils.go GetDeploymentMode) and
+        validateAutoScalingCompExtension checks HPA metrics only under ``RawDeployment``."""
+        return LEGACY_NAMES[mode] if self.release < MODE_NAMES_SINCE else mode
+
+    def mode_dependent(self) -> list[str]:
+        """The settings whose meaning depends on the deployment mode: a scale metric (each belongs to one mode's
+        autoscaler), a scale target (in that metric's unit) and scale to zero (Knative only)."""
+        found = [f"scale_metric '{self.scale_metric}'"] if self.scale_metric else []
+        found += [f"scale_target {self.scale_target}"] if self.scale_target else []
+        return found + (["min_replicas 0"] if self.min_replicas == 0 else [])
+
+    def check_mode(self, mode: str, unknown: str = "") -> None:
+        """The rules KServe's webhook and reconcilers apply in ``mode`` (before anything is sent). With no mode
+        (KServe picks it at creation, ``unknown`` says why it is not known before), nothing may depend on it."""
+        if not mode:
+            found = self.mode_dependent()
+            if found:
+                raise InvalidInputError(
+                    "service.deployment_mode", f"not given, and the mode KServe gives a new InferenceService is "
+                    f"not known before it is created ({unknown or 'no cluster default read'}), but "
+                    f"{', '.join(found)} depend{'s' if len(found) == 1 else ''} on it",
+                    "give deploy_service={'deployment_mode': 'Standard'} or 'Knative' with them (kubectl get "
+                    "configmap inferenceservice-config -n <KServe's namespace> -o jsonpath='{.data.deploy}' shows "
+                    "the default), leave them out for the mode's defaults, or let the pipeline's service account "
+                    "read that ConfigMap (kserve/rbac.yaml)")
+            return
         if self.scale_metric and self.scale_metric not in SCALE_METRICS[mode]:
             other = KNATIVE if mode == STANDARD else STANDARD
             raise InvalidInputError("service.scale_metric", f"'{self.scale_metric}' is a {other}-mode metric, but "
@@ -149,7 +197,13 @@ class ServiceSettings:
                                     "give min_replicas >= 1, or use Knative mode to scale to zero")
 
     def metric(self, mode: str) -> str:
-        return self.scale_metric or SCALE_METRICS[mode][0]
+        """The scale metric in ``mode``: the setting, else the mode's default ("" with no mode: KServe's)."""
+        return self.scale_metric or (SCALE_METRICS[mode][0] if mode else "")
+
+    def kserve_namespaces(self) -> list[str]:
+        """Where KServe's ``inferenceservice-config`` may be: ``kserve_namespace``, then KServe's own install's
+        namespace and Kubeflow's."""
+        return list(dict.fromkeys(n for n in (self.kserve_namespace, "kserve", "kubeflow") if n))
 
     @classmethod
     def from_dict(cls, settings: dict) -> "ServiceSettings":
@@ -210,12 +264,17 @@ def model_spec(settings: ServiceSettings, storage_uri: str, model_version: str =
 
 def build(name: str, settings: ServiceSettings, storage_uri: str, model_version: str = "",
           canary_percent: int | None = None, mode: str = KNATIVE, content_sha256: str = "") -> dict:
-    """An InferenceService whose predictor serves ``storage_uri``, annotated with its deployment mode (and, in
-    Standard mode, the HPA autoscaler class, so KServe's webhook checks the metric as an HPA metric:
-    inference_service_validation.go ``validateAutoScalingCompExtension``). ``canary_percent`` is Knative's
-    ``canaryTrafficPercent``; a Standard-mode canary is ``canary_entry``."""
+    """An InferenceService whose predictor serves ``storage_uri``, annotated with its deployment mode in the
+    release's name (``ServiceSettings.mode_name``) and, in Standard mode, the HPA autoscaler class, so KServe's
+    webhook checks the metric as an HPA metric (inference_service_validation.go
+    ``validateAutoScalingCompExtension``). ``canary_percent`` is Knative's ``canaryTrafficPercent``; a
+    Standard-mode canary is ``canary_entry``.
+
+    ``mode`` "": KServe picks the mode (utils.go GetDeploymentMode: the ConfigMap's default) and the object says
+    nothing that depends on it: no mode annotation, autoscaler class or scale metric (each mode's autoscaler has its
+    default), and Knative's tag routing, which only reconcilers/knative/ksvc_reconciler.go reads."""
     check_name(name)
-    mode = normalize_mode(mode, "deployment_mode")
+    mode = normalize_mode(mode, "deployment_mode") if mode else ""
     settings.check_mode(mode)
     predictor = {"model": model_spec(settings, storage_uri, model_version, content_sha256),
                  **scaling(settings, mode)}
@@ -227,8 +286,8 @@ def build(name: str, settings: ServiceSettings, storage_uri: str, model_version:
         predictor["canaryTrafficPercent"] = canary_percent
     if settings.service_account:
         predictor["serviceAccountName"] = settings.service_account
-    annotations = {DEPLOYMENT_MODE: mode}
-    if mode == KNATIVE:
+    annotations = {DEPLOYMENT_MODE: settings.mode_name(mode)} if mode else {}
+    if mode != STANDARD:
         annotations[TAG_ROUTING] = "true"
     else:
         annotations[AUTOSCALER_CLASS] = "hpa"
@@ -241,8 +300,9 @@ def build(name: str, settings: ServiceSettings, storage_uri: str, model_version:
 
 
 def scaling(settings: ServiceSettings, mode: str) -> dict:
-    spec = {"minReplicas": settings.min_replicas, "maxReplicas": settings.max_replicas,
-            "scaleMetric": settings.metric(mode)}
+    spec = {"minReplicas": settings.min_replicas, "maxReplicas": settings.max_replicas}
+    if settings.metric(mode):
+        spec["scaleMetric"] = settings.metric(mode)
     if settings.scale_target:
         spec["scaleTarget"] = settings.scale_target
     return spec

@@ -12,6 +12,8 @@ from kubeline.cluster import kube
 from kubeline.core.errors import InvalidInputError, OperationFailedError
 from kubeline.serving.client import predict_url
 from kubeline.serving.inference_service import (
+    CANARY_SPEC_SINCE,
+    CANARY_WEIGHTS_SINCE,
     CONTENT_DIGEST_ENV,
     DEPLOYMENT_MODE,
     GROUP,
@@ -29,7 +31,9 @@ from kubeline.serving.inference_service import (
     storage_prefix,
 )
 
-CONFIG_MAP = "inferenceservice-config"  # KServe's settings, in its namespace; key "deploy": defaultDeploymentMode
+# KServe's settings, in its namespace (ServiceSettings.kserve_namespaces); keys "deploy" (defaultDeploymentMode) and
+# "ingress" (enableGatewayApi): v1beta1/configmap.go. Optional here: the pipeline's Role cannot read it there.
+CONFIG_MAP = "inferenceservice-config"
 KNATIVE_REVISIONS = ("serving.knative.dev", "v1")
 # A predictor annotation: the versions that served all traffic, oldest first, the predictor's own last (JSON list of
 # Release.served()), for kubeline.operate.rollback. Written only with a change of the predictor's model, because KServe
@@ -123,8 +127,11 @@ class KubernetesTarget:
         self.namespace = settings.namespace
         self.api = kube.custom_objects(kubeconfig)
         self.service = self._get()
+        self._config: tuple[dict | None, str] | None = None
+        self.mode = ""  # until known; "" after _mode: KServe picks it when the InferenceService is created
         self.mode = self._mode()
-        self.settings.check_mode(self.mode)  # the mode's metrics and replicas, before anything is written
+        # the mode's metrics and replicas (with no mode: nothing that depends on it), before anything is written
+        self.settings.check_mode(self.mode, self._config[1] if self._config else "")
         self.applied = self.promoting = False
         self.previous: dict | None = None
         self.canary_name = ""
@@ -138,39 +145,63 @@ class KubernetesTarget:
     def _mode(self) -> str:
         """The existing InferenceService's mode (status.deploymentMode, else its annotation: kserve/kserve
         pkg/controller/v1beta1/inferenceservice/utils/utils.go GetDeploymentMode), else the setting, else the
-        cluster default (the ``deploy`` key of the ``inferenceservice-config`` ConfigMap)."""
+        cluster default (the ``deploy`` key of the ``inferenceservice-config`` ConfigMap) where it can be read,
+        else "": KServe applies that default itself to a new InferenceService without the annotation. An existing
+        one that says neither (created, not reconciled yet) is waited for (``_learn_mode``)."""
         given = self.settings.deployment_mode
         if self.service is not None:
             found = ((self.service.get("status") or {}).get("deploymentMode")
                      or (self.service["metadata"].get("annotations") or {}).get(DEPLOYMENT_MODE))
-            if found:
-                mode = MODES.get(found, found)
-                if given and given != mode:
-                    raise InvalidInputError("service.deployment_mode", f"'{given}', but InferenceService "
-                                            f"{self.namespace}/{self.name} runs in {mode} mode (KServe refuses to "
-                                            "change it: inference_service_validation.go validateDeploymentMode)",
-                                            f"leave deployment_mode empty or give '{mode}', or deploy under a new "
-                                            "endpoint_name")
-                return normalize_mode(mode, "status.deploymentMode")
+            mode = normalize_mode(found, "status.deploymentMode") if found else self._learn_mode()
+            if given and given != mode:
+                raise InvalidInputError("service.deployment_mode", f"'{given}', but InferenceService "
+                                        f"{self.namespace}/{self.name} runs in {mode} mode (KServe refuses to "
+                                        "change it: inference_service_validation.go validateDeploymentMode)",
+                                        f"leave deployment_mode empty or give '{mode}', or deploy under a new "
+                                        "endpoint_name")
+            return mode
         if given:
             return given
-        data, why = kube.read_config_map(kube.core_v1(self.kubeconfig), self.settings.kserve_namespace,
-                                         CONFIG_MAP)
-        if data is not None:
-            try:
-                mode = json.loads(data.get("deploy") or "{}").get("defaultDeploymentMode", "")
-            except ValueError:
-                mode = ""
-            if mode in MODES:
-                self.log(f"deploy: the cluster's default deployment mode is {mode} "
-                         f"({self.settings.kserve_namespace}/{CONFIG_MAP})")
-                return MODES[mode]
-            why = f"ConfigMap {self.settings.kserve_namespace}/{CONFIG_MAP} has no deploy.defaultDeploymentMode"
-        raise InvalidInputError("service.deployment_mode", f"not given, and the cluster's default is unknown: {why}",
-                                "give deploy_service={'deployment_mode': 'Standard'} or 'Knative' (kubectl get "
-                                f"configmap {CONFIG_MAP} -n {self.settings.kserve_namespace} -o "
-                                "jsonpath='{.data.deploy}' shows the default), or let the pipeline's service "
-                                f"account get that ConfigMap (service.kserve_namespace names its namespace)")
+        data, where = self._cluster_config()
+        if data is None:
+            return ""
+        try:
+            mode = json.loads(data.get("deploy") or "{}").get("defaultDeploymentMode", "")
+        except (ValueError, AttributeError):
+            mode = ""
+        if mode in MODES:
+            self.log(f"deploy: the cluster's default deployment mode is {mode} ({where})")
+            return MODES[mode]
+        self._config = (None, f"ConfigMap {where} has no deploy.defaultDeploymentMode KServe reads")
+        self.log(f"deploy: {self._config[1]}; KServe picks the mode of a new InferenceService")
+        return ""
+
+    def _cluster_config(self) -> tuple[dict | None, str]:
+        """KServe's ConfigMap: (its data, "namespace/name") from the first of ``settings.kserve_namespaces()`` that
+        gives it, else (None, why each could not: forbidden, not found). Never fatal: each miss is logged."""
+        if self._config is None:
+            core, missed = kube.core_v1(self.kubeconfig), []
+            for namespace in self.settings.kserve_namespaces():
+                data, why = kube.read_config_map(core, namespace, CONFIG_MAP)
+                if data is not None:
+                    self._config = (data, f"{namespace}/{CONFIG_MAP}")
+                    return self._config
+                missed.append(why)
+            self._config = (None, "; ".join(missed))
+            self.log(f"deploy: KServe's {CONFIG_MAP} not read ({self._config[1]}); what it would tell is learnt from "
+                     "the InferenceService or taken from deploy_service")
+        return self._config
+
+    def _learn_mode(self) -> str:
+        """The mode KServe gave an InferenceService created without one: status.deploymentMode, which its
+        controller writes on the first reconcile, failed ones too (controller.go updateStatus), from the ConfigMap's
+        default (utils.go GetDeploymentMode)."""
+        self._wait("status.deploymentMode (the mode KServe gives it)",
+                   lambda s: bool((s.get("status") or {}).get("deploymentMode")))
+        mode = normalize_mode(self.service["status"]["deploymentMode"], "status.deploymentMode")
+        self.log(f"deploy: KServe runs InferenceService {self.namespace}/{self.name} in {mode} mode "
+                 "(status.deploymentMode)")
+        return mode
 
     def _revision(self, name: str) -> dict:
         """What a Knative revision serves: its pod template's storage URI annotation and the env this project
@@ -219,9 +250,10 @@ class KubernetesTarget:
                                  self.namespace, PLURAL, self.name, {"spec": spec})
 
     def _wait(self, what: str, done) -> None:
+        mode = f"{self.mode} mode" if self.mode else "mode not yet known"
         self.service = kube.wait_for(
             self._get, lambda service: service is not None and done(service), self.timeout_s, self.poll_s,
-            lambda service: f"InferenceService {self.namespace}/{self.name} ({self.mode} mode): {what} not within "
+            lambda service: f"InferenceService {self.namespace}/{self.name} ({mode}): {what} not within "
                             f"{self.timeout_s:.0f} s; conditions: {kube.conditions_text(service or {})}")
 
     def _knative_ready(self, service: dict, revision_changed_from: str | None = None) -> bool:
@@ -278,7 +310,13 @@ class KubernetesTarget:
         self.applied = True
         self.service = kube.call("inference service", self.api.create_namespaced_custom_object, GROUP, VERSION,
                                  self.namespace, PLURAL, service)
-        self.log(f"deploy: created InferenceService {self.namespace}/{self.name} in {self.mode} mode")
+        if self.mode:
+            self.log(f"deploy: created InferenceService {self.namespace}/{self.name} in {self.mode} mode")
+        else:
+            self.log(f"deploy: created InferenceService {self.namespace}/{self.name} without a deployment mode: "
+                     "KServe gives it the cluster's default")
+            self.mode = self._learn_mode()
+            self.settings.check_mode(self.mode)
         if self.mode == KNATIVE:
             self._wait("the first revision Ready with all traffic", lambda s: self._knative_ready(s) and any(
                 p == 100 for p in self._traffic(s).values()))
@@ -326,9 +364,10 @@ class KubernetesTarget:
             return self._address("latest")
         if self.settings.smoke_ingress:
             raise InvalidInputError("service.smoke_ingress", "in Standard mode no ingress host reaches a canary "
-                                    "alone (the Gateway API HTTPRoute splits the InferenceService's host by weight: "
-                                    "httproute_reconciler.go applyCanaryWeights)",
+                                    "alone (the InferenceService's host goes to the stable predictor, or is split "
+                                    "by weight: httproute_reconciler.go applyCanaryWeights)",
                                     "leave smoke_ingress empty: the smoke requests go to the canary's own Service")
+        self._check_canary_spec()
         self.canary_name = self._entry_name(release.version)
         entry = canary_entry(self.name, self.canary_name, self.settings, release.uri, release.version, percent,
                              release.content_sha256)
@@ -340,28 +379,48 @@ class KubernetesTarget:
         self._wait_canary(f"canary '{self.canary_name}' Ready (status.canaryStatuses)", self.canary_name)
         return self._address(self.canary_name)
 
+    def _check_canary_spec(self) -> None:
+        """A Standard-mode rollout is a ``spec.canary`` entry, which KServe has from v0.20.0 (inference_service.go
+        CanarySpec); an older release has no such field, and the canary would never get Ready."""
+        if self.settings.release < CANARY_SPEC_SINCE:
+            raise InvalidInputError("service.kserve_version", f"'{self.settings.kserve_version}': a Standard-mode "
+                                    "InferenceService gets a new version as a spec.canary entry, which KServe has "
+                                    "from v0.20.0 (inference_service.go CanarySpec)",
+                                    "upgrade KServe to v0.20.0 or later and give its release, or deploy in Knative "
+                                    "mode (under a new endpoint_name: KServe never changes a service's mode)")
+
     def check_traffic_split(self) -> None:
-        """Refuses a traffic walk that cannot split traffic, before anything is written: in Standard mode KServe
-        weighs a canary only in the Gateway API's HTTPRoute (ingress/httproute_reconciler.go applyCanaryWeights,
-        with ``enableGatewayApi`` in the ``ingress`` key of its ConfigMap: v1beta1/configmap.go IngressConfig);
-        without it every request goes to the stable Service. An unreadable ConfigMap is only logged: a canary
-        that gets no traffic is inconclusive and rolled back."""
+        """Refuses a traffic walk that cannot split traffic, before anything is written. In Standard mode KServe
+        v0.20.0 routes nothing to a canary entry: its HTTPRoute and Ingress name the stable predictor's Service
+        alone (reconcilers/ingress); later releases weigh the canaries in the Gateway API's HTTPRoute
+        (httproute_reconciler.go applyCanaryWeights, ``CANARY_WEIGHTS_SINCE``), with ``enableGatewayApi`` in the
+        ``ingress`` key of its ConfigMap (v1beta1/configmap.go IngressConfig). An unreadable ConfigMap is only
+        logged: a canary that gets no traffic is inconclusive and rolled back."""
         if self.mode == KNATIVE:
             return
-        data, why = kube.read_config_map(kube.core_v1(self.kubeconfig), self.settings.kserve_namespace, CONFIG_MAP)
+        if self.settings.release < CANARY_WEIGHTS_SINCE:
+            raise InvalidInputError("canary", f"a traffic walk in Standard mode, but KServe "
+                                    f"{self.settings.kserve_version} (service.kserve_version) sends a canary entry "
+                                    "no traffic: its HTTPRoute and Ingress route the InferenceService's host to "
+                                    "the stable predictor only (the weights, httproute_reconciler.go "
+                                    "applyCanaryWeights, came after v0.20.0), so every window would judge a canary "
+                                    "without requests",
+                                    "leave canary empty (the smoke test on the canary's own Service, then "
+                                    "promotion), or deploy in Knative mode (under a new endpoint_name); if the "
+                                    "cluster's KServe is a later release, give it as deploy_service's kserve_version")
+        data, where = self._cluster_config()
         if data is None:
-            self.log(f"deploy: cannot tell whether the cluster splits Standard-mode traffic ({why}); a canary "
+            self.log(f"deploy: cannot tell whether the cluster splits Standard-mode traffic ({where}); a canary "
                      "that gets no requests will be inconclusive")
             return
         try:
             enabled = json.loads(data.get("ingress") or "{}").get("enableGatewayApi") is True
-        except ValueError:
+        except (ValueError, AttributeError):
             enabled = False
         if not enabled:
             raise InvalidInputError("canary", f"in Standard mode KServe splits traffic by the canary's "
-                                    f"trafficPercent only through the Gateway API, and {self.settings.kserve_namespace}"
-                                    f"/{CONFIG_MAP} has no ingress.enableGatewayApi: true "
-                                    "(httproute_reconciler.go applyCanaryWeights)",
+                                    f"trafficPercent only through the Gateway API, and {where} has no "
+                                    "ingress.enableGatewayApi: true (httproute_reconciler.go applyCanaryWeights)",
                                     "deploy in Knative mode, enable the Gateway API in KServe, or leave canary "
                                     "empty (a smoke test, then promotion)")
 
@@ -457,6 +516,7 @@ class KubernetesTarget:
                 self._knative_ready(s, before if new else None) and self._traffic(s).get(
                     ("latest", _predictor_status(s)["latestCreatedRevision"])) == 100))
             return
+        self._check_canary_spec()
         name = self._entry_name(version)
         entry = {"predictor": {"name": name, "annotations": annotations,
                                "model": {**copy.deepcopy(predictor["model"]), "name": "kserve-container", **model}},
