@@ -161,6 +161,27 @@ def test_the_python_api_takes_an_existing_kfp_client(kfp_api):
     assert outcome.succeeded and outcome.url == f"{kfp_api.url}/#/runs/details/{outcome.run_id}"
 
 
+def test_a_rerun_repeats_an_uploaded_version_or_an_inline_spec_with_the_overrides(kfp_api):
+    """What the retrain step does: the same pipeline and parameters, some replaced. A run started with the spec
+    inline (kfp.Client.create_run_from_pipeline_package, the UI's one-off runs) has no pipeline version to name;
+    its spec, platform spec included, is sent again (issue 23: retrain refused such runs)."""
+    client = KubelineClient(kfp_client=kfp.Client(host=kfp_api.url))
+    uploaded = client.submit(PIPELINE, {"data_uri": DATA, "model_root": MODELS}).run_id
+    inline = kfp.Client(host=kfp_api.url).create_run_from_pipeline_package(
+        str(PIPELINE), {"data_uri": DATA, "model_root": MODELS, "epochs": 7}).run_id
+    assert kfp_api.runs[inline]["pipeline_version_reference"] == {}
+    for first in (uploaded, inline):
+        again = client.rerun(first, {"data_uri": "gs://bucket/new.csv"})
+        was, now = kfp_api.runs[first], kfp_api.runs[again.run_id]
+        assert now["runtime_config"]["parameters"] == {**was["runtime_config"]["parameters"],
+                                                      "data_uri": "gs://bucket/new.csv"}
+        assert now["pipeline_version_reference"] == was["pipeline_version_reference"]
+        assert now["pipeline_spec"] == was["pipeline_spec"]
+    assert set(kfp_api.runs[inline]["pipeline_spec"]) == {"pipeline_spec", "platform_spec"}
+    with pytest.raises(ApiException, match="parameter\\(s\\) provided are not required by pipeline: no_such"):
+        client.rerun(inline, {"no_such_parameter": 1})
+
+
 # -- schedule ----------------------------------------------------------------------------------------------------
 def test_schedule_creates_a_recurring_run_with_the_cron_in_kfps_six_field_form(kfp_api, capsys):
     assert kubeline(kfp_api, *NIGHTLY, "--cron", "30 3 * * mon-fri", "--start-time", "2025-01-01T00:00:00+01:00",

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -236,6 +237,15 @@ class Change:
         return f"{self.action} {self.kind} '{self.name}'" + (f": {self.detail}" if self.detail else "")
 
 
+def inline_package(spec: dict) -> str:
+    """A run's inline ``pipeline_spec`` as the YAML package it was compiled to: kfp.Client sends the pipeline spec
+    alone, or ``{"pipeline_spec": ..., "platform_spec": ...}`` when there is a platform spec (kfp/client/client.py
+    ``_PipelineDoc.to_dict``), which the package holds as a second YAML document."""
+    if set(spec) == {"pipeline_spec", "platform_spec"}:
+        return yaml.safe_dump_all([spec["pipeline_spec"], spec["platform_spec"]], sort_keys=False)
+    return yaml.safe_dump(spec, sort_keys=False)
+
+
 def failure_of(run) -> str:
     """Why a run did not succeed, as far as the API says: the run's error, else its failed tasks."""
     if run.error and run.error.message:
@@ -400,18 +410,26 @@ class KubelineClient:
 
     def rerun(self, run_id: str, overrides: dict | None = None, experiment: str = DEFAULT_EXPERIMENT,
               run_name: str = "") -> RunOutcome:
-        """Starts a run of the same pipeline version with the same parameters as run ``run_id``, ``overrides``
-        replacing some of them (the API server refuses a name the pipeline does not have)."""
+        """Starts a run of the same pipeline with the same parameters as run ``run_id``, ``overrides`` replacing
+        some of them (the API server refuses a name the pipeline does not have): the same uploaded pipeline
+        version, or for a run whose spec was given inline (the KFP UI's or SDK's one-off runs), the same spec."""
         previous = self.kfp.get_run(run_id)
         reference = previous.pipeline_version_reference
-        if reference is None or not reference.pipeline_version_id:
-            raise InvalidInputError("run_id", f"run {run_id} ran a pipeline spec given inline, not an uploaded "
-                                    "pipeline version", "submit the pipeline with kubeline submit, which uploads it")
         parameters = {**((previous.runtime_config and previous.runtime_config.parameters) or {}), **(overrides or {})}
         experiment_id = self.kfp.create_experiment(experiment).experiment_id
         run_name = run_name or f"{previous.display_name} rerun {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S}"
-        run = self.kfp.run_pipeline(experiment_id, run_name, params=parameters, pipeline_id=reference.pipeline_id,
-                                    version_id=reference.pipeline_version_id)
+        if reference is not None and reference.pipeline_version_id:
+            run = self.kfp.run_pipeline(experiment_id, run_name, params=parameters,
+                                        pipeline_id=reference.pipeline_id, version_id=reference.pipeline_version_id)
+            return RunOutcome(run.run_id, run.state, self.run_url(run.run_id))
+        if not previous.pipeline_spec:
+            raise InvalidInputError("run_id", f"run {run_id} names neither a pipeline version nor a pipeline spec",
+                                    "rerun it from the KFP UI, or submit the pipeline with kubeline submit")
+        with tempfile.TemporaryDirectory() as folder:
+            package = Path(folder) / "pipeline.yaml"
+            package.write_text(inline_package(previous.pipeline_spec))
+            run = self.kfp.run_pipeline(experiment_id, run_name, params=parameters,
+                                        pipeline_package_path=str(package))
         return RunOutcome(run.run_id, run.state, self.run_url(run.run_id))
 
     def wait(self, run_id: str, timeout_s: float = DEFAULT_WAIT_TIMEOUT_S,
