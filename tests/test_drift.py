@@ -1,5 +1,6 @@
 """Drift against a reference profile: known answers on synthetic data, then the real penguin model."""
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -114,8 +115,9 @@ def test_a_window_of_jsonl_and_parquet_files_under_a_folder(reference, tmp_path)
 
 def test_window_hours_reads_only_the_payload_loggers_recent_files_and_the_digest_names_the_window(
         reference, tmp_path):
-    """The logger names a file by the time it wrote it (kubeline/serving/payload_log.py): with window_hours, older
-    files and files it did not name are left out; the same files give the same window_sha256."""
+    """The logger names a file by the time it wrote it (kubeline/serving/payload_log.py), and a file it did not name
+    (an export, KServe's logger's) counts by when it was last written: with window_hours, older files are left
+    out, whatever the file's own time says for a logger's file; the same files give the same window_sha256."""
     from datetime import datetime, timedelta, timezone
 
     from kubeline.serving.payload_log import TIME_FORMAT
@@ -127,7 +129,10 @@ def test_window_hours_reads_only_the_payload_loggers_recent_files_and_the_digest
         day = folder / f"{written:%Y-%m-%d}"
         day.mkdir(parents=True, exist_ok=True)
         rows(300, seed=seed, shift=shift).to_parquet(day / f"{written.strftime(TIME_FORMAT)}-host-1-000001.parquet")
-    rows(300, seed=3).to_csv(folder / "export.csv", index=False)  # no time in its name
+    rows(300, seed=3).to_csv(folder / "export.csv", index=False)  # no time in its name: written 30 h ago
+    os.utime(folder / "export.csv", ((now - timedelta(hours=30)).timestamp(),) * 2)
+    for named in folder.rglob("*.parquet"):  # a logger's file is judged by its name, not by when it was copied
+        os.utime(named, (now.timestamp(),) * 2)
     assert len(read_window(str(folder), str(tmp_path / "all"))[0]) == 900
     recent, _, files = read_window(str(folder), str(tmp_path / "day"), now - timedelta(hours=24))
     assert len(recent) == 300 and len(files) == 1

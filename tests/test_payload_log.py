@@ -4,8 +4,10 @@ logged folder as its window; KServe's CloudEvents payload logs read into the sam
 import base64
 import http.client
 import json
+import os
 import time
 import uuid
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -270,7 +272,7 @@ def test_kserve_cloudevents_payload_logs_read_into_rows(tmp_path):
 
 
 def test_the_drift_check_reads_kserves_cloudevents_payload_log_as_its_window(trained_model, pushed_versions,
-                                                                            evaluated_model, tmp_path):
+                                                                            evaluated_model, bucket, tmp_path):
     """A predictor logging with KServe's logger: the drift step reads its events (a request and its response in
     different files, as the blob-store logger writes them) into rows, and leaves out the deploy's smoke requests
     (KServe takes their Ce-Id as the event id) and requests without a response."""
@@ -287,12 +289,32 @@ def test_the_drift_check_reads_kserves_cloudevents_payload_log_as_its_window(tra
         {"label": "Gentoo", "probabilities": dict.fromkeys(CLASSES, 1 / 3)}] * 20}
     own = [(f"{OWN_REQUEST_PREFIX}smoke-{uuid.uuid4().hex}", atlantis, smoke_response) for _ in range(3)]
     folder = tmp_path / "kserve-log"
-    folder.mkdir()
+    # as KServe v0.20.0's blob-store logger names its objects (pkg/logger/store.go getObjectKey): under
+    # <namespace>/<inference service>/<component>/, <id>-<request|response>.<ext>, no time in the name
+    objects = {}
     for request_id, request, response in [*served, *own, ("refused", {"instances": "nope"}, None)]:
-        for number, event in enumerate(kserve_events(request_id, request, response)):
-            (folder / f"{request_id}-{number}.json").write_text(json.dumps(event))
-    result = drift_run(DriftConfig(window_uri=str(folder), model_uri=pushed_versions[1],
-                                   evaluation_uri=str(evaluated_model), min_rows=20))
+        for event in kserve_events(request_id, request, response):
+            kind = event["headers"]["Ce-Type"].rsplit(".", 1)[1]
+            objects[f"ml/penguins/predictor/{request_id}-{kind}.json"] = json.dumps(event)
+    stale = {"instances": [{**ROW, "island": "Atlantis", "body_mass_g": 9000.0}] * 40}  # served three hours ago
+    for event in kserve_events("yesterday", stale, {"model_version": "1", "predictions": [
+            {"label": "Gentoo", "probabilities": dict.fromkeys(CLASSES, 1 / 3)}] * 40}):
+        objects[f"ml/penguins/predictor/yesterday-{event['headers']['Ce-Type'].rsplit('.', 1)[1]}.json"] = \
+            json.dumps(event)
+    for key, text in objects.items():
+        (folder / key).parent.mkdir(parents=True, exist_ok=True)
+        (folder / key).write_text(text)
+        if key.startswith("ml/penguins/predictor/yesterday-"):
+            os.utime(folder / key, (time.time() - 3 * 3600,) * 2)
+    window = DriftConfig(window_uri=str(folder), model_uri=pushed_versions[1], evaluation_uri=str(evaluated_model),
+                         min_rows=20, window_hours=1.0)
+    result = drift_run(window)
     assert result.decision == "no_drift", result.reasons  # 60 Atlantis birds would be drift
     assert (result.rows, result.own_rows, result.refused_rows) == (len(served), 60, 1)
+    assert drift_run(replace(window, window_hours=0.0)).decision == "drift"  # the stale Atlantis birds, read too
+    # The same window on GCS: when each object was written is its `updated` time (all just now here).
+    for key, text in objects.items():
+        bucket.blob(f"logs/{key}").upload_from_string(text)
+    on_gcs = drift_run(replace(window, window_uri=f"gs://{bucket.name}/logs/"))
+    assert (on_gcs.rows, on_gcs.own_rows, on_gcs.refused_rows) == (len(served) + 40, 60, 1)
     assert not result.unknown_columns and all("no such column" not in f.reason for f in result.features)

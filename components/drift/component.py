@@ -58,8 +58,9 @@ def drift(
         missing_rate_threshold: Smallest change of a feature's missing rate that counts.
         new_category_threshold: Smallest share of values in categories training never saw that counts.
         min_rows: Fewest usable rows (and values per feature) to decide on; fewer gives insufficient_data.
-        window_hours: Only the payload log's files written in the last this many hours (by the time in their
-            names; other files are left out); 0 for every file under window_uri.
+        window_hours: Only the files written in the last this many hours (by the time in the name of
+            kubeline's payload log files, else when the store last wrote the file, as for KServe's logger's);
+            0 for every file under window_uri.
         pushgateway_url: A Prometheus Pushgateway that gets the drift gauges (job kubeline_drift, grouping key
             model=endpoint_name: what the KubelineFeatureDrift alert of kubeline alerts selects; scrape it with
             honor_labels: true); empty for none. An unreachable one is a warning, not a failure.

@@ -91,26 +91,33 @@ class DriftResult:
 
 
 def read_window(uri: str, work_dir: str, since: datetime | None = None) -> tuple[pd.DataFrame, int, list[str]]:
-    """The rows of one file or of every CSV/Parquet/JSONL file under a prefix or folder (with ``since``: only the
-    payload logger's files written since then), KServe's CloudEvents payload logs paired into the payload log's
+    """The rows of one file or of every CSV/Parquet/JSONL file under a prefix or folder, at any depth (with
+    ``since``: only the files written since then), KServe's CloudEvents payload logs paired into the payload log's
     rows; the count of malformed lines skipped (CSV rows with the wrong field count, JSONL lines that are not
-    objects); the files read."""
+    objects); the files read.
+
+    When a file was written: the time in its name for kubeline's payload logger, else when the store last wrote
+    it (a file's mtime, GCS's ``updated``, S3's ``LastModified``): KServe's logger names its objects
+    ``<prefix>/<namespace>/<inference service>/<component>/<id>-<request|response>.<ext>``, with no time
+    (kserve/kserve v0.20.0 pkg/logger/store.go ``getObjectKey``)."""
     scheme, path = storage.split_uri(uri, "window_uri")
 
-    def in_window(name: str) -> bool:
-        return bool(window_format(Path(name))) and (since is None or (payload_log.written_at(name) or since) > since)
+    def in_window(name: str, modified: datetime) -> bool:
+        return bool(window_format(Path(name))) and (since is None or (payload_log.written_at(name) or modified) > since)
 
     if scheme == "file":
         local = Path(path)
         if not local.exists():
             raise InvalidInputError("window_uri", f"cannot read '{uri}': no such file or folder", "check the path")
-        files = sorted(p for p in local.rglob("*") if in_window(p.name)) if local.is_dir() else [local]
+        files = sorted(p for p in local.rglob("*") if p.is_file() and in_window(
+            p.name, datetime.fromtimestamp(p.stat().st_mtime, timezone.utc))) if local.is_dir() else [local]
     else:
         bucket, key = path.split("/", 1)
         store = storage.object_store(scheme, bucket)
         keys = [key] if window_format(Path(key)) and store.exists(key) else [
-            k for k in store.list(key.rstrip("/") + "/") if in_window(k)]
+            k for k, modified in store.listed(key.rstrip("/") + "/").items() if in_window(k, modified)]
         files = []
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
         for number, name in enumerate(sorted(keys)):
             target = Path(work_dir) / f"{number}-{Path(name).name}"
             store.download(name, target, "window_uri")

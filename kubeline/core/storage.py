@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlparse
@@ -125,6 +126,11 @@ class ObjectStore:
 
     def list(self, prefix: str) -> list[str]:
         """The keys under ``prefix`` (folder markers left out)."""
+        return list(self.listed(prefix))
+
+    def listed(self, prefix: str) -> dict[str, datetime]:
+        """The keys under ``prefix`` (folder markers left out), each with when it was last written (GCS's
+        ``updated``, S3's ``LastModified``)."""
         raise NotImplementedError
 
     def version_of(self, key: str, field: str) -> str:
@@ -230,12 +236,12 @@ class GcsStore(ObjectStore):
             raise self._no_such_object(key, field)
         return f"generation={blob.generation} md5={blob.md5_hash}"
 
-    def list(self, prefix: str) -> list[str]:
+    def listed(self, prefix: str) -> dict[str, datetime]:
         try:
             blobs = self._call(lambda: list(self.handle.list_blobs(prefix=prefix, retry=self.retry)))
         except self.errors.NotFound:
-            return []
-        return [b.name for b in blobs if not b.name.endswith("/")]
+            return {}
+        return {b.name: b.updated for b in blobs if not b.name.endswith("/")}
 
     def put_file(self, key: str, path: Path) -> None:
         self._call(self.handle.blob(key).upload_from_filename, str(path), if_generation_match=0, retry=self.retry,
@@ -355,16 +361,17 @@ class S3Store(ObjectStore):
             raise self._no_such_object(key, field) from None
         return f"etag={head['ETag'].strip(chr(34))} size={head['ContentLength']}"
 
-    def list(self, prefix: str) -> list[str]:
-        keys, token = [], {}
+    def listed(self, prefix: str) -> dict[str, datetime]:
+        keys, token = {}, {}
         while True:
             try:
                 page = self._call(self.client.list_objects_v2, Prefix=prefix, **token)
             except self.client_errors as error:
                 if self._missing(error):
-                    return []
+                    return {}
                 raise
-            keys += [item["Key"] for item in page.get("Contents", []) if not item["Key"].endswith("/")]
+            keys.update({item["Key"]: item["LastModified"] for item in page.get("Contents", [])
+                         if not item["Key"].endswith("/")})
             if not page.get("IsTruncated"):
                 return keys
             token = {"ContinuationToken": page["NextContinuationToken"]}
