@@ -1,5 +1,6 @@
 """Kubeflow Pipelines' backend in miniature: runs a compiled pipeline package (the YAML a user uploads, not the
-Python function) as KFP's driver and launcher do, each task in a pod of its own.
+Python function) as KFP's driver and launcher do, each task in a pod of its own. It follows kubeflow/pipelines at
+tag 2.17.0, the backend release of the installed kfp 2.17 SDK, as tests/fake_kfp_api.py does.
 
 The driver's part, in this process (kubeflow/pipelines backend/src/v2/driver):
 - inputs (resolve.go ``resolveInputs``): DAG inputs, upstream outputs, runtime constants; a constant is replaced only
