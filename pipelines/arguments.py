@@ -17,7 +17,7 @@ from typing import Iterator, NamedTuple
 from google.protobuf import json_format
 
 from kubeline.cluster import k8s_rules
-from kubeline.core.config import from_inputs
+from kubeline.core.config import from_inputs, whole
 from kubeline.core.errors import InvalidInputError
 
 # A pod-spec field fed by a parameter names it as a channel.
@@ -39,13 +39,11 @@ class Step(NamedTuple):
 def _as_executor_sees(value):
     """A value as the component function receives it: the driver writes protojson, where a whole number has
     no fraction (20, not 20.0), and the executor reads it with json.loads."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
     if isinstance(value, dict):
         return {k: _as_executor_sees(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_as_executor_sees(v) for v in value]
-    return value
+    return whole(value)
 
 
 def _as_local_run_sees(value, inside: bool = False):
