@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from html import escape
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -102,20 +103,23 @@ def read_window(uri: str, work_dir: str, since: datetime | None = None) -> tuple
     (kserve/kserve v0.20.0 pkg/logger/store.go ``getObjectKey``)."""
     scheme, path = storage.split_uri(uri, "window_uri")
 
-    def in_window(name: str, modified: datetime) -> bool:
-        return bool(window_format(Path(name))) and (since is None or (payload_log.written_at(name) or modified) > since)
+    def in_window(name: str, modified: Callable[[], datetime]) -> bool:
+        """A window file written since ``since``; ``modified`` (the store's time) is asked only when needed."""
+        return bool(window_format(Path(name))) and (
+            since is None or (payload_log.written_at(name) or modified()) > since)
 
     if scheme == "file":
         local = Path(path)
         if not local.exists():
             raise InvalidInputError("window_uri", f"cannot read '{uri}': no such file or folder", "check the path")
-        files = sorted(p for p in local.rglob("*") if p.is_file() and in_window(
-            p.name, datetime.fromtimestamp(p.stat().st_mtime, timezone.utc))) if local.is_dir() else [local]
+        files = sorted(p for p in local.rglob("*") if in_window(
+            p.name, lambda p=p: datetime.fromtimestamp(p.stat().st_mtime, timezone.utc)) and p.is_file()) \
+            if local.is_dir() else [local]
     else:
         bucket, key = path.split("/", 1)
         store = storage.object_store(scheme, bucket)
         keys = [key] if window_format(Path(key)) and store.exists(key) else [
-            k for k, modified in store.listed(key.rstrip("/") + "/").items() if in_window(k, modified)]
+            k for k, modified in store.listed(key.rstrip("/") + "/").items() if in_window(k, lambda m=modified: m)]
         files = []
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         for number, name in enumerate(sorted(keys)):
